@@ -1,0 +1,207 @@
+//! The offline pipeline: source → wire → track, with results merged over
+//! every file of one call. Live scans feed the same [`Analyzer`].
+
+use crate::select::Selection;
+use crate::source::{FileSource, PacketSource};
+use crate::track::{self, State, Stats, Tracker, Triple, Verdict};
+use crate::wire::{self, Skip};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub track: track::Config,
+    pub selection: Selection,
+    /// BPF filter applied by libpcap when reading files.
+    pub filter: Option<String>,
+}
+
+/// What happened to one input.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InputSummary {
+    pub file: String,
+    pub link_type: String,
+    pub packets_read: u64,
+    pub skipped: u64,
+    pub skipped_by_reason: BTreeMap<&'static str, u64>,
+    #[serde(flatten)]
+    pub stats: Stats,
+    /// Why the input could not be read, or why reading stopped early.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Totals over all inputs and results: the JSON `summary`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub open: u64,
+    pub refused: u64,
+    pub filtered: u64,
+    pub unreachable: u64,
+    pub packets_read: u64,
+    pub skipped: u64,
+    pub unsolicited: u64,
+    pub syns: u64,
+    pub retransmissions: u64,
+    pub replies: u64,
+    pub other_tcp: u64,
+    pub evicted: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// Sorted by target, port, client.
+    pub results: Vec<Verdict>,
+    pub inputs: Vec<InputSummary>,
+    pub summary: Summary,
+}
+
+impl Analysis {
+    /// Inputs that could not be read in full.
+    pub fn errors(&self) -> impl Iterator<Item = &InputSummary> {
+        self.inputs.iter().filter(|i| i.error.is_some())
+    }
+}
+
+/// Collects verdicts from any number of sources and merges them per
+/// (client, target, port).
+#[derive(Debug, Default)]
+pub struct Analyzer {
+    opts: Options,
+    merged: FxHashMap<Triple, Verdict>,
+    inputs: Vec<InputSummary>,
+}
+
+impl Analyzer {
+    pub fn new(opts: Options) -> Self {
+        Analyzer {
+            opts,
+            merged: FxHashMap::default(),
+            inputs: Vec::new(),
+        }
+    }
+
+    fn add_verdicts(&mut self, verdicts: Vec<Verdict>) {
+        for v in verdicts {
+            if !self.opts.selection.admits(v.client, v.target, v.port) {
+                continue;
+            }
+            match self.merged.get_mut(&v.triple()) {
+                Some(cur) => track::merge_into(cur, v),
+                None => {
+                    self.merged.insert(v.triple(), v);
+                }
+            }
+        }
+    }
+
+    /// Reads a capture file to its end (or its first unreadable byte).
+    pub fn add_file(&mut self, path: &Path) {
+        let name = path.display().to_string();
+        match FileSource::open(path, self.opts.filter.as_deref()) {
+            Ok(mut src) => self.add_source(&name, &mut src),
+            Err(e) => self.inputs.push(InputSummary {
+                file: name,
+                error: Some(e),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Reads any packet source to its end.
+    pub fn add_source(&mut self, name: &str, src: &mut dyn PacketSource) {
+        let link = src.link_type();
+        let mut sum = InputSummary {
+            file: name.to_string(),
+            link_type: link.name(),
+            ..Default::default()
+        };
+        if !link.is_supported() {
+            sum.error = Some(format!(
+                "{} is not a link type synscope decodes (it reads Ethernet, Linux SLL/SLL2, raw IP, NULL/LOOP)",
+                link.name()
+            ));
+            self.inputs.push(sum);
+            return;
+        }
+        let mut tracker = Tracker::new(self.opts.track);
+        let mut skipped: [u64; 5] = [0; 5];
+        loop {
+            let pkt = match src.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => {
+                    sum.error = Some(format!("stopped after packet {}: {e}", sum.packets_read));
+                    break;
+                }
+            };
+            sum.packets_read += 1;
+            match wire::parse(link, pkt.data) {
+                Ok(p) => tracker.observe(pkt.ts, &p),
+                Err(s) => skipped[skip_index(s)] += 1,
+            }
+            if sum.packets_read % 4096 == 0 {
+                let done = tracker.take_decided();
+                self.add_verdicts(done);
+            }
+        }
+        let (done, stats) = tracker.finish();
+        self.add_verdicts(done);
+        sum.stats = stats;
+        for s in [
+            Skip::UnsupportedLink,
+            Skip::NotIp,
+            Skip::NotTcp,
+            Skip::Fragment,
+            Skip::Malformed,
+        ] {
+            let n = skipped[skip_index(s)];
+            sum.skipped += n;
+            if n > 0 {
+                sum.skipped_by_reason.insert(s.as_str(), n);
+            }
+        }
+        self.inputs.push(sum);
+    }
+
+    pub fn finish(self) -> Analysis {
+        let mut results: Vec<Verdict> = self.merged.into_values().collect();
+        results.sort_by(|a, b| (a.target, a.port, a.client).cmp(&(b.target, b.port, b.client)));
+        let mut summary = Summary::default();
+        for v in &results {
+            match v.state {
+                State::Open => summary.open += 1,
+                State::Refused => summary.refused += 1,
+                State::Filtered => summary.filtered += 1,
+                State::Unreachable => summary.unreachable += 1,
+            }
+        }
+        for i in &self.inputs {
+            summary.packets_read += i.packets_read;
+            summary.skipped += i.skipped;
+            summary.unsolicited += i.stats.unsolicited;
+            summary.syns += i.stats.syns;
+            summary.retransmissions += i.stats.retransmissions;
+            summary.replies += i.stats.replies;
+            summary.other_tcp += i.stats.other_tcp;
+            summary.evicted += i.stats.evicted;
+        }
+        Analysis {
+            results,
+            inputs: self.inputs,
+            summary,
+        }
+    }
+}
+
+fn skip_index(s: Skip) -> usize {
+    match s {
+        Skip::UnsupportedLink => 0,
+        Skip::NotIp => 1,
+        Skip::NotTcp => 2,
+        Skip::Fragment => 3,
+        Skip::Malformed => 4,
+    }
+}

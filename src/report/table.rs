@@ -1,0 +1,195 @@
+//! The terminal report: one table per target host, nmap-style summary lines.
+
+use super::thousands;
+use crate::analyze::Analysis;
+use crate::track::{Reason, State, Verdict};
+use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy)]
+pub struct TableOptions {
+    /// Show every port, even when one kind of answer covers most of them.
+    pub all: bool,
+}
+
+/// Past this many ports with the same answer from the same responder, a
+/// host's table leaves them out and says so (as nmap's "Not shown").
+const COLLAPSE_OVER: usize = 25;
+
+pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
+    let mut out = String::new();
+    if a.results.is_empty() {
+        out.push_str("No TCP connection attempts found.\n");
+    }
+    let mut by_target: BTreeMap<IpAddr, Vec<&Verdict>> = BTreeMap::new();
+    for v in &a.results {
+        by_target.entry(v.target).or_default().push(v);
+    }
+    for (target, rows) in &by_target {
+        render_host(&mut out, *target, rows, opts);
+        out.push('\n');
+    }
+    let s = &a.summary;
+    let _ = write!(
+        out,
+        "{} packets read, {} skipped",
+        thousands(s.packets_read),
+        thousands(s.skipped)
+    );
+    let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
+    for i in &a.inputs {
+        for (k, n) in &i.skipped_by_reason {
+            *reasons.entry(k).or_default() += n;
+        }
+    }
+    if !reasons.is_empty() {
+        let parts: Vec<String> = reasons
+            .iter()
+            .map(|(k, n)| format!("{k} {}", thousands(*n)))
+            .collect();
+        let _ = write!(out, " ({})", parts.join(", "));
+    }
+    let _ = writeln!(
+        out,
+        ", {} SYNs ({} retransmitted), {} unsolicited replies.",
+        thousands(s.syns),
+        thousands(s.retransmissions),
+        thousands(s.unsolicited)
+    );
+    if s.evicted > 0 {
+        let _ = writeln!(
+            out,
+            "Warning: {} attempts were decided before their timeout because the probe table was full.",
+            thousands(s.evicted)
+        );
+    }
+    out
+}
+
+/// "7 refused (reset)", "2 unreachable (port-unreach 1, admin-prohibited 1)".
+fn state_summary(rows: &[&Verdict]) -> String {
+    let mut parts = Vec::new();
+    for state in State::ALL {
+        let mut reasons: BTreeMap<Reason, u64> = BTreeMap::new();
+        for v in rows.iter().filter(|v| v.state == state) {
+            *reasons.entry(v.reason).or_default() += 1;
+        }
+        let total: u64 = reasons.values().sum();
+        if total == 0 {
+            continue;
+        }
+        let detail = if reasons.len() == 1 {
+            reasons
+                .keys()
+                .map(|r| r.as_str().to_string())
+                .collect::<String>()
+        } else {
+            reasons
+                .iter()
+                .map(|(r, n)| format!("{} {}", r.as_str(), thousands(*n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        parts.push(format!(
+            "{} {} ({detail})",
+            thousands(total),
+            state.as_str()
+        ));
+    }
+    parts.join(", ")
+}
+
+fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableOptions) {
+    let _ = writeln!(
+        out,
+        "{target}: {} port{}: {}",
+        thousands(rows.len() as u64),
+        if rows.len() == 1 { "" } else { "s" },
+        state_summary(rows)
+    );
+    // The largest class of identical answers, collapsed when it is large.
+    let mut classes: BTreeMap<(State, Reason, Option<IpAddr>), usize> = BTreeMap::new();
+    for v in rows {
+        *classes.entry((v.state, v.reason, v.responder)).or_default() += 1;
+    }
+    let hidden = classes
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .filter(|(_, n)| **n > COLLAPSE_OVER && !opts.all)
+        .map(|(k, n)| (*k, *n));
+    if let Some(((state, reason, responder), n)) = hidden {
+        let from = responder.map(|r| format!(" from {r}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "Not shown: {} {} ports ({}){from}; --all shows them",
+            thousands(n as u64),
+            state.as_str(),
+            reason.as_str()
+        );
+    }
+    let shown: Vec<&&Verdict> = rows
+        .iter()
+        .filter(|v| hidden.is_none_or(|(k, _)| (v.state, v.reason, v.responder) != k))
+        .collect();
+    if shown.is_empty() {
+        return;
+    }
+    let many_clients = rows.iter().any(|v| v.client != rows[0].client);
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    let mut header = vec![
+        "PORT",
+        "STATE",
+        "REASON",
+        "RESPONDER",
+        "TTL/HOPS",
+        "RTT",
+        "PROBES",
+    ];
+    if many_clients {
+        header.push("CLIENT");
+    }
+    t.set_header(header);
+    for v in shown {
+        let reason = match (v.icmp_type, v.icmp_code) {
+            (Some(ty), Some(code)) => format!("{} ({ty}/{code})", v.reason.as_str()),
+            _ => v.reason.as_str().to_string(),
+        };
+        let ttl = match (v.ttl, v.hops) {
+            (Some(t), Some(h)) if !v.ttls.is_empty() => {
+                let all: Vec<String> = v.ttls.iter().map(|t| t.to_string()).collect();
+                format!("{t}/{h} (seen {})", all.join(","))
+            }
+            (Some(t), Some(h)) => format!("{t}/{h}"),
+            _ => "-".into(),
+        };
+        let rtt = v
+            .rtt_ms
+            .map(|ms| format!("{ms:.3} ms"))
+            .unwrap_or_else(|| "-".into());
+        let mut row = vec![
+            v.port.to_string(),
+            v.state.as_str().to_string(),
+            reason,
+            v.responder
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+            ttl,
+            rtt,
+            v.probes.to_string(),
+        ];
+        if many_clients {
+            row.push(v.client.to_string());
+        }
+        t.add_row(row);
+    }
+    for i in [0usize, 4, 5, 6] {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let _ = writeln!(out, "{t}");
+}

@@ -1,0 +1,77 @@
+//! Capture files (pcap and pcapng) read through libpcap.
+
+use super::{PacketSource, RawPacket, SourceError};
+use crate::track::{NANOS_PER_SEC, Nanos};
+use crate::wire::LinkType;
+use pcap::{Capture, Offline, Precision};
+use std::path::Path;
+
+pub struct FileSource {
+    cap: Capture<Offline>,
+    link: LinkType,
+}
+
+impl FileSource {
+    /// Opens a pcap or pcapng file with nanosecond timestamps (libpcap
+    /// scales microsecond files up) and an optional BPF filter.
+    /// The error is one line, without the file name (callers add it).
+    pub fn open(path: &Path, filter: Option<&str>) -> Result<FileSource, String> {
+        let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
+        if meta.is_dir() {
+            return Err("is a directory, not a capture file".into());
+        }
+        if meta.len() == 0 {
+            return Err("empty file, not a capture".into());
+        }
+        if path.to_str().is_none() {
+            return Err("file name is not valid UTF-8; rename or link it".into());
+        }
+        let mut cap = Capture::from_file_with_precision(path, Precision::Nano)
+            .map_err(|e| format!("not a readable pcap/pcapng capture: {}", pcap_reason(&e)))?;
+        if let Some(f) = filter {
+            cap.filter(f, true)
+                .map_err(|e| format!("bad --filter {f:?}: {}", pcap_reason(&e)))?;
+        }
+        let link = LinkType(cap.get_datalink().0);
+        Ok(FileSource { cap, link })
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn pcap_reason(e: &pcap::Error) -> String {
+    match e {
+        pcap::Error::PcapError(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl PacketSource for FileSource {
+    fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError> {
+        match self.cap.next_packet() {
+            Ok(p) => {
+                let sec = u64::try_from(p.header.ts.tv_sec).unwrap_or(0);
+                // With nanosecond precision libpcap puts nanoseconds here.
+                let frac = u64::try_from(p.header.ts.tv_usec).unwrap_or(0);
+                let ts: Nanos = sec.saturating_mul(NANOS_PER_SEC).saturating_add(frac);
+                Ok(Some(RawPacket {
+                    ts,
+                    len: p.header.len,
+                    data: p.data,
+                }))
+            }
+            Err(pcap::Error::NoMorePackets) => Ok(None),
+            Err(e) => Err(SourceError::Read(pcap_reason(&e))),
+        }
+    }
+}

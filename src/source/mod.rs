@@ -1,0 +1,36 @@
+//! source: where packets come from (a capture file, a live interface, or a
+//! fixture in memory), behind one small trait so the rest of the pipeline
+//! is the same for all of them and is tested without root or files.
+
+mod file;
+mod memory;
+
+pub use file::FileSource;
+pub use memory::MemorySource;
+
+use crate::track::Nanos;
+use crate::wire::LinkType;
+
+/// One captured frame, borrowed from its source until the next call.
+#[derive(Debug, Clone, Copy)]
+pub struct RawPacket<'a> {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts: Nanos,
+    /// Length on the wire (may exceed `data.len()` when the snap length cut it).
+    pub len: u32,
+    pub data: &'a [u8],
+}
+
+/// A stream of captured frames of one link type.
+pub trait PacketSource {
+    fn link_type(&self) -> LinkType;
+    /// The next frame; `Ok(None)` at the end; `Err` when the rest of the
+    /// source cannot be read (the frames before it are still good).
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{0}")]
+    Read(String),
+}

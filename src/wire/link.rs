@@ -1,0 +1,127 @@
+//! Link layers: find where the IP packet starts in a captured frame.
+//!
+//! Values are libpcap's DLT_ numbers as `pcap_datalink()` reports them for a
+//! file (libpcap maps the file's LINKTYPE_ value to the DLT_ value, e.g.
+//! LINKTYPE_RAW 101 → DLT_RAW 12; both are accepted).
+
+use super::Skip;
+use etherparse::{EtherType, LaxSlicedPacket, LinuxSllProtocolType, LinuxSllSlice};
+
+/// A capture's link type (libpcap DLT / LINKTYPE number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkType(pub i32);
+
+impl LinkType {
+    pub const NULL: LinkType = LinkType(0);
+    pub const ETHERNET: LinkType = LinkType(1);
+    pub const RAW: LinkType = LinkType(12);
+    pub const RAW_OPENBSD: LinkType = LinkType(14);
+    pub const LINKTYPE_RAW: LinkType = LinkType(101);
+    pub const LOOP: LinkType = LinkType(108);
+    pub const LINUX_SLL: LinkType = LinkType(113);
+    pub const IPV4: LinkType = LinkType(228);
+    pub const IPV6: LinkType = LinkType(229);
+    pub const LINUX_SLL2: LinkType = LinkType(276);
+
+    /// Whether synscope decodes this link type at all.
+    pub fn is_supported(self) -> bool {
+        matches!(
+            self,
+            LinkType::NULL
+                | LinkType::ETHERNET
+                | LinkType::RAW
+                | LinkType::RAW_OPENBSD
+                | LinkType::LINKTYPE_RAW
+                | LinkType::LOOP
+                | LinkType::LINUX_SLL
+                | LinkType::IPV4
+                | LinkType::IPV6
+                | LinkType::LINUX_SLL2
+        )
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            LinkType::NULL => "NULL".into(),
+            LinkType::ETHERNET => "EN10MB (Ethernet)".into(),
+            LinkType::RAW | LinkType::RAW_OPENBSD | LinkType::LINKTYPE_RAW => "RAW".into(),
+            LinkType::LOOP => "LOOP".into(),
+            LinkType::LINUX_SLL => "LINUX_SLL".into(),
+            LinkType::IPV4 => "IPV4".into(),
+            LinkType::IPV6 => "IPV6".into(),
+            LinkType::LINUX_SLL2 => "LINUX_SLL2".into(),
+            LinkType(n) => format!("link type {n}"),
+        }
+    }
+}
+
+/// Address families that BSD, macOS and Linux write in NULL / LOOP headers.
+const AF_INET: u32 = 2;
+const AF_INET6_LINUX: u32 = 10;
+const AF_INET6_BSD: u32 = 24;
+const AF_INET6_FREEBSD: u32 = 28;
+const AF_INET6_DARWIN: u32 = 30;
+
+const SLL2_HEADER_LEN: usize = 20;
+const NULL_HEADER_LEN: usize = 4;
+
+pub(super) fn slice(link: LinkType, data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    match link {
+        LinkType::ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Malformed),
+        LinkType::RAW
+        | LinkType::RAW_OPENBSD
+        | LinkType::LINKTYPE_RAW
+        | LinkType::IPV4
+        | LinkType::IPV6 => from_ip(data),
+        LinkType::LINUX_SLL => {
+            let sll = LinuxSllSlice::from_slice(data).map_err(|_| Skip::Malformed)?;
+            match sll.protocol_type() {
+                LinuxSllProtocolType::EtherType(et) => {
+                    Ok(LaxSlicedPacket::from_ether_type(et, sll.payload_slice()))
+                }
+                _ => Err(Skip::NotIp),
+            }
+        }
+        LinkType::LINUX_SLL2 => {
+            // etherparse has no SLL2. Its 20-byte header starts with the
+            // protocol type (big endian), then reserved, interface index,
+            // ARPHRD type, packet type, address length and 8 address bytes.
+            let (header, payload) = split(data, SLL2_HEADER_LEN)?;
+            let proto = u16::from_be_bytes([header[0], header[1]]);
+            Ok(LaxSlicedPacket::from_ether_type(EtherType(proto), payload))
+        }
+        LinkType::NULL | LinkType::LOOP => {
+            // The family is in the writer's byte order (NULL) or network
+            // order (LOOP); writers disagree, so accept either.
+            let (header, payload) = split(data, NULL_HEADER_LEN)?;
+            let bytes = [header[0], header[1], header[2], header[3]];
+            let family = match u32::from_le_bytes(bytes) {
+                f if f <= 0xffff => f,
+                _ => u32::from_be_bytes(bytes),
+            };
+            match family {
+                AF_INET | AF_INET6_LINUX | AF_INET6_BSD | AF_INET6_FREEBSD | AF_INET6_DARWIN => {
+                    from_ip(payload)
+                }
+                _ => Err(Skip::NotIp),
+            }
+        }
+        _ => Err(Skip::UnsupportedLink),
+    }
+}
+
+fn split(data: &[u8], at: usize) -> Result<(&[u8], &[u8]), Skip> {
+    if data.len() < at {
+        Err(Skip::Malformed)
+    } else {
+        Ok(data.split_at(at))
+    }
+}
+
+fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    match data.first().map(|b| b >> 4) {
+        Some(4) | Some(6) => LaxSlicedPacket::from_ip(data).map_err(|_| Skip::Malformed),
+        Some(_) => Err(Skip::NotIp),
+        None => Err(Skip::Malformed),
+    }
+}

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# synscope network-namespace lab.
+#
+#   lab.sh up PREFIX     build client / router / target namespaces
+#   lab.sh down PREFIX   tear them down (idempotent, never fails)
+#
+# Namespaces: ${PREFIX}-c (client), ${PREFIX}-r (router), ${PREFIX}-t (target).
+# Veths are created directly inside the namespaces, so nothing is ever added
+# to the root namespace and no packet can leave the lab.
+# See tests/lab/README.md for the topology and the expected verdicts.
+# Needs root, iproute2, iptables/ip6tables, python3.
+set -Eeuo pipefail
+
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STATE_ROOT=/run/synscope-lab
+PROG=lab.sh
+
+die() { echo "$PROG: $*" >&2; exit 1; }
+
+usage() {
+    echo "usage: $PROG up|down PREFIX   (PREFIX: 1-10 chars of [A-Za-z0-9_], starting alnum)" >&2
+    exit 2
+}
+
+check_prefix() {
+    # Interface names are ${PREFIX}c, ${PREFIX}rc, ${PREFIX}rt, ${PREFIX}t:
+    # at most 12 chars, below the 15-char IFNAMSIZ limit.
+    [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_]{0,9}$ ]] \
+        || die "invalid PREFIX '$1' (1-10 chars of [A-Za-z0-9_], starting with a letter or digit)"
+}
+
+names() {
+    P=$1
+    NS_C="${P}-c"; NS_R="${P}-r"; NS_T="${P}-t"
+    IF_C="${P}c"      # client side of client<->router veth
+    IF_RC="${P}rc"    # router side of client<->router veth
+    IF_RT="${P}rt"    # router side of router<->target veth
+    IF_T="${P}t"      # target side of router<->target veth
+    STATE="$STATE_ROOT/$P"
+    PIDFILE="$STATE/listen.pid"
+    LOGFILE="$STATE/listen.log"
+}
+
+ns_exists() { [[ -e "/run/netns/$1" ]]; }
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+pick_python() {
+    if [[ -n ${PYTHON:-} ]]; then echo "$PYTHON"
+    elif [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3
+    else command -v python3 || die "python3 not found"
+    fi
+}
+
+# ---------------------------------------------------------------- down ---
+lab_down() {
+    names "$1"
+    set +e
+    # 1. The listener, by the pid it recorded itself, after checking that the
+    #    pid still belongs to a listen.py process.
+    if [[ -r $PIDFILE ]]; then
+        local pid
+        pid=$(head -n1 "$PIDFILE" 2>/dev/null)
+        if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'listen\.py'; then
+            kill -TERM "$pid" 2>/dev/null
+            local i
+            for ((i = 0; i < 30; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    fi
+    # 2. Any other process still running inside this lab's namespaces (they
+    #    can only have been started for this lab), then the namespaces.
+    #    Deleting a namespace destroys its veth ends.
+    local ns pids
+    for ns in "$NS_C" "$NS_R" "$NS_T"; do
+        ns_exists "$ns" || continue
+        pids=$(ip netns pids "$ns" 2>/dev/null)
+        if [[ -n $pids ]]; then
+            # shellcheck disable=SC2086
+            kill -TERM $pids 2>/dev/null
+            sleep 0.3
+            pids=$(ip netns pids "$ns" 2>/dev/null)
+            # shellcheck disable=SC2086
+            [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
+        fi
+        ip netns del "$ns" 2>/dev/null
+    done
+    rm -rf -- "$STATE" 2>/dev/null
+    rmdir "$STATE_ROOT" 2>/dev/null
+    set -e
+    return 0
+}
+
+# ------------------------------------------------------------------ up ---
+UP_PREFIX=
+on_up_error() {
+    local rc=$? line=$1 cmd=$2
+    trap - ERR
+    echo "$PROG: up $UP_PREFIX failed (exit $rc) at line $line: $cmd" >&2
+    if [[ -s ${LOGFILE:-/nonexistent} ]]; then
+        echo "$PROG: listener log:" >&2
+        sed 's/^/    /' "$LOGFILE" >&2
+    fi
+    lab_down "$UP_PREFIX"
+    exit 1
+}
+
+fail() { echo "$PROG: $*" >&2; false; }
+
+# Wait (<= 5 s) until no IPv6 address in namespace $1 is tentative.
+wait_v6_ready() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ -z $(nsx "$1" ip -6 addr show tentative) ]] && return 0
+        sleep 0.1
+    done
+    fail "IPv6 addresses in $1 still tentative after 5 s"
+}
+
+ns_base_sysctls() {
+    local ns=$1
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+    nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
+    nsx "$ns" ip link set lo up
+}
+
+lab_up() {
+    UP_PREFIX=$1
+    names "$1"
+    lab_down "$1"   # a previous lab with the same prefix is replaced
+    trap 'on_up_error $LINENO "$BASH_COMMAND"' ERR
+
+    local PY
+    PY=$(pick_python)
+
+    mkdir -p "$STATE"
+
+    # Namespaces. DAD off before any interface exists, so links are created
+    # with accept_dad=0 and addresses are usable at once.
+    local ns
+    for ns in "$NS_C" "$NS_R" "$NS_T"; do
+        ip netns add "$ns"
+        ns_base_sysctls "$ns"
+    done
+
+    # Deterministic ICMP errors: no per-destination rate limiting.
+    for ns in "$NS_R" "$NS_T"; do
+        nsx "$ns" sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0
+    done
+    nsx "$NS_R" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+
+    # Links, created directly inside the namespaces.
+    ip link add "$IF_C" netns "$NS_C" type veth peer name "$IF_RC" netns "$NS_R"
+    ip link add "$IF_T" netns "$NS_T" type veth peer name "$IF_RT" netns "$NS_R"
+
+    # Client.
+    nsx "$NS_C" ip addr add 198.51.100.2/24 dev "$IF_C"
+    nsx "$NS_C" ip addr add 2001:db8:1::2/64 dev "$IF_C" nodad
+    nsx "$NS_C" ip link set "$IF_C" up
+    nsx "$NS_C" ip route add default via 198.51.100.1 dev "$IF_C"
+    nsx "$NS_C" ip -6 route add default via 2001:db8:1::1 dev "$IF_C"
+
+    # Router.
+    nsx "$NS_R" ip addr add 198.51.100.1/24 dev "$IF_RC"
+    nsx "$NS_R" ip addr add 2001:db8:1::1/64 dev "$IF_RC" nodad
+    nsx "$NS_R" ip addr add 203.0.113.1/24 dev "$IF_RT"
+    nsx "$NS_R" ip addr add 2001:db8:2::1/64 dev "$IF_RT" nodad
+    nsx "$NS_R" ip link set "$IF_RC" up
+    nsx "$NS_R" ip link set "$IF_RT" up
+    nsx "$NS_R" ip route add unreachable 192.0.2.0/25
+    nsx "$NS_R" ip route add prohibit 192.0.2.128/25
+    nsx "$NS_R" ip -6 route add unreachable 2001:db8:3::/64
+    nsx "$NS_R" ip -6 route add prohibit 2001:db8:4::/64
+
+    # Target.
+    nsx "$NS_T" ip addr add 203.0.113.2/24 dev "$IF_T"
+    nsx "$NS_T" ip addr add 2001:db8:2::2/64 dev "$IF_T" nodad
+    nsx "$NS_T" ip link set "$IF_T" up
+    nsx "$NS_T" ip route add default via 203.0.113.1 dev "$IF_T"
+    nsx "$NS_T" ip -6 route add default via 2001:db8:2::1 dev "$IF_T"
+
+    # Firewall. Target INPUT: 9000 silently dropped, 9001 port-unreachable.
+    nsx "$NS_T" iptables  -w -A INPUT -p tcp --dport 9000 -j DROP
+    nsx "$NS_T" iptables  -w -A INPUT -p tcp --dport 9001 -j REJECT --reject-with icmp-port-unreachable
+    nsx "$NS_T" ip6tables -w -A INPUT -p tcp --dport 9000 -j DROP
+    nsx "$NS_T" ip6tables -w -A INPUT -p tcp --dport 9001 -j REJECT --reject-with icmp6-port-unreachable
+    # Router FORWARD, client -> target direction only.
+    local ipt
+    for ipt in iptables ip6tables; do
+        local adm=icmp-admin-prohibited
+        [[ $ipt == ip6tables ]] && adm=icmp6-adm-prohibited
+        nsx "$NS_R" "$ipt" -w -A FORWARD -i "$IF_RC" -o "$IF_RT" -p tcp --dport 9002 -j REJECT --reject-with "$adm"
+        nsx "$NS_R" "$ipt" -w -A FORWARD -i "$IF_RC" -o "$IF_RT" -p tcp --dport 9003 -j REJECT --reject-with tcp-reset
+        nsx "$NS_R" "$ipt" -w -A FORWARD -i "$IF_RC" -o "$IF_RT" -p tcp --dport 9004 -j DROP
+    done
+
+    for ns in "$NS_C" "$NS_R" "$NS_T"; do
+        wait_v6_ready "$ns"
+    done
+
+    # Listener (one process, IPv4+IPv6 via a dual-stack socket per port). It
+    # writes its own pid file once every socket listens. setsid detaches it
+    # from the caller's session/terminal; its output goes to a log file so it
+    # never holds the caller's stdout/stderr open.
+    ip netns exec "$NS_T" setsid "$PY" "$LAB_DIR/listen.py" --pidfile "$PIDFILE" 22 80 443 8080 \
+        </dev/null >"$LOGFILE" 2>&1 &
+    local i ok=0 listening
+    # Poll <= 10 s (normally ready in ~0.1 s; a cold python start can be slow).
+    for ((i = 0; i < 100; i++)); do
+        if [[ -s $PIDFILE ]]; then
+            listening=$(nsx "$NS_T" ss -Hltn 2>/dev/null | awk '{print $4}')
+            if grep -Eq '[:.]22$' <<<"$listening" && grep -Eq '[:.]80$' <<<"$listening" \
+                && grep -Eq '[:.]443$' <<<"$listening" && grep -Eq '[:.]8080$' <<<"$listening"; then
+                ok=1; break
+            fi
+        fi
+        sleep 0.1
+    done
+    ((ok)) || fail "listener in $NS_T not listening on 22,80,443,8080 after 10 s"
+
+    trap - ERR
+    echo "lab $P up: $NS_C $NS_R $NS_T"
+}
+
+# ---------------------------------------------------------------- main ---
+[[ $# -eq 2 ]] || usage
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+check_prefix "$2"
+case $1 in
+    up) lab_up "$2" ;;
+    down) lab_down "$2" ;;
+    *) usage ;;
+esac
