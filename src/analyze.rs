@@ -142,7 +142,7 @@ impl Analyzer {
                 Ok(p) => tracker.observe(pkt.ts, &p),
                 Err(s) => skipped[skip_index(s)] += 1,
             }
-            if sum.packets_read % 4096 == 0 {
+            if sum.packets_read.is_multiple_of(4096) {
                 let done = tracker.take_decided();
                 self.add_verdicts(done);
             }
@@ -168,7 +168,7 @@ impl Analyzer {
 
     pub fn finish(self) -> Analysis {
         let mut results: Vec<Verdict> = self.merged.into_values().collect();
-        results.sort_by(|a, b| (a.target, a.port, a.client).cmp(&(b.target, b.port, b.client)));
+        results.sort_by_key(|v| (v.target, v.port, v.client));
         let mut summary = Summary::default();
         for v in &results {
             match v.state {

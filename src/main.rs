@@ -68,7 +68,7 @@ enum Format {
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(t) if t.is_finite() && t >= 0.0 && t <= 86_400.0 => Ok(t),
+        Ok(t) if (0.0..=86_400.0).contains(&t) => Ok(t),
         _ => Err(format!("{s:?} is not a number of seconds from 0 to 86400")),
     }
 }

@@ -362,14 +362,22 @@ impl Tracker {
     }
 
     fn answer(&mut self, key: FlowKey, kind: EvidenceKind, ts: Nanos, pkt: &Packet) {
+        let timeout = self.cfg.timeout;
         let Some(a) = self.attempts.get_mut(&key) else {
             self.stats.unsolicited += 1;
             return;
         };
+        // Expiry is lazy (an attempt may linger in the table a little past
+        // its deadline), so the deadline is checked here, exactly.
+        if ts > a.deadline(timeout) {
+            self.stats.unsolicited += 1;
+            return;
+        }
         self.stats.replies += 1;
-        a.last_seen = ts;
         if matches!(kind, EvidenceKind::SynAck | EvidenceKind::SplitSyn) {
+            // A connection: keep it while it carries traffic.
             a.established = true;
+            a.last_seen = ts;
         }
         let ev = Evidence {
             kind,
