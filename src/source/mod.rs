@@ -4,9 +4,11 @@
 
 mod file;
 mod memory;
+mod writer;
 
 pub use file::FileSource;
 pub use memory::MemorySource;
+pub use writer::PcapWriter;
 
 use crate::track::Nanos;
 use crate::wire::LinkType;

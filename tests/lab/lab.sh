@@ -146,9 +146,20 @@ lab_up() {
         ns_base_sysctls "$ns"
     done
 
-    # Deterministic ICMP errors: no per-destination rate limiting.
+    # Deterministic ICMP errors. icmp_ratelimit=0 alone is not enough: with
+    # it, every ICMP error sent to a host zeroes that host's inet_peer token
+    # bucket, which ip_error() (replies for `unreachable`/`prohibit` routes)
+    # shares, so a route error sent < 1 s after any other ICMP error to the
+    # same client was silently dropped. Taking destination-unreachable out of
+    # the rate masks (v4 default 6168 = types 3,4,11,12 -> 6160; v6 default
+    # 0-1,3-127 -> 0,3-127) skips the per-peer and the global ICMP limiters
+    # for those messages. ip_error() still has its own limiter (global,
+    # root-namespace sysctls net.ipv4.route.error_cost/error_burst, default
+    # 1 s / 5 s: a burst of 5 route errors per client, then 1/s); we leave
+    # host sysctls alone.
     for ns in "$NS_R" "$NS_T"; do
         nsx "$ns" sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0
+        nsx "$ns" sysctl -qw net.ipv4.icmp_ratemask=6160 net.ipv6.icmp.ratemask=0,3-127
     done
     nsx "$NS_R" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 

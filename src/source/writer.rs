@@ -1,0 +1,69 @@
+//! Writing captures (pcap, nanosecond timestamps) through libpcap, atomically:
+//! the frames go to a temporary file beside the destination, renamed over it
+//! only when complete, so an existing file is never left half-written.
+
+use crate::track::{NANOS_PER_SEC, Nanos};
+use crate::wire::LinkType;
+use pcap::{Capture, Dead, Linktype, Packet, PacketHeader, Precision, Savefile};
+use std::path::{Path, PathBuf};
+
+pub struct PcapWriter {
+    _dead: Capture<Dead>,
+    file: Savefile,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl PcapWriter {
+    /// Starts a capture file for frames of `link`. Errors are one line
+    /// naming the file.
+    pub fn create(dest: &Path, link: LinkType) -> Result<PcapWriter, String> {
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("{}: not a usable file name", dest.display()))?;
+        let tmp = dest.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp_str = tmp
+            .to_str()
+            .ok_or_else(|| format!("{}: file name is not valid UTF-8", dest.display()))?;
+        let dead = Capture::dead_with_precision(Linktype(link.0), Precision::Nano)
+            .map_err(|e| format!("{}: cannot start a capture file: {e}", dest.display()))?;
+        let file = dead
+            .savefile(tmp_str)
+            .map_err(|e| format!("{}: cannot create {tmp_str}: {e}", dest.display()))?;
+        Ok(PcapWriter {
+            _dead: dead,
+            file,
+            tmp,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    pub fn write(&mut self, ts: Nanos, orig_len: u32, data: &[u8]) {
+        let caplen = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let header = PacketHeader {
+            ts: libc::timeval {
+                tv_sec: (ts / NANOS_PER_SEC) as libc::time_t,
+                // With nanosecond precision libpcap reads nanoseconds here.
+                tv_usec: (ts % NANOS_PER_SEC) as libc::suseconds_t,
+            },
+            caplen,
+            len: orig_len.max(caplen),
+        };
+        self.file.write(&Packet::new(&header, data));
+    }
+
+    /// Flushes and moves the file into place.
+    pub fn finish(mut self) -> Result<(), String> {
+        let dest = self.dest.display().to_string();
+        if let Err(e) = self.file.flush() {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(format!("{dest}: writing failed: {e}"));
+        }
+        drop(self.file);
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| {
+            let _ = std::fs::remove_file(&self.tmp);
+            format!("{dest}: cannot move the finished capture into place: {e}")
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! The `analyze` command as a user meets it: output, JSON contract, and one
+//! clear line per bad input while the other inputs are still analysed.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn analyze_small_scan_table_and_json() {
+    let d = scratch("small");
+    let f = d.join("scan.pcap");
+    write_small_scan(&f);
+    let o = run(&["analyze", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("203.0.113.2: 3 ports: 1 open (syn-ack), 1 refused (reset), 1 filtered (no-response)"), "{out}");
+    assert!(out.contains("63/2"), "{out}");
+
+    let o = run(&["analyze", "--format", "json", f.to_str().unwrap()]);
+    assert!(o.status.success());
+    let j: Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(j["schema_version"], 1);
+    let r = j["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    let by_port = |p: u64| r.iter().find(|v| v["port"] == p).unwrap();
+    assert_eq!(by_port(80)["state"], "open");
+    assert_eq!(by_port(80)["reason"], "syn-ack");
+    assert_eq!(by_port(80)["responder"], "203.0.113.2");
+    assert_eq!(by_port(80)["ttl"], 63);
+    assert_eq!(by_port(80)["hops"], 2);
+    assert_eq!(by_port(80)["rtt_ms"], 3.0);
+    assert_eq!(by_port(81)["state"], "refused");
+    assert_eq!(by_port(9000)["state"], "filtered");
+    assert_eq!(by_port(9000)["responder"], Value::Null);
+    for key in ["client", "target", "port", "state", "reason", "icmp_type", "icmp_code", "responder", "ttl", "hops", "rtt_ms", "probes"] {
+        assert!(r[0].get(key).is_some(), "result lacks {key}");
+    }
+    let s = &j["summary"];
+    assert_eq!((s["open"].as_u64(), s["refused"].as_u64(), s["filtered"].as_u64(), s["unreachable"].as_u64()), (Some(1), Some(1), Some(1), Some(0)));
+    assert_eq!(s["packets_read"], 5);
+    assert_eq!(s["skipped"], 0);
+    assert_eq!(s["unsolicited"], 0);
+}
+
+#[test]
+fn selectors_narrow_the_report() {
+    let d = scratch("select");
+    let f = d.join("scan.pcap");
+    write_small_scan(&f);
+    let json = |extra: &[&str]| -> Value {
+        let mut args = vec!["analyze", "--format", "json"];
+        args.extend_from_slice(extra);
+        args.push(f.to_str().unwrap());
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    assert_eq!(json(&["-p", "80,81"])["results"].as_array().unwrap().len(), 2);
+    assert_eq!(json(&["--target", "203.0.113.0/24"])["results"].as_array().unwrap().len(), 3);
+    assert_eq!(json(&["--target", "192.0.2.1"])["results"].as_array().unwrap().len(), 0);
+    assert_eq!(json(&["--client", "198.51.100.2", "-p", "9000"])["results"][0]["state"], "filtered");
+    assert_eq!(json(&["--filter", "tcp port 81"])["results"].as_array().unwrap().len(), 1);
+    // A timeout of 0 s: replies later than the SYN itself are too late.
+    let j = json(&["--timeout", "0"]);
+    assert_eq!(j["summary"]["filtered"], 3);
+}
+
+#[test]
+fn bad_inputs_get_one_line_each_and_the_good_file_is_still_analysed() {
+    let d = scratch("bad");
+    let good = d.join("good.pcap");
+    write_small_scan(&good);
+    let bytes = std::fs::read(&good).unwrap();
+
+    let text = d.join("notes.txt");
+    std::fs::write(&text, "this is not a capture\n").unwrap();
+    let empty = d.join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let short_header = d.join("short-header.pcap");
+    std::fs::write(&short_header, &bytes[..10]).unwrap();
+    let short_packet = d.join("short-packet.pcap");
+    std::fs::write(&short_packet, &bytes[..bytes.len() - 7]).unwrap();
+    let mut user0 = bytes.clone();
+    user0[20..24].copy_from_slice(&147u32.to_le_bytes());
+    let unknown_link = d.join("user0.pcap");
+    std::fs::write(&unknown_link, &user0).unwrap();
+    let dir = d.join("a-directory");
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = d.join("missing.pcap");
+
+    let bad = [&text, &empty, &short_header, &short_packet, &unknown_link, &dir, &missing];
+    let mut args: Vec<String> = vec!["analyze".into(), "--format".into(), "json".into()];
+    args.push(good.display().to_string());
+    args.extend(bad.iter().map(|p| p.display().to_string()));
+    let o = bin().args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "input errors exit 2");
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), bad.len(), "one line per bad input:\n{err}");
+    for (p, line) in bad.iter().zip(&lines) {
+        assert!(line.starts_with("synscope: "), "{line}");
+        assert!(line.contains(&p.display().to_string()), "{line} names {}", p.display());
+    }
+    assert!(!err.contains("panicked"));
+    for (p, want) in [
+        (&text, "not a readable pcap/pcapng capture"),
+        (&empty, "empty file"),
+        (&short_header, "not a readable pcap/pcapng capture"),
+        (&short_packet, "truncated"),
+        (&unknown_link, "not a link type synscope decodes"),
+        (&dir, "is a directory"),
+        (&missing, "no such file"),
+    ] {
+        let line = lines.iter().find(|l| l.contains(&p.display().to_string())).unwrap();
+        assert!(line.contains(want), "{line} should say {want:?}");
+    }
+    // The good file, and the good part of the cut one, were analysed.
+    let j: Value = serde_json::from_slice(&o.stdout).expect("JSON still printed");
+    let r = j["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r.iter().find(|v| v["port"] == 80).unwrap()["probes"], 2, "SYNs from both readable files");
+    assert_eq!(j["inputs"].as_array().unwrap().len(), 1 + bad.len());
+}
+
+#[test]
+fn only_bad_inputs_print_no_report() {
+    let o = run(&["analyze", "/nonexistent/x.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    assert_eq!(stderr(&o).lines().count(), 1);
+}
+
+#[test]
+fn usage_errors_are_one_clear_message() {
+    let o = run(&["analyze", "-p", "0-99999", "x.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("ports are 1-65535"), "{}", stderr(&o));
+    let o = run(&["analyze", "--target", "example.com", "x.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not an IP address or CIDR"));
+    let o = run(&["analyze", "--filter", "tcp port", "x.pcap"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bad_bpf_filter_names_the_filter() {
+    let d = scratch("bpf");
+    let f = d.join("scan.pcap");
+    write_small_scan(&f);
+    let o = run(&["analyze", "--filter", "tcp port", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad --filter"), "{}", stderr(&o));
+}
