@@ -119,9 +119,29 @@ impl Analyzer {
             ..Default::default()
         };
         if !link.is_supported() {
+            // Count what is skipped, but read no further than needed.
+            let mut n = 0u64;
+            let mut read_err = None;
+            loop {
+                match src.next_packet() {
+                    Ok(Some(_)) => n += 1,
+                    Ok(None) => break,
+                    Err(e) => {
+                        read_err = Some(e);
+                        break;
+                    }
+                }
+            }
+            sum.packets_read = n;
+            sum.skipped = n;
+            if n > 0 {
+                sum.skipped_by_reason
+                    .insert(Skip::UnsupportedLink.as_str(), n);
+            }
             sum.error = Some(format!(
-                "{} is not a link type synscope decodes (it reads Ethernet, Linux SLL/SLL2, raw IP, NULL/LOOP)",
-                link.name()
+                "{} is not a link type synscope decodes (it reads Ethernet, Linux SLL/SLL2, raw IP, NULL/LOOP); {n} packets skipped{}",
+                link.name(),
+                read_err.map(|e| format!(", then: {e}")).unwrap_or_default()
             ));
             self.inputs.push(sum);
             return;

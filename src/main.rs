@@ -107,10 +107,9 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
         );
         code = EXIT_INPUT;
     }
-    let all_failed = analysis
-        .inputs
-        .iter()
-        .all(|i| i.error.is_some() && i.packets_read == 0);
+    // Nothing to show but errors: the error lines alone say it.
+    let all_failed =
+        analysis.results.is_empty() && analysis.inputs.iter().all(|i| i.error.is_some());
     if !all_failed {
         match args.format {
             Format::Table => print!(

@@ -14,7 +14,12 @@ fn analyze_small_scan_table_and_json() {
     let o = run(&["analyze", f.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("203.0.113.2: 3 ports: 1 open (syn-ack), 1 refused (reset), 1 filtered (no-response)"), "{out}");
+    assert!(
+        out.contains(
+            "203.0.113.2: 3 ports: 1 open (syn-ack), 1 refused (reset), 1 filtered (no-response)"
+        ),
+        "{out}"
+    );
     assert!(out.contains("63/2"), "{out}");
 
     let o = run(&["analyze", "--format", "json", f.to_str().unwrap()]);
@@ -33,11 +38,32 @@ fn analyze_small_scan_table_and_json() {
     assert_eq!(by_port(81)["state"], "refused");
     assert_eq!(by_port(9000)["state"], "filtered");
     assert_eq!(by_port(9000)["responder"], Value::Null);
-    for key in ["client", "target", "port", "state", "reason", "icmp_type", "icmp_code", "responder", "ttl", "hops", "rtt_ms", "probes"] {
+    for key in [
+        "client",
+        "target",
+        "port",
+        "state",
+        "reason",
+        "icmp_type",
+        "icmp_code",
+        "responder",
+        "ttl",
+        "hops",
+        "rtt_ms",
+        "probes",
+    ] {
         assert!(r[0].get(key).is_some(), "result lacks {key}");
     }
     let s = &j["summary"];
-    assert_eq!((s["open"].as_u64(), s["refused"].as_u64(), s["filtered"].as_u64(), s["unreachable"].as_u64()), (Some(1), Some(1), Some(1), Some(0)));
+    assert_eq!(
+        (
+            s["open"].as_u64(),
+            s["refused"].as_u64(),
+            s["filtered"].as_u64(),
+            s["unreachable"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1), Some(0))
+    );
     assert_eq!(s["packets_read"], 5);
     assert_eq!(s["skipped"], 0);
     assert_eq!(s["unsolicited"], 0);
@@ -56,11 +82,35 @@ fn selectors_narrow_the_report() {
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_slice(&o.stdout).unwrap()
     };
-    assert_eq!(json(&["-p", "80,81"])["results"].as_array().unwrap().len(), 2);
-    assert_eq!(json(&["--target", "203.0.113.0/24"])["results"].as_array().unwrap().len(), 3);
-    assert_eq!(json(&["--target", "192.0.2.1"])["results"].as_array().unwrap().len(), 0);
-    assert_eq!(json(&["--client", "198.51.100.2", "-p", "9000"])["results"][0]["state"], "filtered");
-    assert_eq!(json(&["--filter", "tcp port 81"])["results"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        json(&["-p", "80,81"])["results"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(
+        json(&["--target", "203.0.113.0/24"])["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        json(&["--target", "192.0.2.1"])["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        json(&["--client", "198.51.100.2", "-p", "9000"])["results"][0]["state"],
+        "filtered"
+    );
+    assert_eq!(
+        json(&["--filter", "tcp port 81"])["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // A timeout of 0 s: replies later than the SYN itself are too late.
     let j = json(&["--timeout", "0"]);
     assert_eq!(j["summary"]["filtered"], 3);
@@ -89,7 +139,15 @@ fn bad_inputs_get_one_line_each_and_the_good_file_is_still_analysed() {
     std::fs::create_dir_all(&dir).unwrap();
     let missing = d.join("missing.pcap");
 
-    let bad = [&text, &empty, &short_header, &short_packet, &unknown_link, &dir, &missing];
+    let bad = [
+        &text,
+        &empty,
+        &short_header,
+        &short_packet,
+        &unknown_link,
+        &dir,
+        &missing,
+    ];
     let mut args: Vec<String> = vec!["analyze".into(), "--format".into(), "json".into()];
     args.push(good.display().to_string());
     args.extend(bad.iter().map(|p| p.display().to_string()));
@@ -100,7 +158,11 @@ fn bad_inputs_get_one_line_each_and_the_good_file_is_still_analysed() {
     assert_eq!(lines.len(), bad.len(), "one line per bad input:\n{err}");
     for (p, line) in bad.iter().zip(&lines) {
         assert!(line.starts_with("synscope: "), "{line}");
-        assert!(line.contains(&p.display().to_string()), "{line} names {}", p.display());
+        assert!(
+            line.contains(&p.display().to_string()),
+            "{line} names {}",
+            p.display()
+        );
     }
     assert!(!err.contains("panicked"));
     for (p, want) in [
@@ -112,14 +174,21 @@ fn bad_inputs_get_one_line_each_and_the_good_file_is_still_analysed() {
         (&dir, "is a directory"),
         (&missing, "no such file"),
     ] {
-        let line = lines.iter().find(|l| l.contains(&p.display().to_string())).unwrap();
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&p.display().to_string()))
+            .unwrap();
         assert!(line.contains(want), "{line} should say {want:?}");
     }
     // The good file, and the good part of the cut one, were analysed.
     let j: Value = serde_json::from_slice(&o.stdout).expect("JSON still printed");
     let r = j["results"].as_array().unwrap();
     assert_eq!(r.len(), 3);
-    assert_eq!(r.iter().find(|v| v["port"] == 80).unwrap()["probes"], 2, "SYNs from both readable files");
+    assert_eq!(
+        r.iter().find(|v| v["port"] == 80).unwrap()["probes"],
+        2,
+        "SYNs from both readable files"
+    );
     assert_eq!(j["inputs"].as_array().unwrap().len(), 1 + bad.len());
 }
 

@@ -50,7 +50,10 @@ impl LinkType {
             LinkType::IPV4 => "IPV4".into(),
             LinkType::IPV6 => "IPV6".into(),
             LinkType::LINUX_SLL2 => "LINUX_SLL2".into(),
-            LinkType(n) => format!("link type {n}"),
+            LinkType(n) => match pcap::Linktype(n).get_name() {
+                Ok(name) => format!("link type {n} ({name})"),
+                Err(_) => format!("link type {n}"),
+            },
         }
     }
 }

@@ -1,0 +1,91 @@
+//! `analyze` over every capture of ../shared/corpus (415 files from
+//! tcpdump's test suite, many crafted to crash parsers): no panic, no hang,
+//! bounded memory, and either a report or one clear line per file.
+
+mod common;
+
+use common::*;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const PER_FILE: Duration = Duration::from_secs(30);
+const MAX_RSS_KIB: i64 = 256 * 1024;
+
+#[test]
+fn every_corpus_capture_gives_a_report_or_one_line() {
+    let dir = root().join("../shared/corpus/tcpdump-tests");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        skip_or_fail(&format!("no corpus at {}", dir.display()));
+        return;
+    };
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    assert!(files.len() >= 400, "corpus has {} files", files.len());
+    let (mut reports, mut refused) = (0, 0);
+    let mut with_results = 0;
+    for f in &files {
+        let mut child = bin()
+            .args(["analyze", "--format", "json"])
+            .arg(f)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if start.elapsed() > PER_FILE {
+                let _ = child.kill();
+                panic!("{}: no answer within {PER_FILE:?} (hang)", f.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        let code = o.status.code();
+        assert!(!err.contains("panicked"), "{}: {err}", f.display());
+        assert!(
+            matches!(code, Some(0) | Some(2)),
+            "{}: exit {code:?}: {err}",
+            f.display()
+        );
+        assert!(
+            err.lines().count() <= 1,
+            "{}: more than one line:\n{err}",
+            f.display()
+        );
+        if let Some(line) = err.lines().next() {
+            assert!(
+                line.starts_with(&format!("synscope: {}: ", f.display())),
+                "{line}"
+            );
+            assert_eq!(code, Some(2), "an error line goes with exit 2: {line}");
+        }
+        if o.stdout.is_empty() {
+            assert_eq!(code, Some(2), "{}: no report and no error", f.display());
+            refused += 1;
+        } else {
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .unwrap_or_else(|e| panic!("{}: report is not JSON: {e}", f.display()));
+            reports += 1;
+            if !j["results"].as_array().is_none_or(|r| r.is_empty()) {
+                with_results += 1;
+            }
+        }
+    }
+    // SAFETY: getrusage fills the struct it is given.
+    let rss = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u.ru_maxrss
+    };
+    println!(
+        "corpus: {} files, {reports} reports ({with_results} with TCP attempts), {refused} refused with one line; peak child RSS {} KiB",
+        files.len(),
+        rss
+    );
+    assert!(rss < MAX_RSS_KIB, "peak RSS {rss} KiB");
+    assert_eq!(reports + refused, files.len());
+}
