@@ -3,9 +3,8 @@
 
 use crate::select::Selection;
 use crate::source::{FileSource, PacketSource};
-use crate::track::{self, State, Stats, Tracker, Triple, Verdict};
+use crate::track::{self, Merger, State, Stats, Tracker, Verdict};
 use crate::wire::{self, Skip};
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -70,7 +69,7 @@ impl Analysis {
 #[derive(Debug, Default)]
 pub struct Analyzer {
     opts: Options,
-    merged: FxHashMap<Triple, Verdict>,
+    merged: Merger,
     inputs: Vec<InputSummary>,
 }
 
@@ -78,21 +77,15 @@ impl Analyzer {
     pub fn new(opts: Options) -> Self {
         Analyzer {
             opts,
-            merged: FxHashMap::default(),
+            merged: Merger::new(),
             inputs: Vec::new(),
         }
     }
 
     fn add_verdicts(&mut self, verdicts: Vec<Verdict>) {
         for v in verdicts {
-            if !self.opts.selection.admits(v.client, v.target, v.port) {
-                continue;
-            }
-            match self.merged.get_mut(&v.triple()) {
-                Some(cur) => track::merge_into(cur, v),
-                None => {
-                    self.merged.insert(v.triple(), v);
-                }
+            if self.opts.selection.admits(v.client, v.target, v.port) {
+                self.merged.add(v);
             }
         }
     }
@@ -187,8 +180,7 @@ impl Analyzer {
     }
 
     pub fn finish(self) -> Analysis {
-        let mut results: Vec<Verdict> = self.merged.into_values().collect();
-        results.sort_by_key(|v| (v.target, v.port, v.client));
+        let results = self.merged.into_sorted();
         let mut summary = Summary::default();
         for v in &results {
             match v.state {

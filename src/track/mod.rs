@@ -13,18 +13,25 @@
 //!
 //! Memory is bounded: an attempt leaves the table once the capture's clock
 //! passes its last SYN (or last packet, for a connection that is in use)
-//! plus the timeout; the triple's verdict is emitted when its last attempt
-//! leaves. A hard cap on live attempts evicts the oldest early (counted).
+//! plus the timeout, and its verdict goes out then; [`Merger`] folds the
+//! verdicts of one triple's attempts together. A hard cap on live attempts
+//! decides the oldest early (counted).
+//!
+//! Layout, for speed on captures of millions of packets: attempts sit in a
+//! ring in the order they were opened (expiry walks it front to back, in
+//! memory order), and a hash map finds them by 4-tuple; a reply, which
+//! usually comes right after its SYN, is one lookup in warm cache.
 
+mod merge;
 mod verdict;
 
+pub use merge::Merger;
 pub use verdict::{Reason, State, Verdict, hops_from_ttl, merge_into};
 
 use crate::wire::{Body, Packet, Tcp, flags};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 /// Nanoseconds since the Unix epoch, from the packet headers.
@@ -68,20 +75,44 @@ pub struct Stats {
     pub evicted: u64,
 }
 
+/// An address as one integer (IPv4 in the low 32 bits) plus its family:
+/// cheap to hash and compare, and exact (no v4-mapped confusion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Addr {
+    bits: u128,
+    v6: bool,
+}
+
+impl From<IpAddr> for Addr {
+    fn from(a: IpAddr) -> Self {
+        match a {
+            IpAddr::V4(a) => Addr {
+                bits: u128::from(u32::from(a)),
+                v6: false,
+            },
+            IpAddr::V6(a) => Addr {
+                bits: u128::from(a),
+                v6: true,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
-    client: IpAddr,
+    client: Addr,
+    target: Addr,
     sport: u16,
-    target: IpAddr,
     dport: u16,
 }
 
-impl FlowKey {
-    fn triple(&self) -> Triple {
-        Triple {
-            client: self.client,
-            target: self.target,
-            port: self.dport,
+impl Addr {
+    fn ip(self) -> IpAddr {
+        if self.v6 {
+            IpAddr::from(std::net::Ipv6Addr::from(self.bits))
+        } else {
+            // IPv4 keys only ever hold 32 bits.
+            IpAddr::from(std::net::Ipv4Addr::from(self.bits as u32))
         }
     }
 }
@@ -97,46 +128,6 @@ pub struct Triple {
 /// Up to this many distinct initial sequence numbers are kept per attempt
 /// (a client may re-use a 4-tuple with a new ISN); more are ignored.
 const MAX_ISNS: usize = 4;
-
-#[derive(Debug)]
-struct Attempt {
-    isns: [u32; MAX_ISNS],
-    n_isns: u8,
-    first_syn: Nanos,
-    last_syn: Nanos,
-    last_seen: Nanos,
-    /// A SYN-ACK (or split-handshake SYN) was matched: later segments are
-    /// the connection's own traffic, not replies.
-    established: bool,
-}
-
-impl Attempt {
-    fn new(isn: u32, ts: Nanos) -> Self {
-        Attempt {
-            isns: [isn, 0, 0, 0],
-            n_isns: 1,
-            first_syn: ts,
-            last_syn: ts,
-            last_seen: ts,
-            established: false,
-        }
-    }
-
-    fn has_isn(&self, isn: u32) -> bool {
-        self.isns[..usize::from(self.n_isns)].contains(&isn)
-    }
-
-    fn add_isn(&mut self, isn: u32) {
-        if !self.has_isn(isn) && usize::from(self.n_isns) < MAX_ISNS {
-            self.isns[usize::from(self.n_isns)] = isn;
-            self.n_isns += 1;
-        }
-    }
-
-    fn deadline(&self, timeout: Nanos) -> Nanos {
-        self.last_syn.max(self.last_seen).saturating_add(timeout)
-    }
-}
 
 /// What answered an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,42 +162,92 @@ pub struct Evidence {
     pub rtt: Nanos,
 }
 
+/// One attempt: a SYN's 4-tuple, its retransmissions and what answered it.
 #[derive(Debug)]
-struct Group {
-    live_attempts: u32,
-    attempts: u32,
+struct Attempt {
+    key: FlowKey,
+    isns: [u32; MAX_ISNS],
+    n_isns: u8,
+    /// A SYN-ACK (or split-handshake SYN) was matched: later segments are
+    /// the connection's own traffic, not replies.
+    established: bool,
     probes: u32,
     first_syn: Nanos,
     last_syn: Nanos,
+    last_seen: Nanos,
+    /// The deadline it had when it took its place in the ring.
+    queued_deadline: Nanos,
     evidence: Option<Evidence>,
     ttls: verdict::TtlSet,
 }
 
-impl Group {
-    fn record(&mut self, ev: Evidence) {
-        self.ttls.insert(ev.ttl);
-        let better = match &self.evidence {
-            None => true,
-            Some(cur) => ev.kind.rank() > cur.kind.rank(),
-        };
-        if better {
-            self.evidence = Some(ev);
+impl Attempt {
+    fn has_isn(&self, isn: u32) -> bool {
+        self.isns[..usize::from(self.n_isns)].contains(&isn)
+    }
+
+    fn add_isn(&mut self, isn: u32) {
+        if !self.has_isn(isn) && usize::from(self.n_isns) < MAX_ISNS {
+            self.isns[usize::from(self.n_isns)] = isn;
+            self.n_isns += 1;
+        }
+    }
+
+    fn deadline(&self, timeout: Nanos) -> Nanos {
+        self.last_syn.max(self.last_seen).saturating_add(timeout)
+    }
+
+    /// Records a matched reply, unless it came after the deadline (expiry
+    /// is lazy, so the deadline is checked here, exactly).
+    fn answer(
+        &mut self,
+        stats: &mut Stats,
+        timeout: Nanos,
+        kind: EvidenceKind,
+        ts: Nanos,
+        pkt: &Packet,
+    ) {
+        if ts > self.deadline(timeout) {
+            stats.unsolicited += 1;
+            return;
+        }
+        stats.replies += 1;
+        if matches!(kind, EvidenceKind::SynAck | EvidenceKind::SplitSyn) {
+            // A connection: keep it while it carries traffic.
+            self.established = true;
+            self.last_seen = ts;
+        }
+        self.ttls.insert(pkt.ttl);
+        if self
+            .evidence
+            .is_none_or(|cur| kind.rank() > cur.kind.rank())
+        {
+            self.evidence = Some(Evidence {
+                kind,
+                responder: pkt.src,
+                ttl: pkt.ttl,
+                ip_id: pkt.ip_id,
+                at: ts,
+                rtt: ts.saturating_sub(self.first_syn),
+            });
         }
     }
 }
 
 /// The probe table. Feed it packets in capture order with
 /// [`Tracker::observe`]; take decided verdicts with [`Tracker::take_decided`]
-/// as you go and the rest with [`Tracker::finish`] at the end.
+/// as you go and the rest with [`Tracker::finish`] at the end. Verdicts are
+/// per attempt: fold them per triple with [`Merger`].
 #[derive(Debug)]
 pub struct Tracker {
     cfg: Config,
     now: Nanos,
-    attempts: FxHashMap<FlowKey, Attempt>,
-    groups: FxHashMap<Triple, Group>,
-    /// Attempts in the order they were opened, with the deadline they had
-    /// when queued (re-queued if it moved).
-    expiry: VecDeque<(Nanos, FlowKey)>,
+    /// Live attempts in the order they were opened (or re-queued).
+    ring: VecDeque<Attempt>,
+    /// Sequence number of `ring[0]`.
+    base: u64,
+    /// 4-tuple → sequence number in the ring.
+    index: FxHashMap<FlowKey, u64>,
     decided: Vec<Verdict>,
     stats: Stats,
 }
@@ -216,9 +257,9 @@ impl Tracker {
         Tracker {
             cfg,
             now: 0,
-            attempts: FxHashMap::default(),
-            groups: FxHashMap::default(),
-            expiry: VecDeque::new(),
+            ring: VecDeque::new(),
+            base: 0,
+            index: FxHashMap::default(),
             decided: Vec::new(),
             stats: Stats::default(),
         }
@@ -230,7 +271,13 @@ impl Tracker {
 
     /// Live attempts in the table (for tests and memory checks).
     pub fn live_attempts(&self) -> usize {
-        self.attempts.len()
+        self.index.len()
+    }
+
+    fn slot(&mut self, key: &FlowKey) -> Option<&mut Attempt> {
+        let seq = *self.index.get(key)?;
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.ring.get_mut(i)
     }
 
     /// Hands one decoded packet, captured at `ts`, to the table.
@@ -239,14 +286,15 @@ impl Tracker {
         self.now = self.now.max(ts);
         self.expire(false);
         let ts = self.now;
+        let timeout = self.cfg.timeout;
         match &pkt.body {
             Body::Tcp(tcp) => self.tcp(ts, pkt, tcp),
             Body::IcmpError(icmp) => {
                 let q = &icmp.quoted;
                 let key = FlowKey {
-                    client: q.src,
+                    client: q.src.into(),
+                    target: q.dst.into(),
                     sport: q.sport,
-                    target: q.dst,
                     dport: q.dport,
                 };
                 let kind = EvidenceKind::Icmp {
@@ -254,195 +302,160 @@ impl Tracker {
                     icmp_type: icmp.icmp_type,
                     code: icmp.code,
                 };
-                match self.attempts.get(&key) {
-                    Some(a) if a.established => self.stats.other_tcp += 1,
+                let mut stats = self.stats;
+                match self.slot(&key) {
+                    Some(a) if a.established => stats.other_tcp += 1,
                     Some(a) if q.seq.is_none_or(|s| a.has_isn(s)) => {
-                        self.answer(key, kind, ts, pkt)
+                        a.answer(&mut stats, timeout, kind, ts, pkt)
                     }
-                    _ => self.stats.unsolicited += 1,
+                    _ => stats.unsolicited += 1,
                 }
+                self.stats = stats;
             }
         }
-        if self.attempts.len() > self.cfg.max_attempts {
+        if self.index.len() > self.cfg.max_attempts {
             self.expire(true);
         }
     }
 
     fn tcp(&mut self, ts: Nanos, pkt: &Packet, tcp: &Tcp) {
+        let (src, dst): (Addr, Addr) = (pkt.src.into(), pkt.dst.into());
         let fwd = FlowKey {
-            client: pkt.src,
+            client: src,
+            target: dst,
             sport: tcp.sport,
-            target: pkt.dst,
             dport: tcp.dport,
         };
         let rev = FlowKey {
-            client: pkt.dst,
+            client: dst,
+            target: src,
             sport: tcp.dport,
-            target: pkt.src,
             dport: tcp.sport,
         };
         let syn = tcp.flags & flags::SYN != 0;
         let ack = tcp.flags & flags::ACK != 0;
         let rst = tcp.flags & flags::RST != 0;
+        let timeout = self.cfg.timeout;
+        let mut stats = self.stats;
         if syn && !ack && !rst {
-            if rev != fwd && self.attempts.contains_key(&rev) {
+            match self.slot(&rev) {
                 // The "server" sends a bare SYN back: a split handshake.
-                self.answer(rev, EvidenceKind::SplitSyn, ts, pkt);
-            } else {
-                self.syn(fwd, tcp.seq, ts);
-            }
-        } else if syn && ack {
-            match self.attempts.get(&rev) {
-                Some(a) if a.has_isn(tcp.ack.wrapping_sub(1)) => {
-                    self.answer(rev, EvidenceKind::SynAck, ts, pkt)
+                Some(a) if rev != fwd => {
+                    a.answer(&mut stats, timeout, EvidenceKind::SplitSyn, ts, pkt);
+                    self.stats = stats;
                 }
-                Some(a) if a.established => self.stats.other_tcp += 1,
-                _ => self.stats.unsolicited += 1,
+                _ => self.syn(fwd, tcp.seq, ts),
             }
-        } else if rst {
-            if let Some(a) = self.attempts.get_mut(&fwd) {
-                // The client's own RST (e.g. a scanner closing a half-open
-                // connection after the SYN-ACK).
-                a.last_seen = ts;
-                self.stats.other_tcp += 1;
-                return;
-            }
-            match self.attempts.get(&rev) {
-                Some(a) if a.established => {
-                    self.stats.other_tcp += 1;
-                }
-                Some(a) if a.has_isn(tcp.ack.wrapping_sub(1)) || a.has_isn(tcp.ack) => {
-                    self.answer(rev, EvidenceKind::Reset, ts, pkt)
-                }
-                _ => self.stats.unsolicited += 1,
-            }
-        } else {
-            self.stats.other_tcp += 1;
-            if let Some(a) = self.attempts.get_mut(&fwd) {
-                a.last_seen = ts;
-            } else if let Some(a) = self.attempts.get_mut(&rev) {
-                a.last_seen = ts;
-            }
+            return;
         }
+        match self.slot(&rev) {
+            Some(a) if a.established => {
+                a.last_seen = ts;
+                stats.other_tcp += 1;
+            }
+            Some(a) if syn && ack && a.has_isn(tcp.ack.wrapping_sub(1)) => {
+                a.answer(&mut stats, timeout, EvidenceKind::SynAck, ts, pkt)
+            }
+            Some(a) if rst && (a.has_isn(tcp.ack.wrapping_sub(1)) || a.has_isn(tcp.ack)) => {
+                a.answer(&mut stats, timeout, EvidenceKind::Reset, ts, pkt)
+            }
+            Some(_) if syn || rst => stats.unsolicited += 1,
+            Some(a) => {
+                a.last_seen = ts;
+                stats.other_tcp += 1;
+            }
+            None => match self.slot(&fwd) {
+                // The client's own segments: its RST closing a half-open
+                // connection after the SYN-ACK, its ACKs and data.
+                Some(a) => {
+                    a.last_seen = ts;
+                    stats.other_tcp += 1;
+                }
+                None if syn || rst => stats.unsolicited += 1,
+                None => stats.other_tcp += 1,
+            },
+        }
+        self.stats = stats;
     }
 
     fn syn(&mut self, key: FlowKey, isn: u32, ts: Nanos) {
         self.stats.syns += 1;
-        let triple = key.triple();
-        let new_attempt = match self.attempts.entry(key) {
-            Entry::Occupied(mut e) => {
-                self.stats.retransmissions += 1;
-                let a = e.get_mut();
-                a.add_isn(isn);
-                a.last_syn = ts;
-                false
-            }
-            Entry::Vacant(e) => {
-                e.insert(Attempt::new(isn, ts));
-                self.expiry
-                    .push_back((ts.saturating_add(self.cfg.timeout), key));
-                true
-            }
-        };
-        let g = self.groups.entry(triple).or_insert_with(|| Group {
-            live_attempts: 0,
-            attempts: 0,
-            probes: 0,
+        if let Some(a) = self.slot(&key) {
+            a.add_isn(isn);
+            a.last_syn = ts;
+            a.probes = a.probes.saturating_add(1);
+            self.stats.retransmissions += 1;
+            return;
+        }
+        let seq = self.base + self.ring.len() as u64;
+        self.index.insert(key, seq);
+        self.ring.push_back(Attempt {
+            key,
+            isns: [isn, 0, 0, 0],
+            n_isns: 1,
+            established: false,
+            probes: 1,
             first_syn: ts,
             last_syn: ts,
+            last_seen: ts,
+            queued_deadline: ts.saturating_add(self.cfg.timeout),
             evidence: None,
             ttls: verdict::TtlSet::default(),
         });
-        g.probes = g.probes.saturating_add(1);
-        g.last_syn = ts;
-        if new_attempt {
-            g.live_attempts = g.live_attempts.saturating_add(1);
-            g.attempts = g.attempts.saturating_add(1);
-        }
     }
 
-    fn answer(&mut self, key: FlowKey, kind: EvidenceKind, ts: Nanos, pkt: &Packet) {
-        let timeout = self.cfg.timeout;
-        let Some(a) = self.attempts.get_mut(&key) else {
-            self.stats.unsolicited += 1;
-            return;
-        };
-        // Expiry is lazy (an attempt may linger in the table a little past
-        // its deadline), so the deadline is checked here, exactly.
-        if ts > a.deadline(timeout) {
-            self.stats.unsolicited += 1;
-            return;
-        }
-        self.stats.replies += 1;
-        if matches!(kind, EvidenceKind::SynAck | EvidenceKind::SplitSyn) {
-            // A connection: keep it while it carries traffic.
-            a.established = true;
-            a.last_seen = ts;
-        }
-        let ev = Evidence {
-            kind,
-            responder: pkt.src,
-            ttl: pkt.ttl,
-            ip_id: pkt.ip_id,
-            at: ts,
-            rtt: ts.saturating_sub(a.first_syn),
-        };
-        if let Some(g) = self.groups.get_mut(&key.triple()) {
-            g.record(ev);
-        }
-    }
-
-    /// Retires attempts whose deadline the clock has passed; with `force`,
-    /// retires the oldest until the table is within its cap.
+    /// Retires attempts whose deadline the clock has passed, oldest first;
+    /// with `force`, also the oldest live ones until the table is within
+    /// its cap.
     fn expire(&mut self, force: bool) {
-        while let Some(&(deadline, key)) = self.expiry.front() {
-            let over_cap = force && self.attempts.len() > self.cfg.max_attempts;
+        let timeout = self.cfg.timeout;
+        while let Some(front) = self.ring.front() {
+            let over_cap = force && self.index.len() > self.cfg.max_attempts;
+            let deadline = front.deadline(timeout);
             if deadline >= self.now && !over_cap {
-                break;
-            }
-            self.expiry.pop_front();
-            let Some(a) = self.attempts.get(&key) else {
-                continue;
-            };
-            let real = a.deadline(self.cfg.timeout);
-            if real >= self.now && !over_cap {
-                // Its deadline moved (retransmission, traffic): queue again.
-                self.expiry.push_back((real, key));
+                if deadline <= front.queued_deadline {
+                    // The oldest attempt is still waiting: so are the rest.
+                    break;
+                }
+                // Its deadline moved (retransmission, traffic): it goes to
+                // the back of the ring, under a new sequence number.
+                if let Some(mut a) = self.ring.pop_front() {
+                    self.base += 1;
+                    a.queued_deadline = deadline;
+                    let seq = self.base + self.ring.len() as u64;
+                    self.index.insert(a.key, seq);
+                    self.ring.push_back(a);
+                }
                 continue;
             }
             if over_cap {
                 self.stats.evicted += 1;
             }
-            self.attempts.remove(&key);
-            self.retire_attempt(key.triple());
-        }
-    }
-
-    fn retire_attempt(&mut self, triple: Triple) {
-        let done = match self.groups.get_mut(&triple) {
-            Some(g) => {
-                g.live_attempts = g.live_attempts.saturating_sub(1);
-                g.live_attempts == 0
+            if let Some(a) = self.ring.pop_front() {
+                self.base += 1;
+                self.index.remove(&a.key);
+                self.decided.push(verdict::decide(&a));
             }
-            None => false,
-        };
-        if done && let Some(g) = self.groups.remove(&triple) {
-            self.decided.push(verdict::decide(triple, &g));
         }
     }
 
-    /// Verdicts decided so far (their timeout has passed), in no set order.
+    /// Verdicts decided so far (their timeout has passed), one per attempt.
     pub fn take_decided(&mut self) -> Vec<Verdict> {
         std::mem::take(&mut self.decided)
     }
 
-    /// The end of the capture: every open triple is decided with what was
+    /// Moves the verdicts decided so far into `out`.
+    pub fn drain_decided_into(&mut self, out: &mut Merger) {
+        for v in self.decided.drain(..) {
+            out.add(v);
+        }
+    }
+
+    /// The end of the capture: every live attempt is decided with what was
     /// seen (no answer → filtered).
     pub fn finish(mut self) -> (Vec<Verdict>, Stats) {
         let mut out = std::mem::take(&mut self.decided);
-        for (triple, g) in self.groups.drain() {
-            out.push(verdict::decide(triple, &g));
-        }
+        out.extend(self.ring.iter().map(verdict::decide));
         (out, self.stats)
     }
 }

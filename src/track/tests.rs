@@ -40,7 +40,11 @@ fn run(events: &[(Nanos, Packet)]) -> (Vec<Verdict>, Stats) {
     }
     let (rest, stats) = t.finish();
     out.extend(rest);
-    out.sort_by_key(|v| (v.port, v.first_probe_ns));
+    let mut m = Merger::new();
+    for v in out {
+        m.add(v);
+    }
+    let out = m.into_sorted();
     let n = events.len() as u64;
     assert_eq!(
         stats.syns + stats.replies + stats.unsolicited + stats.other_tcp,
@@ -305,18 +309,15 @@ fn a_second_episode_later_merges_into_one_verdict() {
     // Filtered at first, answered an hour later: the stronger evidence wins.
     let a = syn(40000, 80, 1);
     let b = syn(40002, 80, 2);
-    let (v, _) = run(&[
+    let (m, _) = one(&[
         (0, pkt(&a)),
         (3_600_000, pkt(&b)),
         (3_600_001, pkt(&b.reply(flags::SYN | flags::ACK, 63))),
     ]);
-    assert_eq!(v.len(), 2, "two episodes leave the tracker separately");
-    let mut iter = v.into_iter();
-    let mut m = iter.next().unwrap();
-    merge_into(&mut m, iter.next().unwrap());
     assert_eq!(m.state, State::Open);
     assert_eq!((m.probes, m.attempts), (2, 2));
     assert_eq!(m.first_probe_ns, T0);
+    assert_eq!(m.rtt_ms, Some(1.0));
 }
 
 #[test]

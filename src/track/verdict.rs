@@ -1,6 +1,6 @@
 //! Verdicts: what one (client, target, port) came to, and why.
 
-use super::{Evidence, EvidenceKind, Group, Nanos, Triple};
+use super::{Attempt, Evidence, EvidenceKind, Nanos, Triple};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -181,7 +181,9 @@ pub fn merge_into(into: &mut Verdict, other: Verdict) {
     into.probes = probes;
     into.attempts = attempts;
     into.first_probe_ns = first;
-    into.ttls = ttls.to_vec();
+    if ttls.n > 1 || !into.ttls.is_empty() {
+        into.ttls = ttls.to_vec();
+    }
 }
 
 /// The first of the usual initial TTLs (32, 64, 128, 255) at or above
@@ -195,38 +197,48 @@ pub fn hops_from_ttl(ttl: u8) -> u8 {
     u8::try_from(initial - u16::from(ttl) + 1).unwrap_or(u8::MAX)
 }
 
-/// A small set of distinct TTLs, kept sorted, at most [`TtlSet::CAP`].
-#[derive(Debug, Default, Clone)]
+/// A small set of distinct TTLs, kept sorted, at most [`TtlSet::CAP`],
+/// inline (no allocation per attempt).
+#[derive(Debug, Default, Clone, Copy)]
 pub(super) struct TtlSet {
-    v: Vec<u8>,
+    v: [u8; TtlSet::CAP],
+    n: u8,
 }
 
 impl TtlSet {
     const CAP: usize = 8;
 
+    fn as_slice(&self) -> &[u8] {
+        &self.v[..usize::from(self.n).min(Self::CAP)]
+    }
+
     pub(super) fn insert(&mut self, ttl: u8) {
-        if let Err(pos) = self.v.binary_search(&ttl)
-            && self.v.len() < Self::CAP
-        {
-            self.v.insert(pos, ttl);
+        let n = usize::from(self.n);
+        if n >= Self::CAP {
+            return;
+        }
+        if let Err(pos) = self.as_slice().binary_search(&ttl) {
+            self.v.copy_within(pos..n, pos + 1);
+            self.v[pos] = ttl;
+            self.n += 1;
         }
     }
 
     /// The TTLs if more than one was seen, else empty.
-    pub(super) fn to_vec(&self) -> Vec<u8> {
-        if self.v.len() > 1 {
-            self.v.clone()
+    pub(super) fn to_vec(self) -> Vec<u8> {
+        if self.n > 1 {
+            self.as_slice().to_vec()
         } else {
             Vec::new()
         }
     }
 }
 
-pub(super) fn decide(triple: Triple, g: &Group) -> Verdict {
+pub(super) fn decide(a: &Attempt) -> Verdict {
     let mut v = Verdict {
-        client: triple.client,
-        target: triple.target,
-        port: triple.port,
+        client: a.key.client.ip(),
+        target: a.key.target.ip(),
+        port: a.key.dport,
         state: State::Filtered,
         reason: Reason::NoResponse,
         icmp_type: None,
@@ -235,14 +247,14 @@ pub(super) fn decide(triple: Triple, g: &Group) -> Verdict {
         ttl: None,
         hops: None,
         rtt_ms: None,
-        probes: g.probes,
-        attempts: g.attempts,
-        ttls: g.ttls.to_vec(),
+        probes: a.probes,
+        attempts: 1,
+        ttls: a.ttls.to_vec(),
         ip_id: None,
-        first_probe_ns: g.first_syn,
+        first_probe_ns: a.first_syn,
         decided_ns: None,
     };
-    if let Some(ev) = &g.evidence {
+    if let Some(ev) = &a.evidence {
         apply(&mut v, ev);
     }
     v

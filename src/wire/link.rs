@@ -5,7 +5,10 @@
 //! LINKTYPE_RAW 101 → DLT_RAW 12; both are accepted).
 
 use super::Skip;
-use etherparse::{EtherType, LaxSlicedPacket, LinuxSllProtocolType, LinuxSllSlice};
+use etherparse::{
+    EtherType, Ethernet2Header, Ethernet2HeaderSlice, LinuxSllProtocolType, LinuxSllSlice,
+    SingleVlanHeader, SingleVlanHeaderSlice,
+};
 
 /// A capture's link type (libpcap DLT / LINKTYPE number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,20 +71,36 @@ const AF_INET6_DARWIN: u32 = 30;
 const SLL2_HEADER_LEN: usize = 20;
 const NULL_HEADER_LEN: usize = 4;
 
-pub(super) fn slice(link: LinkType, data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+/// Finds the network layer: its EtherType and bytes.
+pub(super) fn network(link: LinkType, data: &[u8]) -> Result<(EtherType, &[u8]), Skip> {
     match link {
-        LinkType::ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Malformed),
+        LinkType::ETHERNET => {
+            let eth = Ethernet2HeaderSlice::from_slice(data).map_err(|_| Skip::Malformed)?;
+            let mut et = eth.ether_type();
+            let mut rest = data.get(Ethernet2Header::LEN..).ok_or(Skip::Malformed)?;
+            // Up to three VLAN tags (802.1Q, 802.1ad, QinQ).
+            for _ in 0..3 {
+                if et != EtherType::VLAN_TAGGED_FRAME
+                    && et != EtherType::PROVIDER_BRIDGING
+                    && et != EtherType::VLAN_DOUBLE_TAGGED_FRAME
+                {
+                    break;
+                }
+                let tag = SingleVlanHeaderSlice::from_slice(rest).map_err(|_| Skip::Malformed)?;
+                et = tag.ether_type();
+                rest = rest.get(SingleVlanHeader::LEN..).ok_or(Skip::Malformed)?;
+            }
+            Ok((et, rest))
+        }
         LinkType::RAW
         | LinkType::RAW_OPENBSD
         | LinkType::LINKTYPE_RAW
         | LinkType::IPV4
-        | LinkType::IPV6 => from_ip(data),
+        | LinkType::IPV6 => by_version(data),
         LinkType::LINUX_SLL => {
             let sll = LinuxSllSlice::from_slice(data).map_err(|_| Skip::Malformed)?;
             match sll.protocol_type() {
-                LinuxSllProtocolType::EtherType(et) => {
-                    Ok(LaxSlicedPacket::from_ether_type(et, sll.payload_slice()))
-                }
+                LinuxSllProtocolType::EtherType(et) => Ok((et, sll.payload_slice())),
                 _ => Err(Skip::NotIp),
             }
         }
@@ -91,7 +110,7 @@ pub(super) fn slice(link: LinkType, data: &[u8]) -> Result<LaxSlicedPacket<'_>, 
             // ARPHRD type, packet type, address length and 8 address bytes.
             let (header, payload) = split(data, SLL2_HEADER_LEN)?;
             let proto = u16::from_be_bytes([header[0], header[1]]);
-            Ok(LaxSlicedPacket::from_ether_type(EtherType(proto), payload))
+            Ok((EtherType(proto), payload))
         }
         LinkType::NULL | LinkType::LOOP => {
             // The family is in the writer's byte order (NULL) or network
@@ -104,7 +123,7 @@ pub(super) fn slice(link: LinkType, data: &[u8]) -> Result<LaxSlicedPacket<'_>, 
             };
             match family {
                 AF_INET | AF_INET6_LINUX | AF_INET6_BSD | AF_INET6_FREEBSD | AF_INET6_DARWIN => {
-                    from_ip(payload)
+                    by_version(payload)
                 }
                 _ => Err(Skip::NotIp),
             }
@@ -121,9 +140,11 @@ fn split(data: &[u8], at: usize) -> Result<(&[u8], &[u8]), Skip> {
     }
 }
 
-fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+/// Raw IP: the version nibble says which.
+fn by_version(data: &[u8]) -> Result<(EtherType, &[u8]), Skip> {
     match data.first().map(|b| b >> 4) {
-        Some(4) | Some(6) => LaxSlicedPacket::from_ip(data).map_err(|_| Skip::Malformed),
+        Some(4) => Ok((EtherType::IPV4, data)),
+        Some(6) => Ok((EtherType::IPV6, data)),
         Some(_) => Err(Skip::NotIp),
         None => Err(Skip::Malformed),
     }

@@ -1,8 +1,9 @@
 //! wire: captured bytes → the few header fields synscope decides on.
 //!
-//! Parsing goes link layer → IP → TCP / ICMP error with etherparse's lax
-//! slicers, so a packet cut short by the snap length still yields its
-//! headers. Every path returns either a [`Packet`] or a [`Skip`] reason;
+//! Parsing goes link layer → IP → TCP / ICMP error with etherparse's
+//! checked header views (each checks its length before any field is read);
+//! lengths are read laxly, so a packet cut short by the snap length still
+//! yields its headers. Every path returns either a [`Packet`] or a [`Skip`] reason;
 //! nothing here panics on any input (see the fixture tests below and the
 //! fuzz targets).
 
@@ -11,8 +12,8 @@ mod link;
 pub use link::LinkType;
 
 use etherparse::{
-    IpNumber, LaxIpSlice, LaxNetSlice, LaxSlicedPacket, TransportSlice,
-    err::ip::LaxHeaderSliceError,
+    EtherType, Icmpv4Slice, Icmpv6Slice, IpNumber, Ipv4HeaderSlice, Ipv6ExtensionSlice,
+    Ipv6ExtensionsSlice, Ipv6HeaderSlice, LaxIpSlice, TcpHeaderSlice, err::ip::LaxHeaderSliceError,
 };
 use std::net::IpAddr;
 
@@ -114,102 +115,122 @@ const ICMP6_TIME_EXCEEDED: u8 = 3;
 
 /// Decodes one captured frame of the given link type.
 pub fn parse(link: LinkType, data: &[u8]) -> Result<Packet, Skip> {
-    let sliced = link::slice(link, data)?;
-    decode(&sliced)
+    let (ether_type, net) = link::network(link, data)?;
+    match ether_type {
+        EtherType::IPV4 => ipv4(net),
+        EtherType::IPV6 => ipv6(net),
+        _ => Err(Skip::NotIp),
+    }
 }
 
-fn decode(sliced: &LaxSlicedPacket<'_>) -> Result<Packet, Skip> {
-    let (src, dst, ttl, ip_id, payload) = match &sliced.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            (
-                IpAddr::V4(h.source_addr()),
-                IpAddr::V4(h.destination_addr()),
-                h.ttl(),
-                Some(h.identification()),
-                v4.payload(),
-            )
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            (
-                IpAddr::V6(h.source_addr()),
-                IpAddr::V6(h.destination_addr()),
-                h.hop_limit(),
-                None,
-                v6.payload(),
-            )
-        }
-        Some(LaxNetSlice::Arp(_)) => return Err(Skip::NotIp),
-        None => {
-            // The link layer was read but no IP header followed: either the
-            // frame carries another protocol or the IP header is broken.
-            return Err(match &sliced.stop_err {
-                Some(_) => Skip::Malformed,
-                None => Skip::NotIp,
-            });
-        }
+/// IPv4: checked header view, then the transport bytes up to the total
+/// length (or the captured end, when the snap length cut the packet or the
+/// length field is impossible, as TSO captures carry 0 there).
+fn ipv4(net: &[u8]) -> Result<Packet, Skip> {
+    let h = Ipv4HeaderSlice::from_slice(net).map_err(|_| Skip::Malformed)?;
+    if h.fragments_offset().value() != 0 {
+        return Err(Skip::Fragment);
+    }
+    let hlen = h.slice().len();
+    let total = usize::from(h.total_len());
+    let end = if total >= hlen && total <= net.len() {
+        total
+    } else {
+        net.len()
     };
-    let body = match &sliced.transport {
-        Some(TransportSlice::Tcp(t)) => {
-            // Byte 13 holds the classic flags; etherparse has read the whole
-            // header, so the index exists.
+    let rest = net.get(hlen..end).ok_or(Skip::Malformed)?;
+    let body = transport(h.protocol(), rest, false)?;
+    Ok(Packet {
+        src: IpAddr::V4(h.source_addr()),
+        dst: IpAddr::V4(h.destination_addr()),
+        ttl: h.ttl(),
+        ip_id: Some(h.identification()),
+        body,
+    })
+}
+
+/// IPv6: fixed header, extension headers, then the transport bytes.
+fn ipv6(net: &[u8]) -> Result<Packet, Skip> {
+    let h = Ipv6HeaderSlice::from_slice(net).map_err(|_| Skip::Malformed)?;
+    let plen = usize::from(h.payload_length());
+    let avail = net.len().saturating_sub(40);
+    // A zero payload length (jumbogram) or one beyond the captured bytes:
+    // take what was captured.
+    let end = 40
+        + if plen == 0 || plen > avail {
+            avail
+        } else {
+            plen
+        };
+    let mut rest = net.get(40..end).ok_or(Skip::Malformed)?;
+    let mut next = h.next_header();
+    if next != IpNumber::TCP && next != IpNumber::IPV6_ICMP {
+        let (exts, n, r) =
+            Ipv6ExtensionsSlice::from_slice(next, rest).map_err(|_| Skip::Malformed)?;
+        if exts.is_fragmenting_payload() {
+            let first = exts.into_iter().any(|e| {
+                matches!(e, Ipv6ExtensionSlice::Fragment(f) if f.fragment_offset().value() == 0)
+            });
+            if !first {
+                return Err(Skip::Fragment);
+            }
+        }
+        next = n;
+        rest = r;
+    }
+    let body = transport(next, rest, true)?;
+    Ok(Packet {
+        src: IpAddr::V6(h.source_addr()),
+        dst: IpAddr::V6(h.destination_addr()),
+        ttl: h.hop_limit(),
+        ip_id: None,
+        body,
+    })
+}
+
+fn transport(proto: IpNumber, rest: &[u8], v6: bool) -> Result<Body, Skip> {
+    match (proto, v6) {
+        (IpNumber::TCP, _) => {
+            let t = TcpHeaderSlice::from_slice(rest).map_err(|_| Skip::Malformed)?;
+            // Byte 13 holds the classic flags; the checked view holds at
+            // least 20 bytes, so the index exists.
             let flags = t.slice().get(13).copied().unwrap_or(0);
-            Body::Tcp(Tcp {
+            Ok(Body::Tcp(Tcp {
                 sport: t.source_port(),
                 dport: t.destination_port(),
                 seq: t.sequence_number(),
                 ack: t.acknowledgment_number(),
                 flags,
-            })
+            }))
         }
-        Some(TransportSlice::Icmpv4(i)) => {
+        (IpNumber::ICMP, false) => {
+            let i = Icmpv4Slice::from_slice(rest).map_err(|_| Skip::Malformed)?;
             let t = i.type_u8();
             if t != ICMP4_DEST_UNREACH && t != ICMP4_TIME_EXCEEDED {
                 return Err(Skip::NotTcp);
             }
-            Body::IcmpError(IcmpError {
+            Ok(Body::IcmpError(IcmpError {
                 v6: false,
                 icmp_type: t,
                 code: i.code_u8(),
                 quoted: quoted(i.payload())?,
-            })
+            }))
         }
-        Some(TransportSlice::Icmpv6(i)) => {
+        (IpNumber::IPV6_ICMP, true) => {
+            let i = Icmpv6Slice::from_slice(rest).map_err(|_| Skip::Malformed)?;
             let t = i.type_u8();
             if t != ICMP6_DEST_UNREACH && t != ICMP6_TIME_EXCEEDED {
                 return Err(Skip::NotTcp);
             }
-            Body::IcmpError(IcmpError {
+            Ok(Body::IcmpError(IcmpError {
                 v6: true,
                 icmp_type: t,
                 code: i.code_u8(),
                 quoted: quoted(i.payload())?,
-            })
+            }))
         }
-        Some(_) => return Err(Skip::NotTcp),
-        None => {
-            if payload.fragmented {
-                return Err(Skip::Fragment);
-            }
-            let n = payload.ip_number;
-            return Err(
-                if n == IpNumber::TCP || n == IpNumber::ICMP || n == IpNumber::IPV6_ICMP {
-                    // The transport header was cut short or is impossible.
-                    Skip::Malformed
-                } else {
-                    Skip::NotTcp
-                },
-            );
-        }
-    };
-    Ok(Packet {
-        src,
-        dst,
-        ttl,
-        ip_id,
-        body,
-    })
+        _ => Err(Skip::NotTcp),
+    }
 }
 
 /// Reads the packet quoted by an ICMP error: its IP header (v4 or v6, with
