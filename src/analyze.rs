@@ -64,8 +64,8 @@ impl Analysis {
     }
 }
 
-/// Collects verdicts from any number of sources and merges them per
-/// (client, target, port).
+/// Runs any number of sources through the tracker, merging verdicts per
+/// (client, target, port) across them; the selection applies at the end.
 #[derive(Debug, Default)]
 pub struct Analyzer {
     opts: Options,
@@ -79,14 +79,6 @@ impl Analyzer {
             opts,
             merged: Merger::new(),
             inputs: Vec::new(),
-        }
-    }
-
-    fn add_verdicts(&mut self, verdicts: Vec<Verdict>) {
-        for v in verdicts {
-            if self.opts.selection.admits(v.client, v.target, v.port) {
-                self.merged.add(v);
-            }
         }
     }
 
@@ -139,7 +131,7 @@ impl Analyzer {
             self.inputs.push(sum);
             return;
         }
-        let mut tracker = Tracker::new(self.opts.track);
+        let mut tracker = Tracker::resume(self.opts.track, std::mem::take(&mut self.merged));
         let mut skipped: [u64; 5] = [0; 5];
         loop {
             let pkt = match src.next_packet() {
@@ -155,13 +147,9 @@ impl Analyzer {
                 Ok(p) => tracker.observe(pkt.ts, &p),
                 Err(s) => skipped[skip_index(s)] += 1,
             }
-            if sum.packets_read.is_multiple_of(4096) {
-                let done = tracker.take_decided();
-                self.add_verdicts(done);
-            }
         }
-        let (done, stats) = tracker.finish();
-        self.add_verdicts(done);
+        let (merged, stats) = tracker.finish();
+        self.merged = merged;
         sum.stats = stats;
         for s in [
             Skip::UnsupportedLink,
@@ -180,7 +168,13 @@ impl Analyzer {
     }
 
     pub fn finish(self) -> Analysis {
-        let results = self.merged.into_sorted();
+        let sel = &self.opts.selection;
+        let results: Vec<Verdict> = self
+            .merged
+            .into_verdicts()
+            .into_iter()
+            .filter(|v| sel.admits(v.client, v.target, v.port))
+            .collect();
         let mut summary = Summary::default();
         for v in &results {
             match v.state {

@@ -1,30 +1,38 @@
-//! Folding per-attempt verdicts into one verdict per (client, target, port).
+//! Folding attempts into one verdict per (client, target, port): the
+//! strongest evidence wins (SYN-ACK > RST > ICMP > silence, the earliest on
+//! a tie), probes and attempts add up, TTLs seen are united.
 
-use super::{Addr, Triple, Verdict, merge_into};
-use rustc_hash::FxHashMap;
+use super::verdict::{self, TtlSet};
+use super::{Addr, Attempt, Evidence, Hasher, Nanos, Verdict};
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct TripleKey {
-    client: Addr,
-    target: Addr,
-    port: u16,
+pub(super) struct TripleKey {
+    pub(super) client: Addr,
+    pub(super) target: Addr,
+    pub(super) port: u16,
+    pub(super) v6: bool,
 }
 
-impl From<Triple> for TripleKey {
-    fn from(t: Triple) -> Self {
-        TripleKey {
-            client: t.client.into(),
-            target: t.target.into(),
-            port: t.port,
-        }
-    }
+/// What is known of one triple so far.
+#[derive(Debug, Clone)]
+pub(super) struct Record {
+    pub(super) key: TripleKey,
+    pub(super) probes: u32,
+    pub(super) attempts: u32,
+    pub(super) first_syn: Nanos,
+    pub(super) evidence: Option<Evidence>,
+    pub(super) ttls: TtlSet,
 }
 
-/// One verdict per triple, from any number of attempts, files or runs:
-/// the strongest evidence wins (see [`merge_into`]).
+/// One record per triple, over any number of attempts and files.
 #[derive(Debug, Default)]
 pub struct Merger {
-    map: FxHashMap<TripleKey, Verdict>,
+    records: Vec<Record>,
+    /// Triple → index in `records`.
+    index: HashTable<u32>,
+    hasher: Hasher,
 }
 
 impl Merger {
@@ -32,27 +40,70 @@ impl Merger {
         Merger::default()
     }
 
-    pub fn add(&mut self, v: Verdict) {
-        match self.map.entry(v.triple().into()) {
-            std::collections::hash_map::Entry::Occupied(mut e) => merge_into(e.get_mut(), v),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(v);
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub(super) fn absorb(&mut self, a: &Attempt) {
+        let key = TripleKey {
+            client: a.key.client,
+            target: a.key.target,
+            port: a.key.dport,
+            v6: a.key.v6,
+        };
+        let h = self.hasher.hash_one(key);
+        let records = &mut self.records;
+        let found = self
+            .index
+            .find(h, |&i| {
+                records.get(i as usize).is_some_and(|r| r.key == key)
+            })
+            .copied();
+        match found.and_then(|i| records.get_mut(i as usize)) {
+            Some(r) => {
+                r.probes = r.probes.saturating_add(a.probes);
+                r.attempts = r.attempts.saturating_add(1);
+                r.first_syn = r.first_syn.min(a.first_syn);
+                r.ttls.union(&a.ttls);
+                if let Some(ev) = a.evidence
+                    && r.evidence.is_none_or(|cur| ev.beats(&cur))
+                {
+                    r.evidence = Some(ev);
+                }
+            }
+            None => {
+                let i = u32::try_from(records.len()).unwrap_or(u32::MAX);
+                records.push(Record {
+                    key,
+                    probes: a.probes,
+                    attempts: 1,
+                    first_syn: a.first_syn,
+                    evidence: a.evidence,
+                    ttls: a.ttls,
+                });
+                let (records, hasher) = (&self.records, &self.hasher);
+                self.index.insert_unique(h, i, |&j| {
+                    records
+                        .get(j as usize)
+                        .map_or(0, |r| hasher.hash_one(r.key))
+                });
             }
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+    /// The verdicts so far, sorted by target, port, client.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let mut v: Vec<Verdict> = self.records.iter().map(verdict::build).collect();
+        v.sort_by_key(|v| (v.target, v.port, v.client));
+        v
     }
 
     /// The verdicts, sorted by target, port, client.
-    pub fn into_sorted(self) -> Vec<Verdict> {
-        let mut v: Vec<Verdict> = self.map.into_values().collect();
-        v.sort_by_key(|v| (v.target, v.port, v.client));
-        v
+    pub fn into_verdicts(self) -> Vec<Verdict> {
+        self.verdicts()
     }
 }

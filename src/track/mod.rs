@@ -13,26 +13,33 @@
 //!
 //! Memory is bounded: an attempt leaves the table once the capture's clock
 //! passes its last SYN (or last packet, for a connection that is in use)
-//! plus the timeout, and its verdict goes out then; [`Merger`] folds the
-//! verdicts of one triple's attempts together. A hard cap on live attempts
-//! decides the oldest early (counted).
+//! plus the timeout, and what it found is folded into its triple's
+//! [`Merger`] record. A hard cap on live attempts decides the oldest early
+//! (counted).
 //!
 //! Layout, for speed on captures of millions of packets: attempts sit in a
-//! ring in the order they were opened (expiry walks it front to back, in
-//! memory order), and a hash map finds them by 4-tuple; a reply, which
-//! usually comes right after its SYN, is one lookup in warm cache.
+//! ring in the order they were opened, so expiry walks memory in order; the
+//! 4-tuple index holds only ring sequence numbers (8 bytes a slot, small
+//! enough to stay in cache), and a reply, which usually comes right after
+//! its SYN, finds its attempt still warm.
 
 mod merge;
 mod verdict;
 
 pub use merge::Merger;
-pub use verdict::{Reason, State, Verdict, hops_from_ttl, merge_into};
+pub use verdict::{Reason, State, Verdict, hops_from_ttl};
 
 use crate::wire::{Body, Packet, Tcp, flags};
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
 use serde::Serialize;
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
+
+/// The hasher of the probe table and the merger: hashbrown's default
+/// (foldhash), seeded at random per table, so a capture crafted to make
+/// keys collide cannot turn lookups quadratic.
+type Hasher = hashbrown::DefaultHashBuilder;
 
 /// Nanoseconds since the Unix epoch, from the packet headers.
 pub type Nanos = u64;
@@ -75,44 +82,81 @@ pub struct Stats {
     pub evicted: u64,
 }
 
-/// An address as one integer (IPv4 in the low 32 bits) plus its family:
-/// cheap to hash and compare, and exact (no v4-mapped confusion).
+/// An address in two words; the family lives in the key that holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Addr {
-    bits: u128,
-    v6: bool,
+    hi: u64,
+    lo: u64,
 }
 
-impl From<IpAddr> for Addr {
-    fn from(a: IpAddr) -> Self {
+impl Addr {
+    fn of(a: IpAddr) -> (Addr, bool) {
         match a {
-            IpAddr::V4(a) => Addr {
-                bits: u128::from(u32::from(a)),
-                v6: false,
-            },
-            IpAddr::V6(a) => Addr {
-                bits: u128::from(a),
-                v6: true,
-            },
+            IpAddr::V4(a) => (
+                Addr {
+                    hi: 0,
+                    lo: u64::from(u32::from(a)),
+                },
+                false,
+            ),
+            IpAddr::V6(a) => {
+                let b = u128::from(a);
+                (
+                    Addr {
+                        hi: (b >> 64) as u64,
+                        lo: b as u64,
+                    },
+                    true,
+                )
+            }
+        }
+    }
+
+    fn ip(self, v6: bool) -> IpAddr {
+        if v6 {
+            IpAddr::from(std::net::Ipv6Addr::from(
+                (u128::from(self.hi) << 64) | u128::from(self.lo),
+            ))
+        } else {
+            // IPv4 keys only ever hold 32 bits.
+            IpAddr::from(std::net::Ipv4Addr::from(self.lo as u32))
         }
     }
 }
 
+/// (client, sport, target, dport) of an attempt: 40 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FlowKey {
     client: Addr,
     target: Addr,
     sport: u16,
     dport: u16,
+    v6: bool,
 }
 
-impl Addr {
-    fn ip(self) -> IpAddr {
-        if self.v6 {
-            IpAddr::from(std::net::Ipv6Addr::from(self.bits))
-        } else {
-            // IPv4 keys only ever hold 32 bits.
-            IpAddr::from(std::net::Ipv4Addr::from(self.bits as u32))
+impl FlowKey {
+    /// The key of a packet sent from `src:sport` to `dst:dport`. Mixed
+    /// families cannot occur in one IP header; should they, the key is
+    /// still exact for the bytes given.
+    fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> FlowKey {
+        let (client, v6) = Addr::of(src);
+        let (target, _) = Addr::of(dst);
+        FlowKey {
+            client,
+            target,
+            sport,
+            dport,
+            v6,
+        }
+    }
+
+    fn reversed(&self) -> FlowKey {
+        FlowKey {
+            client: self.target,
+            target: self.client,
+            sport: self.dport,
+            dport: self.sport,
+            v6: self.v6,
         }
     }
 }
@@ -160,6 +204,15 @@ pub struct Evidence {
     pub at: Nanos,
     /// From the first SYN of the attempt it answered.
     pub rtt: Nanos,
+}
+
+impl Evidence {
+    /// Whether this evidence beats `other`: stronger kind, or as strong and
+    /// earlier.
+    fn beats(&self, other: &Evidence) -> bool {
+        let (a, b) = (self.kind.rank(), other.kind.rank());
+        a > b || (a == b && self.at < other.at)
+    }
 }
 
 /// One attempt: a SYN's 4-tuple, its retransmissions and what answered it.
@@ -218,26 +271,23 @@ impl Attempt {
             self.last_seen = ts;
         }
         self.ttls.insert(pkt.ttl);
-        if self
-            .evidence
-            .is_none_or(|cur| kind.rank() > cur.kind.rank())
-        {
-            self.evidence = Some(Evidence {
-                kind,
-                responder: pkt.src,
-                ttl: pkt.ttl,
-                ip_id: pkt.ip_id,
-                at: ts,
-                rtt: ts.saturating_sub(self.first_syn),
-            });
+        let ev = Evidence {
+            kind,
+            responder: pkt.src,
+            ttl: pkt.ttl,
+            ip_id: pkt.ip_id,
+            at: ts,
+            rtt: ts.saturating_sub(self.first_syn),
+        };
+        if self.evidence.is_none_or(|cur| ev.beats(&cur)) {
+            self.evidence = Some(ev);
         }
     }
 }
 
 /// The probe table. Feed it packets in capture order with
-/// [`Tracker::observe`]; take decided verdicts with [`Tracker::take_decided`]
-/// as you go and the rest with [`Tracker::finish`] at the end. Verdicts are
-/// per attempt: fold them per triple with [`Merger`].
+/// [`Tracker::observe`]; [`Tracker::finish`] at the end gives the merged
+/// verdicts. One [`Merger`] can run through several trackers (files).
 #[derive(Debug)]
 pub struct Tracker {
     cfg: Config,
@@ -246,21 +296,30 @@ pub struct Tracker {
     ring: VecDeque<Attempt>,
     /// Sequence number of `ring[0]`.
     base: u64,
-    /// 4-tuple → sequence number in the ring.
-    index: FxHashMap<FlowKey, u64>,
-    decided: Vec<Verdict>,
+    /// 4-tuple → ring sequence number.
+    index: HashTable<u64>,
+    hasher: Hasher,
+    merged: Merger,
+    decided: u64,
     stats: Stats,
 }
 
 impl Tracker {
     pub fn new(cfg: Config) -> Self {
+        Tracker::resume(cfg, Merger::new())
+    }
+
+    /// A tracker whose verdicts join those already in `merged`.
+    pub fn resume(cfg: Config, merged: Merger) -> Self {
         Tracker {
             cfg,
             now: 0,
             ring: VecDeque::new(),
             base: 0,
-            index: FxHashMap::default(),
-            decided: Vec::new(),
+            index: HashTable::new(),
+            hasher: Hasher::default(),
+            merged,
+            decided: 0,
             stats: Stats::default(),
         }
     }
@@ -274,9 +333,28 @@ impl Tracker {
         self.index.len()
     }
 
+    /// Attempts decided so far (their timeout has passed).
+    pub fn decided_attempts(&self) -> u64 {
+        self.decided
+    }
+
+    /// The verdicts of the attempts decided so far, merged per triple.
+    pub fn decided_verdicts(&self) -> Vec<Verdict> {
+        self.merged.verdicts()
+    }
+
+    fn find(&self, key: &FlowKey) -> Option<usize> {
+        let h = self.hasher.hash_one(key);
+        let (ring, base) = (&self.ring, self.base);
+        let seq = *self.index.find(h, |&seq| {
+            ring.get(seq.wrapping_sub(base) as usize)
+                .is_some_and(|a| a.key == *key)
+        })?;
+        usize::try_from(seq.wrapping_sub(base)).ok()
+    }
+
     fn slot(&mut self, key: &FlowKey) -> Option<&mut Attempt> {
-        let seq = *self.index.get(key)?;
-        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let i = self.find(key)?;
         self.ring.get_mut(i)
     }
 
@@ -291,12 +369,7 @@ impl Tracker {
             Body::Tcp(tcp) => self.tcp(ts, pkt, tcp),
             Body::IcmpError(icmp) => {
                 let q = &icmp.quoted;
-                let key = FlowKey {
-                    client: q.src.into(),
-                    target: q.dst.into(),
-                    sport: q.sport,
-                    dport: q.dport,
-                };
+                let key = FlowKey::new(q.src, q.sport, q.dst, q.dport);
                 let kind = EvidenceKind::Icmp {
                     v6: icmp.v6,
                     icmp_type: icmp.icmp_type,
@@ -319,19 +392,8 @@ impl Tracker {
     }
 
     fn tcp(&mut self, ts: Nanos, pkt: &Packet, tcp: &Tcp) {
-        let (src, dst): (Addr, Addr) = (pkt.src.into(), pkt.dst.into());
-        let fwd = FlowKey {
-            client: src,
-            target: dst,
-            sport: tcp.sport,
-            dport: tcp.dport,
-        };
-        let rev = FlowKey {
-            client: dst,
-            target: src,
-            sport: tcp.dport,
-            dport: tcp.sport,
-        };
+        let fwd = FlowKey::new(pkt.src, tcp.sport, pkt.dst, tcp.dport);
+        let rev = fwd.reversed();
         let syn = tcp.flags & flags::SYN != 0;
         let ack = tcp.flags & flags::ACK != 0;
         let rst = tcp.flags & flags::RST != 0;
@@ -387,9 +449,7 @@ impl Tracker {
             self.stats.retransmissions += 1;
             return;
         }
-        let seq = self.base + self.ring.len() as u64;
-        self.index.insert(key, seq);
-        self.ring.push_back(Attempt {
+        self.push(Attempt {
             key,
             isns: [isn, 0, 0, 0],
             n_isns: 1,
@@ -402,6 +462,30 @@ impl Tracker {
             evidence: None,
             ttls: verdict::TtlSet::default(),
         });
+    }
+
+    /// Puts an attempt at the back of the ring and in the index.
+    fn push(&mut self, a: Attempt) {
+        let seq = self.base + self.ring.len() as u64;
+        let h = self.hasher.hash_one(a.key);
+        self.ring.push_back(a);
+        let (ring, base, hasher) = (&self.ring, self.base, &self.hasher);
+        self.index.insert_unique(h, seq, |&s| {
+            ring.get(s.wrapping_sub(base) as usize)
+                .map_or(0, |a| hasher.hash_one(a.key))
+        });
+    }
+
+    /// Takes the front attempt out of the ring and the index.
+    fn pop(&mut self) -> Option<Attempt> {
+        let a = self.ring.pop_front()?;
+        let seq = self.base;
+        self.base += 1;
+        let h = self.hasher.hash_one(a.key);
+        if let Ok(e) = self.index.find_entry(h, |&s| s == seq) {
+            e.remove();
+        }
+        Some(a)
     }
 
     /// Retires attempts whose deadline the clock has passed, oldest first;
@@ -417,46 +501,32 @@ impl Tracker {
                     // The oldest attempt is still waiting: so are the rest.
                     break;
                 }
-                // Its deadline moved (retransmission, traffic): it goes to
-                // the back of the ring, under a new sequence number.
-                if let Some(mut a) = self.ring.pop_front() {
-                    self.base += 1;
+                // Its deadline moved (retransmission, traffic): to the back
+                // of the ring, under a new sequence number.
+                if let Some(mut a) = self.pop() {
                     a.queued_deadline = deadline;
-                    let seq = self.base + self.ring.len() as u64;
-                    self.index.insert(a.key, seq);
-                    self.ring.push_back(a);
+                    self.push(a);
                 }
                 continue;
             }
             if over_cap {
                 self.stats.evicted += 1;
             }
-            if let Some(a) = self.ring.pop_front() {
-                self.base += 1;
-                self.index.remove(&a.key);
-                self.decided.push(verdict::decide(&a));
+            if let Some(a) = self.pop() {
+                self.decided += 1;
+                self.merged.absorb(&a);
             }
         }
     }
 
-    /// Verdicts decided so far (their timeout has passed), one per attempt.
-    pub fn take_decided(&mut self) -> Vec<Verdict> {
-        std::mem::take(&mut self.decided)
-    }
-
-    /// Moves the verdicts decided so far into `out`.
-    pub fn drain_decided_into(&mut self, out: &mut Merger) {
-        for v in self.decided.drain(..) {
-            out.add(v);
-        }
-    }
-
     /// The end of the capture: every live attempt is decided with what was
-    /// seen (no answer → filtered).
-    pub fn finish(mut self) -> (Vec<Verdict>, Stats) {
-        let mut out = std::mem::take(&mut self.decided);
-        out.extend(self.ring.iter().map(verdict::decide));
-        (out, self.stats)
+    /// seen (no answer → filtered). Returns the merger holding every
+    /// verdict (see [`Merger::into_verdicts`]) and the counters.
+    pub fn finish(mut self) -> (Merger, Stats) {
+        for a in &self.ring {
+            self.merged.absorb(a);
+        }
+        (self.merged, self.stats)
     }
 }
 

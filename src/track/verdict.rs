@@ -1,6 +1,7 @@
 //! Verdicts: what one (client, target, port) came to, and why.
 
-use super::{Attempt, Evidence, EvidenceKind, Nanos, Triple};
+use super::merge::Record;
+use super::{Evidence, EvidenceKind, Nanos, Triple};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -137,52 +138,12 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn rank(&self) -> u8 {
-        match self.state {
-            State::Open => 3,
-            State::Refused => 2,
-            State::Unreachable => 1,
-            State::Filtered => 0,
-        }
-    }
-
     pub fn triple(&self) -> Triple {
         Triple {
             client: self.client,
             target: self.target,
             port: self.port,
         }
-    }
-}
-
-/// Folds `other` (a later or parallel verdict on the same triple) into
-/// `into`: the stronger evidence wins (SYN-ACK > RST > ICMP > silence, the
-/// earlier on a tie), probes and attempts add up, TTLs are united.
-pub fn merge_into(into: &mut Verdict, other: Verdict) {
-    let probes = into.probes.saturating_add(other.probes);
-    let attempts = into.attempts.saturating_add(other.attempts);
-    let first = into.first_probe_ns.min(other.first_probe_ns);
-    let mut ttls = TtlSet::default();
-    for t in into
-        .ttls
-        .iter()
-        .chain(other.ttls.iter())
-        .chain(into.ttl.iter())
-        .chain(other.ttl.iter())
-    {
-        ttls.insert(*t);
-    }
-    let take_other = other.rank() > into.rank()
-        || (other.rank() == into.rank()
-            && other.decided_ns.unwrap_or(u64::MAX) < into.decided_ns.unwrap_or(u64::MAX));
-    if take_other {
-        *into = other;
-    }
-    into.probes = probes;
-    into.attempts = attempts;
-    into.first_probe_ns = first;
-    if ttls.n > 1 || !into.ttls.is_empty() {
-        into.ttls = ttls.to_vec();
     }
 }
 
@@ -224,6 +185,12 @@ impl TtlSet {
         }
     }
 
+    pub(super) fn union(&mut self, other: &TtlSet) {
+        for &t in other.as_slice() {
+            self.insert(t);
+        }
+    }
+
     /// The TTLs if more than one was seen, else empty.
     pub(super) fn to_vec(self) -> Vec<u8> {
         if self.n > 1 {
@@ -234,11 +201,11 @@ impl TtlSet {
     }
 }
 
-pub(super) fn decide(a: &Attempt) -> Verdict {
+pub(super) fn build(r: &Record) -> Verdict {
     let mut v = Verdict {
-        client: a.key.client.ip(),
-        target: a.key.target.ip(),
-        port: a.key.dport,
+        client: r.key.client.ip(r.key.v6),
+        target: r.key.target.ip(r.key.v6),
+        port: r.key.port,
         state: State::Filtered,
         reason: Reason::NoResponse,
         icmp_type: None,
@@ -247,14 +214,14 @@ pub(super) fn decide(a: &Attempt) -> Verdict {
         ttl: None,
         hops: None,
         rtt_ms: None,
-        probes: a.probes,
-        attempts: 1,
-        ttls: a.ttls.to_vec(),
+        probes: r.probes,
+        attempts: r.attempts,
+        ttls: r.ttls.to_vec(),
         ip_id: None,
-        first_probe_ns: a.first_syn,
+        first_probe_ns: r.first_syn,
         decided_ns: None,
     };
-    if let Some(ev) = &a.evidence {
+    if let Some(ev) = &r.evidence {
         apply(&mut v, ev);
     }
     v
