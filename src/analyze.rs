@@ -8,6 +8,25 @@ use crate::wire::{self, Skip};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::mpsc;
+
+/// Batches queued between the reader and the tracker at most (bounds
+/// memory: a few MiB).
+const BATCHES_IN_FLIGHT: usize = 4;
+const BATCH_PACKETS: usize = 2048;
+
+/// Decoded packets on their way from the reader to the tracker.
+#[derive(Default)]
+struct Batch {
+    packets: Vec<(u64, wire::Packet)>,
+}
+
+impl Batch {
+    fn cleared(mut self) -> Batch {
+        self.packets.clear();
+        self
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -131,23 +150,59 @@ impl Analyzer {
             self.inputs.push(sum);
             return;
         }
-        let mut tracker = Tracker::resume(self.opts.track, std::mem::take(&mut self.merged));
-        let mut skipped: [u64; 5] = [0; 5];
-        loop {
-            let pkt = match src.next_packet() {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(e) => {
-                    sum.error = Some(format!("stopped after packet {}: {e}", sum.packets_read));
-                    break;
+        // Two stages on two threads: this one reads (libpcap) and decodes,
+        // a worker tracks. Packets cross in batches whose buffers go back to
+        // the reader for reuse.
+        let tracker = Tracker::resume(self.opts.track, std::mem::take(&mut self.merged));
+        let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+        let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+        let (tracker, skipped) = std::thread::scope(|scope| {
+            let worker = scope.spawn(move || {
+                let mut tracker = tracker;
+                for batch in full_rx {
+                    for (ts, p) in &batch.packets {
+                        tracker.observe(*ts, p);
+                    }
+                    // The reader may be gone already; then the batch is dropped.
+                    let _ = empty_tx.send(batch.cleared());
                 }
-            };
-            sum.packets_read += 1;
-            match wire::parse(link, pkt.data) {
-                Ok(p) => tracker.observe(pkt.ts, &p),
-                Err(s) => skipped[skip_index(s)] += 1,
+                tracker
+            });
+            let mut batch = Batch::default();
+            let mut skipped = [0u64; 5];
+            loop {
+                match src.next_packet() {
+                    Ok(Some(p)) => {
+                        sum.packets_read += 1;
+                        match wire::parse(link, p.data) {
+                            Ok(pkt) => batch.packets.push((p.ts, pkt)),
+                            Err(s) => skipped[skip_index(s)] += 1,
+                        }
+                        if batch.packets.len() >= BATCH_PACKETS {
+                            let next = empty_rx.try_recv().unwrap_or_default();
+                            if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        sum.error = Some(format!("stopped after packet {}: {e}", sum.packets_read));
+                        break;
+                    }
+                }
             }
-        }
+            if !batch.packets.is_empty() {
+                let _ = full_tx.send(batch);
+            }
+            drop(full_tx);
+            match worker.join() {
+                Ok(t) => (t, skipped),
+                // The worker only tracks, which does not panic; should it,
+                // the panic is carried on as it was.
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        });
         let (merged, stats) = tracker.finish();
         self.merged = merged;
         sum.stats = stats;
