@@ -51,6 +51,14 @@ pick_python() {
     fi
 }
 
+# True while PID runs. A zombie counts as gone: the listener is reparented
+# to PID 1 (lab.sh exits long before it), which may reap it only later.
+alive() {
+    local st
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z ]]
+}
+
 # ---------------------------------------------------------------- down ---
 lab_down() {
     names "$1"
@@ -60,28 +68,31 @@ lab_down() {
     if [[ -r $PIDFILE ]]; then
         local pid
         pid=$(head -n1 "$PIDFILE" 2>/dev/null)
-        if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'listen\.py'; then
+        if [[ $pid =~ ^[0-9]+$ ]] && grep -qa 'listen\.py' "/proc/$pid/cmdline" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null
             local i
             for ((i = 0; i < 30; i++)); do
-                kill -0 "$pid" 2>/dev/null || break
+                alive "$pid" || break
                 sleep 0.1
             done
-            kill -KILL "$pid" 2>/dev/null
+            alive "$pid" && kill -KILL "$pid" 2>/dev/null
         fi
     fi
     # 2. Any other process still running inside this lab's namespaces (they
     #    can only have been started for this lab), then the namespaces.
     #    Deleting a namespace destroys its veth ends.
-    local ns pids
+    local ns pids i
     for ns in "$NS_C" "$NS_R" "$NS_T"; do
         ns_exists "$ns" || continue
         pids=$(ip netns pids "$ns" 2>/dev/null)
         if [[ -n $pids ]]; then
             # shellcheck disable=SC2086
             kill -TERM $pids 2>/dev/null
-            sleep 0.3
-            pids=$(ip netns pids "$ns" 2>/dev/null)
+            for ((i = 0; i < 10; i++)); do
+                pids=$(ip netns pids "$ns" 2>/dev/null)
+                [[ -z $pids ]] && break
+                sleep 0.1
+            done
             # shellcheck disable=SC2086
             [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
         fi
@@ -109,6 +120,20 @@ on_up_error() {
 
 fail() { echo "$PROG: $*" >&2; false; }
 
+# Wait (<= 5 s) until link $2 in namespace $1 is operationally UP. A fresh
+# veth gets carrier at once, but the kernel's linkwatch applies it up to
+# ~1 s later; until then the device keeps the noop qdisc (drops everything
+# it would send) and IPv6 leaves its addresses tentative. Without this wait
+# the router silently ignored the client's first neighbour solicitation.
+wait_link_up() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ $(nsx "$1" cat "/sys/class/net/$2/operstate" 2>/dev/null) == up ]] && return 0
+        sleep 0.1
+    done
+    fail "link $2 in $1 not up after 5 s"
+}
+
 # Wait (<= 5 s) until no IPv6 address in namespace $1 is tentative.
 wait_v6_ready() {
     local i
@@ -124,6 +149,8 @@ ns_base_sysctls() {
     nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
     nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
     nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
+    # New namespaces inherit IPv4 devconf from the host; pin what matters.
+    nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     nsx "$ns" ip link set lo up
 }
 
@@ -146,17 +173,18 @@ lab_up() {
         ns_base_sysctls "$ns"
     done
 
-    # Deterministic ICMP errors. icmp_ratelimit=0 alone is not enough: with
-    # it, every ICMP error sent to a host zeroes that host's inet_peer token
-    # bucket, which ip_error() (replies for `unreachable`/`prohibit` routes)
-    # shares, so a route error sent < 1 s after any other ICMP error to the
+    # Deterministic ICMP errors. icmp_ratelimit=0 alone was not enough
+    # (observed on 6.18): the per-destination ICMP limiter and ip_error()
+    # (which answers for `unreachable`/`prohibit` routes) share the per-peer
+    # token bucket, and with a 0 ms limit every ICMP error leaves that bucket
+    # empty, so a route error sent < 1 s after any other ICMP error to the
     # same client was silently dropped. Taking destination-unreachable out of
     # the rate masks (v4 default 6168 = types 3,4,11,12 -> 6160; v6 default
     # 0-1,3-127 -> 0,3-127) skips the per-peer and the global ICMP limiters
-    # for those messages. ip_error() still has its own limiter (global,
-    # root-namespace sysctls net.ipv4.route.error_cost/error_burst, default
-    # 1 s / 5 s: a burst of 5 route errors per client, then 1/s); we leave
-    # host sysctls alone.
+    # for those messages. ip_error() keeps its own limiter (root-namespace
+    # sysctls net.ipv4.route.error_cost/error_burst, 1 s / 5 s by default:
+    # about 5 route errors per client in a burst, then 1/s; IPv4 only). We
+    # leave host sysctls alone.
     for ns in "$NS_R" "$NS_T"; do
         nsx "$ns" sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0
         nsx "$ns" sysctl -qw net.ipv4.icmp_ratemask=6160 net.ipv6.icmp.ratemask=0,3-127
@@ -208,6 +236,10 @@ lab_up() {
         nsx "$NS_R" "$ipt" -w -A FORWARD -i "$IF_RC" -o "$IF_RT" -p tcp --dport 9004 -j DROP
     done
 
+    wait_link_up "$NS_C" "$IF_C"
+    wait_link_up "$NS_R" "$IF_RC"
+    wait_link_up "$NS_R" "$IF_RT"
+    wait_link_up "$NS_T" "$IF_T"
     for ns in "$NS_C" "$NS_R" "$NS_T"; do
         wait_v6_ready "$ns"
     done
@@ -218,7 +250,7 @@ lab_up() {
     # never holds the caller's stdout/stderr open.
     ip netns exec "$NS_T" setsid "$PY" "$LAB_DIR/listen.py" --pidfile "$PIDFILE" 22 80 443 8080 \
         </dev/null >"$LOGFILE" 2>&1 &
-    local i ok=0 listening
+    local lpid=$! i ok=0 listening
     # Poll <= 10 s (normally ready in ~0.1 s; a cold python start can be slow).
     for ((i = 0; i < 100; i++)); do
         if [[ -s $PIDFILE ]]; then
@@ -227,10 +259,24 @@ lab_up() {
                 && grep -Eq '[:.]443$' <<<"$listening" && grep -Eq '[:.]8080$' <<<"$listening"; then
                 ok=1; break
             fi
+        elif ! alive "$lpid"; then
+            fail "listener (tests/lab/listen.py) exited during startup"
         fi
         sleep 0.1
     done
     ((ok)) || fail "listener in $NS_T not listening on 22,80,443,8080 after 10 s"
+
+    # End-to-end check through the router, both families (bounded: 3 tries
+    # of <= 2 s each). This also resolves client<->router neighbours.
+    local url
+    for url in 'http://203.0.113.2:80/' 'http://[2001:db8:2::2]:80/'; do
+        ok=0
+        for ((i = 0; i < 3; i++)); do
+            if nsx "$NS_C" curl -gsf -o /dev/null --max-time 2 "$url"; then ok=1; break; fi
+            sleep 0.2
+        done
+        ((ok)) || fail "client cannot fetch $url"
+    done
 
     trap - ERR
     echo "lab $P up: $NS_C $NS_R $NS_T"

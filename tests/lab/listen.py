@@ -8,7 +8,7 @@ IPv6), accepts connections and answers each with a minimal HTTP/1.0 200
 response before closing it, so that `curl http://addr:PORT/` succeeds.
 
 The pid file is written only after every socket is listening, so its
-presence is a readiness signal. SIGTERM/SIGINT make the process exit.
+presence is a readiness signal. SIGTERM/SIGINT make the process exit at once.
 Only the standard library is used.
 """
 
@@ -79,10 +79,9 @@ def main(argv: list[str]) -> int:
             return 2
         ports.append(int(a))
 
-    stop = threading.Event()
-
     def on_signal(_signum, _frame):
-        stop.set()
+        # Exit at once (in-flight connections live in daemon threads).
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -104,7 +103,7 @@ def main(argv: list[str]) -> int:
         os.replace(tmp, pidfile)
     print(f"listen.py: pid {os.getpid()} listening on {ports}", flush=True)
 
-    while not stop.is_set():
+    while True:
         for key, _ in sel.select(timeout=0.5):
             try:
                 conn, _addr = key.fileobj.accept()
@@ -115,7 +114,6 @@ def main(argv: list[str]) -> int:
                 conn.close()
                 continue
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
-    return 0
 
 
 if __name__ == "__main__":
