@@ -13,7 +13,7 @@ use std::sync::mpsc;
 /// Batches queued between the reader and the tracker at most (bounds
 /// memory: a few MiB).
 const BATCHES_IN_FLIGHT: usize = 4;
-const BATCH_PACKETS: usize = 2048;
+const BATCH_PACKETS: usize = 32768;
 
 /// Decoded packets on their way from the reader to the tracker.
 #[derive(Default)]

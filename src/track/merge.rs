@@ -49,11 +49,12 @@ impl Merger {
     }
 
     pub(super) fn absorb(&mut self, a: &Attempt) {
+        let (client, target, port) = a.ends();
         let key = TripleKey {
-            client: a.key.client,
-            target: a.key.target,
-            port: a.key.dport,
-            v6: a.key.v6,
+            client,
+            target,
+            port,
+            v6: a.key.v6(),
         };
         let h = self.hasher.hash_one(key);
         let records = &mut self.records;

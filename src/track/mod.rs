@@ -124,53 +124,56 @@ impl Addr {
     }
 }
 
-/// (client, sport, target, dport) of an attempt: 40 bytes.
+/// The two ends of a TCP flow, in a canonical order (the lower address,
+/// then port, first) so that a packet and its answer have the same key and
+/// one lookup serves either direction. 40 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FlowKey {
-    client: Addr,
-    target: Addr,
-    sport: u16,
-    dport: u16,
-    v6: bool,
+    a: Addr,
+    b: Addr,
+    /// Port of `a` (bits 0-15), port of `b` (16-31), IPv6 (bit 32): one
+    /// word, written and read whole (no store-forwarding stall on hashing).
+    ports: u64,
 }
 
 impl std::hash::Hash for FlowKey {
-    /// Five words instead of seven writes: this runs for every packet.
+    /// Five words: this runs for every packet.
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        h.write_u64(self.client.hi);
-        h.write_u64(self.client.lo);
-        h.write_u64(self.target.hi);
-        h.write_u64(self.target.lo);
-        h.write_u64(
-            u64::from(self.sport) | (u64::from(self.dport) << 16) | (u64::from(self.v6) << 32),
-        );
+        h.write_u64(self.a.hi);
+        h.write_u64(self.a.lo);
+        h.write_u64(self.b.hi);
+        h.write_u64(self.b.lo);
+        h.write_u64(self.ports);
     }
 }
 
 impl FlowKey {
-    /// The key of a packet sent from `src:sport` to `dst:dport`. Mixed
-    /// families cannot occur in one IP header; should they, the key is
-    /// still exact for the bytes given.
-    fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> FlowKey {
-        let (client, v6) = Addr::of(src);
-        let (target, _) = Addr::of(dst);
-        FlowKey {
-            client,
-            target,
-            sport,
-            dport,
-            v6,
+    /// The key of a packet sent from `src:sport` to `dst:dport`, and
+    /// whether the sender is end `a`. (Mixed families cannot occur in one IP
+    /// header; should they, the key is still exact for the bytes given.)
+    fn of(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> (FlowKey, bool) {
+        let (s, v6) = Addr::of(src);
+        let (d, _) = Addr::of(dst);
+        let v6 = u64::from(v6) << 32;
+        if (s.hi, s.lo, sport) <= (d.hi, d.lo, dport) {
+            let ports = u64::from(sport) | (u64::from(dport) << 16) | v6;
+            (FlowKey { a: s, b: d, ports }, true)
+        } else {
+            let ports = u64::from(dport) | (u64::from(sport) << 16) | v6;
+            (FlowKey { a: d, b: s, ports }, false)
         }
     }
 
-    fn reversed(&self) -> FlowKey {
-        FlowKey {
-            client: self.target,
-            target: self.client,
-            sport: self.dport,
-            dport: self.sport,
-            v6: self.v6,
-        }
+    fn port_a(&self) -> u16 {
+        self.ports as u16
+    }
+
+    fn port_b(&self) -> u16 {
+        (self.ports >> 16) as u16
+    }
+
+    fn v6(&self) -> bool {
+        self.ports >> 32 != 0
     }
 }
 
@@ -232,6 +235,8 @@ impl Evidence {
 #[derive(Debug)]
 struct Attempt {
     key: FlowKey,
+    /// Whether the client (the SYN's sender) is end `a` of the key.
+    client_is_a: bool,
     /// `key`'s hash in the index.
     hash: u64,
     isns: [u32; MAX_ISNS],
@@ -250,6 +255,16 @@ struct Attempt {
 }
 
 impl Attempt {
+    /// (client, target, target port) of the attempt.
+    fn ends(&self) -> (Addr, Addr, u16) {
+        let k = &self.key;
+        if self.client_is_a {
+            (k.a, k.b, k.port_b())
+        } else {
+            (k.b, k.a, k.port_a())
+        }
+    }
+
     fn has_isn(&self, isn: u32) -> bool {
         self.isns[..usize::from(self.n_isns)].contains(&isn)
     }
@@ -387,7 +402,7 @@ impl Tracker {
             Body::Tcp(tcp) => self.tcp(ts, pkt, tcp),
             Body::IcmpError(icmp) => {
                 let q = &icmp.quoted;
-                let key = FlowKey::new(q.src, q.sport, q.dst, q.dport);
+                let (key, sender_is_a) = FlowKey::of(q.src, q.sport, q.dst, q.dport);
                 let kind = EvidenceKind::Icmp {
                     v6: icmp.v6,
                     icmp_type: icmp.icmp_type,
@@ -396,7 +411,10 @@ impl Tracker {
                 let mut stats = self.stats;
                 match self.slot(&key) {
                     Some(a) if a.established => stats.other_tcp += 1,
-                    Some(a) if q.seq.is_none_or(|s| a.has_isn(s)) => {
+                    // It must quote the client's own SYN.
+                    Some(a)
+                        if sender_is_a == a.client_is_a && q.seq.is_none_or(|s| a.has_isn(s)) =>
+                    {
                         a.answer(&mut stats, timeout, kind, ts, pkt)
                     }
                     _ => stats.unsolicited += 1,
@@ -410,66 +428,70 @@ impl Tracker {
     }
 
     fn tcp(&mut self, ts: Nanos, pkt: &Packet, tcp: &Tcp) {
-        let fwd = FlowKey::new(pkt.src, tcp.sport, pkt.dst, tcp.dport);
-        let rev = fwd.reversed();
+        let (key, sender_is_a) = FlowKey::of(pkt.src, tcp.sport, pkt.dst, tcp.dport);
+        let h = self.hasher.hash_one(key);
         let syn = tcp.flags & flags::SYN != 0;
         let ack = tcp.flags & flags::ACK != 0;
         let rst = tcp.flags & flags::RST != 0;
+        let bare_syn = syn && !ack && !rst;
         let timeout = self.cfg.timeout;
-        let mut stats = self.stats;
-        if syn && !ack && !rst {
-            match self.slot(&rev) {
-                // The "server" sends a bare SYN back: a split handshake.
-                Some(a) if rev != fwd => {
-                    a.answer(&mut stats, timeout, EvidenceKind::SplitSyn, ts, pkt);
-                    self.stats = stats;
-                }
-                _ => self.syn(fwd, tcp.seq, ts),
+        let Some(i) = self.find_hashed(&key, h) else {
+            if bare_syn {
+                self.new_attempt(key, h, sender_is_a, tcp.seq, ts);
+            } else if syn || rst {
+                self.stats.unsolicited += 1;
+            } else {
+                // Traffic of connections opened before the capture began.
+                self.stats.other_tcp += 1;
             }
             return;
-        }
-        match self.slot(&rev) {
-            Some(a) if a.established => {
-                a.last_seen = ts;
-                stats.other_tcp += 1;
-            }
-            Some(a) if syn && ack && a.has_isn(tcp.ack.wrapping_sub(1)) => {
-                a.answer(&mut stats, timeout, EvidenceKind::SynAck, ts, pkt)
-            }
-            Some(a) if rst && (a.has_isn(tcp.ack.wrapping_sub(1)) || a.has_isn(tcp.ack)) => {
-                a.answer(&mut stats, timeout, EvidenceKind::Reset, ts, pkt)
-            }
-            Some(_) if syn || rst => stats.unsolicited += 1,
-            Some(a) => {
-                a.last_seen = ts;
-                stats.other_tcp += 1;
-            }
-            None => match self.slot(&fwd) {
+        };
+        let stats = &mut self.stats;
+        let Some(a) = self.ring.get_mut(i) else {
+            return;
+        };
+        // A self-connection (both ends equal) counts as the client's.
+        if sender_is_a == a.client_is_a || key.a == key.b && key.port_a() == key.port_b() {
+            if bare_syn {
+                stats.syns += 1;
+                stats.retransmissions += 1;
+                a.add_isn(tcp.seq);
+                a.last_syn = ts;
+                a.probes = a.probes.saturating_add(1);
+            } else {
                 // The client's own segments: its RST closing a half-open
                 // connection after the SYN-ACK, its ACKs and data.
-                Some(a) => {
-                    a.last_seen = ts;
-                    stats.other_tcp += 1;
-                }
-                None if syn || rst => stats.unsolicited += 1,
-                None => stats.other_tcp += 1,
-            },
-        }
-        self.stats = stats;
-    }
-
-    fn syn(&mut self, key: FlowKey, isn: u32, ts: Nanos) {
-        self.stats.syns += 1;
-        let h = self.hasher.hash_one(key);
-        if let Some(a) = self.find_hashed(&key, h).and_then(|i| self.ring.get_mut(i)) {
-            a.add_isn(isn);
-            a.last_syn = ts;
-            a.probes = a.probes.saturating_add(1);
-            self.stats.retransmissions += 1;
+                a.last_seen = ts;
+                stats.other_tcp += 1;
+            }
             return;
         }
+        match a {
+            // The "server" sends a bare SYN back: a split handshake.
+            a if bare_syn => a.answer(stats, timeout, EvidenceKind::SplitSyn, ts, pkt),
+            a if a.established => {
+                a.last_seen = ts;
+                stats.other_tcp += 1;
+            }
+            a if syn && ack && a.has_isn(tcp.ack.wrapping_sub(1)) => {
+                a.answer(stats, timeout, EvidenceKind::SynAck, ts, pkt)
+            }
+            a if rst && (a.has_isn(tcp.ack.wrapping_sub(1)) || a.has_isn(tcp.ack)) => {
+                a.answer(stats, timeout, EvidenceKind::Reset, ts, pkt)
+            }
+            _ if syn || rst => stats.unsolicited += 1,
+            a => {
+                a.last_seen = ts;
+                stats.other_tcp += 1;
+            }
+        }
+    }
+
+    fn new_attempt(&mut self, key: FlowKey, h: u64, client_is_a: bool, isn: u32, ts: Nanos) {
+        self.stats.syns += 1;
         self.push(Attempt {
             key,
+            client_is_a,
             hash: h,
             isns: [isn, 0, 0, 0],
             n_isns: 1,

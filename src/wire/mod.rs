@@ -41,7 +41,9 @@ pub struct Packet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Tcp(Tcp),
-    IcmpError(IcmpError),
+    /// Boxed: it is rare, and inline it would double the size of every
+    /// packet (a TCP packet with its timestamp fits one cache line).
+    IcmpError(Box<IcmpError>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,12 +211,12 @@ fn transport(proto: IpNumber, rest: &[u8], v6: bool) -> Result<Body, Skip> {
             if t != ICMP4_DEST_UNREACH && t != ICMP4_TIME_EXCEEDED {
                 return Err(Skip::NotTcp);
             }
-            Ok(Body::IcmpError(IcmpError {
+            Ok(Body::IcmpError(Box::new(IcmpError {
                 v6: false,
                 icmp_type: t,
                 code: i.code_u8(),
                 quoted: quoted(i.payload())?,
-            }))
+            })))
         }
         (IpNumber::IPV6_ICMP, true) => {
             let i = Icmpv6Slice::from_slice(rest).map_err(|_| Skip::Malformed)?;
@@ -222,12 +224,12 @@ fn transport(proto: IpNumber, rest: &[u8], v6: bool) -> Result<Body, Skip> {
             if t != ICMP6_DEST_UNREACH && t != ICMP6_TIME_EXCEEDED {
                 return Err(Skip::NotTcp);
             }
-            Ok(Body::IcmpError(IcmpError {
+            Ok(Body::IcmpError(Box::new(IcmpError {
                 v6: true,
                 icmp_type: t,
                 code: i.code_u8(),
                 quoted: quoted(i.payload())?,
-            }))
+            })))
         }
         _ => Err(Skip::NotTcp),
     }

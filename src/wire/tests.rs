@@ -128,6 +128,7 @@ fn icmpv4_errors_every_code_quote_the_probe() {
         assert_eq!(p.src, addr("198.51.100.1"));
         assert_eq!(p.ttl, 62);
         let Body::IcmpError(e) = p.body else { panic!() };
+        let e = *e;
         assert_eq!((e.v6, e.icmp_type, e.code), (false, ty, code));
         assert_eq!(
             e.quoted,
@@ -150,6 +151,7 @@ fn icmpv6_errors_every_code_quote_the_probe() {
         let f = icmp_frame("2001:db8:1::1", &s, ty, code, 48);
         let p = parse(LinkType::ETHERNET, &f).unwrap();
         let Body::IcmpError(e) = p.body else { panic!() };
+        let e = *e;
         assert_eq!((e.v6, e.icmp_type, e.code), (true, ty, code));
         assert_eq!(e.quoted.seq, Some(s.seq));
         assert_eq!((e.quoted.sport, e.quoted.dport), (s.sport, s.dport));
@@ -167,6 +169,7 @@ fn short_icmp_quotes() {
     )
     .unwrap();
     let Body::IcmpError(e) = p.body else { panic!() };
+    let e = *e;
     assert_eq!(e.quoted.seq, None);
     assert_eq!(e.quoted.dport, 80);
     // Not even both ports, or no IP header at all.
