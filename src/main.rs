@@ -1,14 +1,16 @@
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synscope::analyze::{Analyzer, Options};
-use synscope::report::{TableOptions, render_table, to_json};
+use synscope::report::{TableOptions, render_table, write_json};
 use synscope::select::{AddrSpec, PortSet, Selection};
 use synscope::track::{self, NANOS_PER_SEC};
 
 /// Exit codes (docs/USAGE.md).
 const EXIT_OK: u8 = 0;
 const EXIT_INPUT: u8 = 2;
+const EXIT_RUNTIME: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -111,12 +113,23 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     let all_failed =
         analysis.results.is_empty() && analysis.inputs.iter().all(|i| i.error.is_some());
     if !all_failed {
-        match args.format {
-            Format::Table => print!(
-                "{}",
-                render_table(&analysis, TableOptions { all: args.all })
-            ),
-            Format::Json => println!("{}", to_json(&analysis)),
+        let out = std::io::stdout().lock();
+        let written = match args.format {
+            Format::Table => {
+                let mut out = out;
+                out.write_all(render_table(&analysis, TableOptions { all: args.all }).as_bytes())
+                    .and_then(|_| out.flush())
+            }
+            Format::Json => write_json(&analysis, std::io::BufWriter::new(out)),
+        };
+        match written {
+            // The reader went away (`| head`): nothing more to say.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => {
+                eprintln!("synscope: cannot write the report to stdout: {e}");
+                code = EXIT_RUNTIME;
+            }
+            Ok(()) => {}
         }
     }
     ExitCode::from(code)

@@ -24,12 +24,22 @@ fn every_shipped_capture_gives_its_expected_verdicts() {
         assert_eq!(cols.len(), 6, "bad row {line:?}");
         by_file.entry(cols[0]).or_default().push(cols);
     }
-    assert!(by_file.len() >= 8, "expected.tsv covers {} files", by_file.len());
+    assert!(
+        by_file.len() >= 8,
+        "expected.tsv covers {} files",
+        by_file.len()
+    );
     let mut checked = 0;
     for (file, rows) in &by_file {
         let j = analyze_json(file);
         let results = j["results"].as_array().unwrap();
-        assert_eq!(results.len(), rows.len(), "{file}: {} verdicts, expected {}", results.len(), rows.len());
+        assert_eq!(
+            results.len(),
+            rows.len(),
+            "{file}: {} verdicts, expected {}",
+            results.len(),
+            rows.len()
+        );
         for row in rows {
             let (target, port) = (row[1], row[2].parse::<u64>().unwrap());
             let r = results
@@ -38,14 +48,21 @@ fn every_shipped_capture_gives_its_expected_verdicts() {
                 .unwrap_or_else(|| panic!("{file}: no verdict for {target}:{port}"));
             let responder = r["responder"].as_str().unwrap_or("");
             assert_eq!(
-                (r["state"].as_str().unwrap(), r["reason"].as_str().unwrap(), responder),
+                (
+                    r["state"].as_str().unwrap(),
+                    r["reason"].as_str().unwrap(),
+                    responder
+                ),
                 (row[3], row[4], row[5]),
                 "{file} {target}:{port}"
             );
             checked += 1;
         }
     }
-    println!("{checked} expected verdicts held over {} captures", by_file.len());
+    println!(
+        "{checked} expected verdicts held over {} captures",
+        by_file.len()
+    );
 }
 
 fn without_timing(mut j: Value) -> Value {
@@ -75,7 +92,10 @@ fn pcap_pcapng_and_sll2_of_the_same_traffic_agree() {
     // The classic: the wrong port is refused by the host itself, the right
     // one is open.
     let port = |p: u64| r.iter().find(|v| v["port"] == p).unwrap();
-    assert_eq!((port(8081)["state"].as_str(), port(8081)["reason"].as_str()), (Some("refused"), Some("reset")));
+    assert_eq!(
+        (port(8081)["state"].as_str(), port(8081)["reason"].as_str()),
+        (Some("refused"), Some("reset"))
+    );
     assert_eq!(port(8081)["responder"], "203.0.113.2");
     assert_eq!(port(8080)["state"], "open");
 }

@@ -221,3 +221,48 @@ fn bad_bpf_filter_names_the_filter() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad --filter"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_full_disk_on_stdout_is_one_line_and_exit_3() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        skip_or_fail("no /dev/full");
+        return;
+    };
+    let o = bin()
+        .args([
+            "analyze",
+            root().join("captures/nmap-v4.pcap").to_str().unwrap(),
+        ])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot write the report"), "{err}");
+}
+
+#[test]
+fn counters_add_up_to_the_packets_read() {
+    for f in [
+        "nmap-v4.pcap",
+        "nmap-v6.pcapng",
+        "wrong-port-sll2.pcap",
+        "absent-host.pcap",
+    ] {
+        let o = run(&[
+            "analyze",
+            "--format",
+            "json",
+            root().join("captures").join(f).to_str().unwrap(),
+        ]);
+        let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let s = &j["summary"];
+        let n = |k: &str| s[k].as_u64().unwrap();
+        assert_eq!(
+            n("syns") + n("replies") + n("unsolicited") + n("other_tcp") + n("skipped"),
+            n("packets_read"),
+            "{f}: {s}"
+        );
+    }
+}

@@ -15,13 +15,16 @@ struct Document<'a> {
     inputs: &'a [InputSummary],
 }
 
-pub fn to_json(a: &Analysis) -> String {
+/// Writes the report as one pretty-printed JSON document and a newline.
+/// Fails only as the writer does.
+pub fn write_json<W: std::io::Write>(a: &Analysis, mut w: W) -> std::io::Result<()> {
     let doc = Document {
         schema_version: SCHEMA_VERSION,
         results: &a.results,
         summary: &a.summary,
         inputs: &a.inputs,
     };
-    // Serialising plain structs of numbers, strings and addresses cannot fail.
-    serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    serde_json::to_writer_pretty(&mut w, &doc).map_err(std::io::Error::from)?;
+    w.write_all(b"\n")?;
+    w.flush()
 }

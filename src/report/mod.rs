@@ -3,7 +3,7 @@
 mod json;
 mod table;
 
-pub use json::{SCHEMA_VERSION, to_json};
+pub use json::{SCHEMA_VERSION, write_json};
 pub use table::{TableOptions, render_table};
 
 /// 65520 → "65,520".
