@@ -326,8 +326,10 @@ pub struct Tracker {
     ring: VecDeque<Attempt>,
     /// Sequence number of `ring[0]`.
     base: u64,
-    /// 4-tuple → ring sequence number.
-    index: HashTable<u64>,
+    /// 4-tuple → ring sequence number, truncated to 32 bits (the ring holds
+    /// far fewer than 2^32 attempts, so the low bits are unambiguous): 4
+    /// bytes a slot keeps the index small enough to stay in cache.
+    index: HashTable<u32>,
     hasher: Hasher,
     merged: Merger,
     decided: u64,
@@ -378,12 +380,12 @@ impl Tracker {
     }
 
     fn find_hashed(&self, key: &FlowKey, h: u64) -> Option<usize> {
-        let (ring, base) = (&self.ring, self.base);
+        let (ring, base) = (&self.ring, self.base as u32);
         let seq = *self.index.find(h, |&seq| {
             ring.get(seq.wrapping_sub(base) as usize)
                 .is_some_and(|a| a.key == *key)
         })?;
-        usize::try_from(seq.wrapping_sub(base)).ok()
+        Some(seq.wrapping_sub(base) as usize)
     }
 
     fn slot(&mut self, key: &FlowKey) -> Option<&mut Attempt> {
@@ -508,25 +510,31 @@ impl Tracker {
 
     /// Puts an attempt at the back of the ring and in the index.
     fn push(&mut self, a: Attempt) {
-        let seq = self.base + self.ring.len() as u64;
+        let seq = (self.base + self.ring.len() as u64) as u32;
         let h = a.hash;
         self.ring.push_back(a);
-        let (ring, base) = (&self.ring, self.base);
+        let (ring, base) = (&self.ring, self.base as u32);
         self.index.insert_unique(h, seq, |&s| {
             ring.get(s.wrapping_sub(base) as usize)
                 .map_or(0, |a| a.hash)
         });
     }
 
-    /// Takes the front attempt out of the ring and the index.
+    /// Takes the front attempt out of the index, then the ring.
     fn pop(&mut self) -> Option<Attempt> {
-        let a = self.ring.pop_front()?;
-        let seq = self.base;
-        self.base += 1;
-        if let Ok(e) = self.index.find_entry(a.hash, |&s| s == seq) {
+        self.unindex_front();
+        self.ring.pop_front()
+    }
+
+    fn unindex_front(&mut self) {
+        let Some(front) = self.ring.front() else {
+            return;
+        };
+        let seq = self.base as u32;
+        if let Ok(e) = self.index.find_entry(front.hash, |&s| s == seq) {
             e.remove();
         }
-        Some(a)
+        self.base += 1;
     }
 
     /// Retires attempts whose deadline the clock has passed, oldest first;
@@ -553,10 +561,13 @@ impl Tracker {
             if over_cap {
                 self.stats.evicted += 1;
             }
-            if let Some(a) = self.pop() {
+            // Fold it in where it lies, then drop it (no copy out).
+            if let Some(a) = self.ring.front() {
+                self.merged.absorb(a);
                 self.decided += 1;
-                self.merged.absorb(&a);
             }
+            self.unindex_front();
+            self.ring.pop_front();
         }
     }
 
