@@ -15,7 +15,8 @@ struct Document<'a> {
     inputs: &'a [InputSummary],
 }
 
-/// Writes the report as one pretty-printed JSON document and a newline.
+/// Writes the report as one compact JSON document and a newline (`jq .`
+/// pretty-prints it; compact keeps a 65,535-port report fast to write).
 /// Fails only as the writer does.
 pub fn write_json<W: std::io::Write>(a: &Analysis, mut w: W) -> std::io::Result<()> {
     let doc = Document {
@@ -24,7 +25,7 @@ pub fn write_json<W: std::io::Write>(a: &Analysis, mut w: W) -> std::io::Result<
         summary: &a.summary,
         inputs: &a.inputs,
     };
-    serde_json::to_writer_pretty(&mut w, &doc).map_err(std::io::Error::from)?;
+    serde_json::to_writer(&mut w, &doc).map_err(std::io::Error::from)?;
     w.write_all(b"\n")?;
     w.flush()
 }

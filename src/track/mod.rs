@@ -362,7 +362,7 @@ impl Tracker {
 
     /// Live attempts in the table (for tests and memory checks).
     pub fn live_attempts(&self) -> usize {
-        self.index.len()
+        self.ring.len()
     }
 
     /// Attempts decided so far (their timeout has passed).
@@ -424,7 +424,7 @@ impl Tracker {
                 self.stats = stats;
             }
         }
-        if self.index.len() > self.cfg.max_attempts {
+        if self.ring.len() > self.cfg.max_attempts {
             self.expire(true);
         }
     }
@@ -510,6 +510,9 @@ impl Tracker {
 
     /// Puts an attempt at the back of the ring and in the index.
     fn push(&mut self, a: Attempt) {
+        if self.index.len() >= self.index.capacity() {
+            self.sweep_index();
+        }
         let seq = (self.base + self.ring.len() as u64) as u32;
         let h = a.hash;
         self.ring.push_back(a);
@@ -520,21 +523,21 @@ impl Tracker {
         });
     }
 
-    /// Takes the front attempt out of the index, then the ring.
-    fn pop(&mut self) -> Option<Attempt> {
-        self.unindex_front();
-        self.ring.pop_front()
+    /// Attempts leave the ring without leaving the index (a removal there
+    /// would be a cache miss per attempt); their entries, which no lookup
+    /// can match any more, are swept out in one pass over the table when it
+    /// fills, before it would grow.
+    fn sweep_index(&mut self) {
+        let (base, live) = (self.base as u32, self.ring.len());
+        self.index
+            .retain(|s| (s.wrapping_sub(base) as usize) < live);
     }
 
-    fn unindex_front(&mut self) {
-        let Some(front) = self.ring.front() else {
-            return;
-        };
-        let seq = self.base as u32;
-        if let Ok(e) = self.index.find_entry(front.hash, |&s| s == seq) {
-            e.remove();
-        }
+    /// Takes the front attempt out of the ring (its index entry goes stale).
+    fn pop(&mut self) -> Option<Attempt> {
+        let a = self.ring.pop_front()?;
         self.base += 1;
+        Some(a)
     }
 
     /// Retires attempts whose deadline the clock has passed, oldest first;
@@ -543,7 +546,7 @@ impl Tracker {
     fn expire(&mut self, force: bool) {
         let timeout = self.cfg.timeout;
         while let Some(front) = self.ring.front() {
-            let over_cap = force && self.index.len() > self.cfg.max_attempts;
+            let over_cap = force && self.ring.len() > self.cfg.max_attempts;
             let deadline = front.deadline(timeout);
             if deadline >= self.now && !over_cap {
                 if deadline <= front.queued_deadline {
@@ -566,8 +569,9 @@ impl Tracker {
                 self.merged.absorb(a);
                 self.decided += 1;
             }
-            self.unindex_front();
-            self.ring.pop_front();
+            if self.ring.pop_front().is_some() {
+                self.base += 1;
+            }
         }
     }
 
