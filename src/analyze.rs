@@ -77,6 +77,35 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// An analysis of these results (sorted) from these inputs, with the
+    /// summary computed from both.
+    pub fn from_parts(results: Vec<Verdict>, inputs: Vec<InputSummary>) -> Analysis {
+        let mut summary = Summary::default();
+        for v in &results {
+            match v.state {
+                State::Open => summary.open += 1,
+                State::Refused => summary.refused += 1,
+                State::Filtered => summary.filtered += 1,
+                State::Unreachable => summary.unreachable += 1,
+            }
+        }
+        for i in &inputs {
+            summary.packets_read += i.packets_read;
+            summary.skipped += i.skipped;
+            summary.unsolicited += i.stats.unsolicited;
+            summary.syns += i.stats.syns;
+            summary.retransmissions += i.stats.retransmissions;
+            summary.replies += i.stats.replies;
+            summary.other_tcp += i.stats.other_tcp;
+            summary.evicted += i.stats.evicted;
+        }
+        Analysis {
+            results,
+            inputs,
+            summary,
+        }
+    }
+
     /// Inputs that could not be read in full.
     pub fn errors(&self) -> impl Iterator<Item = &InputSummary> {
         self.inputs.iter().filter(|i| i.error.is_some())
@@ -230,30 +259,7 @@ impl Analyzer {
             .into_iter()
             .filter(|v| sel.admits(v.client, v.target, v.port))
             .collect();
-        let mut summary = Summary::default();
-        for v in &results {
-            match v.state {
-                State::Open => summary.open += 1,
-                State::Refused => summary.refused += 1,
-                State::Filtered => summary.filtered += 1,
-                State::Unreachable => summary.unreachable += 1,
-            }
-        }
-        for i in &self.inputs {
-            summary.packets_read += i.packets_read;
-            summary.skipped += i.skipped;
-            summary.unsolicited += i.stats.unsolicited;
-            summary.syns += i.stats.syns;
-            summary.retransmissions += i.stats.retransmissions;
-            summary.replies += i.stats.replies;
-            summary.other_tcp += i.stats.other_tcp;
-            summary.evicted += i.stats.evicted;
-        }
-        Analysis {
-            results,
-            inputs: self.inputs,
-            summary,
-        }
+        Analysis::from_parts(results, self.inputs)
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod analyze;
 pub mod fixture;
 pub mod report;
+pub mod scan;
 pub mod select;
 pub mod source;
 pub mod track;

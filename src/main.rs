@@ -2,8 +2,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use synscope::analyze::{Analyzer, Options};
 use synscope::report::{TableOptions, render_table, write_json};
+use synscope::scan::ScanOptions;
+use synscope::scan::engine::EngineConfig;
+use synscope::scan::targets::{self, Family};
 use synscope::select::{AddrSpec, PortSet, Selection};
 use synscope::track::{self, NANOS_PER_SEC};
 
@@ -32,6 +36,58 @@ enum Command {
   synscope analyze --target 203.0.113.0/24 -p 80,443 --timeout 5 a.pcap b.pcap
   synscope analyze --filter 'host 203.0.113.2' big.pcap")]
     Analyze(AnalyzeArgs),
+    /// Send SYN probes and give every (target, port) a verdict (needs root or CAP_NET_RAW).
+    #[command(after_help = "Examples:
+  sudo synscope scan 127.0.0.1 -p 22,80,443
+  sudo synscope scan 2001:db8::7 -p- --rate 20000 --write scan.pcap
+  sudo synscope scan db.example.internal -4 -p 5432 --format json
+
+The kernel answers the SYN-ACKs of these half-open probes with a RST, as it
+does for nmap -sS. Re-analyse a --write capture with `synscope analyze`.")]
+    Scan(ScanArgs),
+}
+
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// Targets: addresses, CIDR blocks, host names (every A and AAAA record).
+    #[arg(required = true, value_name = "TARGET")]
+    targets: Vec<String>,
+    /// Ports, nmap syntax: 22,80,8000-8100; `-p-` for all 65,535.
+    #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
+    ports: PortSet,
+    /// Only IPv4 addresses of the targets.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6 addresses of the targets.
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// Probes per second at most, retransmissions included (0: no cap).
+    #[arg(long, default_value_t = 10_000, value_name = "PPS")]
+    rate: u32,
+    /// Sends after the first for an unanswered probe.
+    #[arg(long, default_value_t = 6, value_name = "N")]
+    max_retries: u8,
+    /// Seconds to keep listening for late answers after the last probe.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    wait: f64,
+    /// TTL / hop limit of the probes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    ttl: Option<u8>,
+    /// Seed of the probe order (random by default; printed in JSON).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Save every probe and every captured answer to this pcap file.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Seconds after an attempt's last SYN with no answer before it counts as filtered.
+    #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    timeout: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Table: list every port instead of collapsing the most common answer.
+    #[arg(long)]
+    all: bool,
 }
 
 #[derive(clap::Args)]
@@ -79,6 +135,93 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Analyze(args) => analyze(args),
+        Command::Scan(args) => scan(args),
+    }
+}
+
+fn scan(args: ScanArgs) -> ExitCode {
+    let family = if args.ipv4 {
+        Family::V4
+    } else if args.ipv6 {
+        Family::V6
+    } else {
+        Family::Any
+    };
+    let targets = match targets::resolve(&args.targets, family) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("synscope: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
+    };
+    let opts = ScanOptions {
+        targets,
+        ports: args.ports,
+        engine: EngineConfig {
+            rate: args.rate,
+            max_retries: args.max_retries,
+            ..EngineConfig::default()
+        },
+        wait: Duration::from_secs_f64(args.wait),
+        ttl: args.ttl,
+        seed: args.seed,
+        write: args.write,
+        track: track::Config {
+            timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
+            ..track::Config::default()
+        },
+    };
+    let outcome = match synscope::scan::run(&opts) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("synscope: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    for w in &outcome.warnings {
+        eprintln!("synscope: warning: {w}");
+    }
+    let e = outcome.engine;
+    let note = format!(
+        "Scan: {} probes ({} retransmitted, {} answered, {} unanswered) from port {} in {:.2} s; seed {}.\n",
+        e.sent,
+        e.retransmitted,
+        e.answered,
+        e.unanswered,
+        outcome.source_port,
+        outcome.duration.as_secs_f64(),
+        outcome.seed
+    );
+    emit(&outcome.analysis, args.format, args.all, Some(&note))
+}
+
+/// Prints the report; the exit code for what happened.
+fn emit(
+    analysis: &synscope::analyze::Analysis,
+    format: Format,
+    all: bool,
+    note: Option<&str>,
+) -> ExitCode {
+    let out = std::io::stdout().lock();
+    let written = match format {
+        Format::Table => {
+            let mut out = out;
+            let mut text = render_table(analysis, TableOptions { all });
+            if let Some(n) = note {
+                text.push_str(n);
+            }
+            out.write_all(text.as_bytes()).and_then(|_| out.flush())
+        }
+        Format::Json => write_json(analysis, std::io::BufWriter::new(out)),
+    };
+    match written {
+        // The reader went away (`| head`): nothing more to say.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("synscope: cannot write the report to stdout: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+        Ok(()) => ExitCode::from(EXIT_OK),
     }
 }
 
@@ -113,23 +256,9 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     let all_failed =
         analysis.results.is_empty() && analysis.inputs.iter().all(|i| i.error.is_some());
     if !all_failed {
-        let out = std::io::stdout().lock();
-        let written = match args.format {
-            Format::Table => {
-                let mut out = out;
-                out.write_all(render_table(&analysis, TableOptions { all: args.all }).as_bytes())
-                    .and_then(|_| out.flush())
-            }
-            Format::Json => write_json(&analysis, std::io::BufWriter::new(out)),
-        };
-        match written {
-            // The reader went away (`| head`): nothing more to say.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            Err(e) => {
-                eprintln!("synscope: cannot write the report to stdout: {e}");
-                code = EXIT_RUNTIME;
-            }
-            Ok(()) => {}
+        let written = emit(&analysis, args.format, args.all, None);
+        if written != ExitCode::from(EXIT_OK) {
+            return written;
         }
     }
     ExitCode::from(code)

@@ -3,10 +3,12 @@
 //! is the same for all of them and is tested without root or files.
 
 mod file;
+mod live;
 mod memory;
 mod writer;
 
 pub use file::FileSource;
+pub use live::{CaptureStats, LiveSource};
 pub use memory::MemorySource;
 pub use writer::PcapWriter;
 

@@ -99,6 +99,15 @@ pub enum Skip {
 }
 
 impl Skip {
+    /// Every reason, in the order of their discriminants.
+    pub const ALL: [Skip; 5] = [
+        Skip::UnsupportedLink,
+        Skip::NotIp,
+        Skip::NotTcp,
+        Skip::Fragment,
+        Skip::Malformed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::UnsupportedLink => "unsupported-link",

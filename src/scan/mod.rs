@@ -1,0 +1,454 @@
+//! Live SYN probing: send with raw sockets (pnet), capture every answer with
+//! libpcap, and give each (target, port) its verdict from the same track
+//! core the offline path uses, fed with the captured packets and their
+//! capture timestamps. The capture can be written (`--write`) and analysed
+//! again offline with the same result.
+//!
+//! The kernel does not know our half-open connections, so it answers each
+//! SYN-ACK with a RST; nmap's SYN scan does the same. Those RSTs are the
+//! client's own traffic to the tracker.
+
+pub mod engine;
+pub mod probe;
+mod route;
+pub mod targets;
+
+use crate::analyze::{Analysis, InputSummary};
+use crate::select::PortSet;
+use crate::source::{CaptureStats, LiveSource, PcapWriter};
+use crate::track::{self, Reason, State, Tracker, Verdict};
+use crate::wire::{self, Body, flags};
+use engine::{Engine, EngineConfig, EngineStats};
+use pnet_packet::ip::IpNextHeaderProtocols;
+use pnet_packet::tcp::TcpPacket;
+use pnet_transport::{TransportChannelType, TransportProtocol, TransportSender};
+use probe::{IsnKey, SYN_LEN, build_syn};
+use rand::{RngExt, SeedableRng, seq::SliceRandom};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub targets: Vec<IpAddr>,
+    pub ports: PortSet,
+    pub engine: EngineConfig,
+    /// How long to keep listening after the last probe is answered or given
+    /// up (a router's host-unreachable comes ~3 s after ARP starts).
+    pub wait: Duration,
+    /// TTL / hop limit of the probes.
+    pub ttl: Option<u8>,
+    /// Probe order seed (random order by default).
+    pub seed: Option<u64>,
+    /// Save every probe and captured packet here (pcap).
+    pub write: Option<PathBuf>,
+    pub track: track::Config,
+}
+
+/// What a scan found, and how the scan itself went.
+#[derive(Debug)]
+pub struct ScanOutcome {
+    pub analysis: Analysis,
+    pub engine: EngineStats,
+    pub captures: Vec<(String, CaptureStats)>,
+    /// Probes whose SYN the capture never saw (reported filtered, with a
+    /// warning: the capture, not the network, lost them).
+    pub not_captured: u64,
+    pub send_errors: u64,
+    pub seed: u64,
+    pub source_port: u16,
+    pub duration: Duration,
+    pub warnings: Vec<String>,
+}
+
+/// A scan that could not run: one line saying why and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScanError(pub String);
+
+fn permission_hint(what: &str) -> String {
+    format!(
+        "{what}: not permitted; raw sockets and capture need root or capabilities: run with sudo, or `sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)`"
+    )
+}
+
+fn open_sender(v6: bool, ttl: Option<u8>) -> Result<TransportSender, ScanError> {
+    let proto = if v6 {
+        TransportProtocol::Ipv6(IpNextHeaderProtocols::Tcp)
+    } else {
+        TransportProtocol::Ipv4(IpNextHeaderProtocols::Tcp)
+    };
+    let what = if v6 {
+        "IPv6 raw socket"
+    } else {
+        "IPv4 raw socket"
+    };
+    let (mut tx, _rx) =
+        pnet_transport::transport_channel(4096, TransportChannelType::Layer4(proto)).map_err(
+            |e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => ScanError(permission_hint(what)),
+                _ => ScanError(format!("{what}: {e}")),
+            },
+        )?;
+    if let Some(t) = ttl {
+        tx.set_ttl(t)
+            .map_err(|e| ScanError(format!("{what}: cannot set TTL {t}: {e}")))?;
+    }
+    Ok(tx)
+}
+
+/// The source port: one per scan, outside the kernel's ephemeral range (so
+/// no local connection can collide with it), as nmap does.
+fn pick_source_port(rng: &mut impl rand::Rng) -> u16 {
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    loop {
+        let p: u16 = rng.random_range(1024..=65535);
+        if p < lo || p > hi {
+            return p;
+        }
+    }
+}
+
+pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+    let started = Instant::now();
+    if opts.targets.is_empty() || opts.ports.is_empty() {
+        return Err(ScanError("nothing to scan: no target or no port".into()));
+    }
+    let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sport = pick_source_port(&mut rng);
+
+    // Where each target's packets leave from.
+    let routes = route::routes(&opts.targets).map_err(ScanError)?;
+    let sources: FxHashSet<IpAddr> = routes.iter().map(|r| r.source).collect();
+
+    // Captures first, so the first probe is already seen.
+    let mut by_device: Vec<(String, Vec<IpAddr>)> = Vec::new();
+    for r in &routes {
+        match by_device.iter_mut().find(|(d, _)| *d == r.device) {
+            Some((_, srcs)) => {
+                if !srcs.contains(&r.source) {
+                    srcs.push(r.source);
+                }
+            }
+            None => by_device.push((r.device.clone(), vec![r.source])),
+        }
+    }
+    let mut captures = Vec::new();
+    for (device, srcs) in &by_device {
+        let hosts: Vec<String> = srcs.iter().map(|s| format!("host {s}")).collect();
+        let filter = format!(
+            "({}) and ((tcp port {sport}) or icmp or icmp6)",
+            hosts.join(" or ")
+        );
+        let cap = LiveSource::open(device, &filter).map_err(|e| {
+            if e.contains("not permitted") || e.contains("permission") {
+                ScanError(permission_hint(&format!("capture on {device}")))
+            } else {
+                ScanError(e)
+            }
+        })?;
+        captures.push(cap);
+    }
+    let mut writer = match &opts.write {
+        Some(path) => {
+            let link = captures[0].link_type();
+            if captures.iter().any(|c| c.link_type() != link) {
+                return Err(ScanError(format!(
+                    "{}: the scan captures on interfaces of different link types; scan IPv4 and IPv6 targets separately to write them",
+                    path.display()
+                )));
+            }
+            Some(PcapWriter::create(path, link).map_err(ScanError)?)
+        }
+        None => None,
+    };
+
+    let need_v4 = opts.targets.iter().any(|t| t.is_ipv4());
+    let need_v6 = opts.targets.iter().any(|t| t.is_ipv6());
+    let mut tx4 = if need_v4 {
+        Some(open_sender(false, opts.ttl)?)
+    } else {
+        None
+    };
+    let mut tx6 = if need_v6 {
+        Some(open_sender(true, opts.ttl)?)
+    } else {
+        None
+    };
+
+    // The probes, in random (or seeded) order.
+    let mut probes: Vec<(IpAddr, u16)> = Vec::with_capacity(opts.targets.len() * opts.ports.len());
+    for t in &opts.targets {
+        for p in opts.ports.iter() {
+            probes.push((*t, p));
+        }
+    }
+    probes.shuffle(&mut rng);
+    let index: FxHashMap<(IpAddr, u16), u32> = probes
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (*k, i as u32))
+        .collect();
+    let source_of: FxHashMap<IpAddr, IpAddr> =
+        routes.iter().map(|r| (r.target, r.source)).collect();
+
+    let key = IsnKey::new();
+    let mut engine = Engine::new(probes.len(), opts.engine, Instant::now());
+    let mut tracker = Tracker::new(opts.track);
+    let mut inputs: Vec<InputSummary> = captures
+        .iter()
+        .map(|c| InputSummary {
+            file: format!("live:{}", c.device()),
+            link_type: c.link_type().name(),
+            ..Default::default()
+        })
+        .collect();
+    let mut skipped = vec![[0u64; 5]; captures.len()];
+    let mut send_errors = 0u64;
+    let mut due = Vec::new();
+    let mut buf = [0u8; SYN_LEN];
+    let mut fatal: Option<ScanError> = None;
+
+    let mut drain = |captures: &mut Vec<LiveSource>,
+                     engine: &mut Engine,
+                     tracker: &mut Tracker,
+                     inputs: &mut Vec<InputSummary>,
+                     writer: &mut Option<PcapWriter>|
+     -> Result<(), ScanError> {
+        for (ci, cap) in captures.iter_mut().enumerate() {
+            let link = cap.link_type();
+            // Bounded per call, so sending never starves.
+            for _ in 0..65536 {
+                let Some(p) = cap.try_next().map_err(ScanError)? else {
+                    break;
+                };
+                inputs[ci].packets_read += 1;
+                if let Some(w) = writer.as_mut() {
+                    w.write(p.ts, p.len, p.data);
+                }
+                let pkt = match wire::parse(link, p.data) {
+                    Ok(pkt) => pkt,
+                    Err(s) => {
+                        skipped[ci][s as usize] += 1;
+                        continue;
+                    }
+                };
+                tracker.observe(p.ts, &pkt);
+                // Tell the scheduler about valid answers (stateless check).
+                let answer = match &pkt.body {
+                    Body::Tcp(t)
+                        if t.dport == sport && t.flags & (flags::SYN | flags::RST) != 0 =>
+                    {
+                        let isn = key.isn(pkt.dst, sport, pkt.src, t.sport);
+                        let ok = if t.flags & flags::RST != 0 {
+                            t.ack.wrapping_sub(1) == isn || t.ack == isn
+                        } else {
+                            t.flags & flags::ACK != 0 && t.ack.wrapping_sub(1) == isn
+                        };
+                        ok.then_some((pkt.src, t.sport))
+                    }
+                    Body::IcmpError(e) if e.quoted.sport == sport => {
+                        let q = &e.quoted;
+                        let isn = key.isn(q.src, sport, q.dst, q.dport);
+                        q.seq.is_none_or(|s| s == isn).then_some((q.dst, q.dport))
+                    }
+                    _ => None,
+                };
+                if let Some(k) = answer
+                    && let Some(&i) = index.get(&k)
+                {
+                    engine.answered(i, Instant::now());
+                }
+            }
+        }
+        Ok(())
+    };
+
+    let fds: Vec<libc::pollfd> = captures
+        .iter()
+        .map(|c| libc::pollfd {
+            fd: c.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let poll = |fds: &[libc::pollfd], wait: Duration| {
+        let mut fds = fds.to_vec();
+        let ms = wait.as_millis().min(50) as libc::c_int;
+        // SAFETY: fds is a valid array of pollfd of the given length.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    };
+
+    let scan_start = Instant::now();
+    loop {
+        let now = Instant::now();
+        due.clear();
+        engine.due(now, &mut due);
+        for &i in &due {
+            let (target, port) = probes[i as usize];
+            let Some(&src) = source_of.get(&target) else {
+                continue;
+            };
+            let isn = key.isn(src, sport, target, port);
+            let tsval = scan_start.elapsed().as_millis() as u32;
+            let Some(seg) = build_syn(&mut buf, src, sport, target, port, isn, tsval) else {
+                continue;
+            };
+            let Some(packet) = TcpPacket::new(seg) else {
+                continue;
+            };
+            let tx = if target.is_ipv4() {
+                tx4.as_mut()
+            } else {
+                tx6.as_mut()
+            };
+            if let Some(tx) = tx
+                && let Err(e) = tx.send_to(packet, target)
+            {
+                if e.kind() == std::io::ErrorKind::PermissionDenied && engine.stats().answered == 0
+                {
+                    fatal = Some(ScanError(permission_hint(&format!("sending to {target}"))));
+                    break;
+                }
+                send_errors += 1;
+            }
+        }
+        if fatal.is_some() {
+            break;
+        }
+        drain(
+            &mut captures,
+            &mut engine,
+            &mut tracker,
+            &mut inputs,
+            &mut writer,
+        )?;
+        if engine.finished() {
+            break;
+        }
+        let now = Instant::now();
+        let wake = engine
+            .next_event(now)
+            .unwrap_or(now + Duration::from_millis(10));
+        if wake > now {
+            poll(&fds, wake - now);
+        }
+    }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    // Late answers: ICMP from a router whose ARP failed, slow hosts.
+    let listen_until = Instant::now() + opts.wait;
+    loop {
+        drain(
+            &mut captures,
+            &mut engine,
+            &mut tracker,
+            &mut inputs,
+            &mut writer,
+        )?;
+        let now = Instant::now();
+        if now >= listen_until {
+            break;
+        }
+        poll(&fds, listen_until - now);
+    }
+    drain(
+        &mut captures,
+        &mut engine,
+        &mut tracker,
+        &mut inputs,
+        &mut writer,
+    )?;
+
+    let mut warnings = Vec::new();
+    let mut cap_stats = Vec::new();
+    for c in captures.iter_mut() {
+        let s = c.stats();
+        if s.dropped > 0 || s.if_dropped > 0 {
+            warnings.push(format!(
+                "capture on {} lost {} packets (kernel buffer full: {}, interface: {}); replies may be missing and ports shown filtered wrongly: scan again with a lower --rate",
+                c.device(),
+                s.dropped + s.if_dropped,
+                s.dropped,
+                s.if_dropped
+            ));
+        }
+        cap_stats.push((c.device().to_string(), s));
+    }
+    if let Some(w) = writer {
+        w.finish().map_err(ScanError)?;
+    }
+
+    let (merged, stats) = tracker.finish();
+    // Only our own probes: other traffic of this host may be in the capture.
+    let mut results: Vec<Verdict> = merged
+        .into_verdicts()
+        .into_iter()
+        .filter(|v| sources.contains(&v.client) && index.contains_key(&(v.target, v.port)))
+        .collect();
+    let seen: FxHashSet<(IpAddr, u16)> = results.iter().map(|v| (v.target, v.port)).collect();
+    let mut not_captured = 0u64;
+    for (target, port) in &probes {
+        if !seen.contains(&(*target, *port)) {
+            not_captured += 1;
+            results.push(Verdict {
+                client: source_of.get(target).copied().unwrap_or(*target),
+                target: *target,
+                port: *port,
+                state: State::Filtered,
+                reason: Reason::NoResponse,
+                icmp_type: None,
+                icmp_code: None,
+                responder: None,
+                ttl: None,
+                hops: None,
+                rtt_ms: None,
+                probes: 0,
+                attempts: 0,
+                ttls: Vec::new(),
+                ip_id: None,
+                first_probe_ns: 0,
+                decided_ns: None,
+            });
+        }
+    }
+    if not_captured > 0 {
+        warnings.push(format!(
+            "{not_captured} probes were sent but never seen by the capture; they are shown filtered, which the capture cannot confirm"
+        ));
+    }
+    if send_errors > 0 {
+        warnings.push(format!("{send_errors} sends failed (and were retried)"));
+    }
+    results.sort_by_key(|v| (v.target, v.port, v.client));
+    for (i, inp) in inputs.iter_mut().enumerate() {
+        inp.stats = if i == 0 { stats } else { Default::default() };
+        for (k, n) in skipped[i].iter().enumerate() {
+            if *n > 0 {
+                inp.skipped += n;
+                inp.skipped_by_reason
+                    .insert(wire::Skip::ALL[k].as_str(), *n);
+            }
+        }
+    }
+    Ok(ScanOutcome {
+        analysis: Analysis::from_parts(results, inputs),
+        engine: engine.stats(),
+        captures: cap_stats,
+        not_captured,
+        send_errors,
+        seed,
+        source_port: sport,
+        duration: started.elapsed(),
+        warnings,
+    })
+}
