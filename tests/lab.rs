@@ -9,32 +9,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// The lab's definition: (state, reason, responder, hops) for a target port.
-fn expected(
-    port: u16,
-    v6: bool,
-) -> (
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    Option<u64>,
-) {
-    let (t, r) = if v6 {
-        (TARGET6, ROUTER6)
-    } else {
-        (TARGET4, ROUTER4)
-    };
-    match port {
-        22 | 80 | 443 | 8080 => ("open", "syn-ack", Some(t), Some(2)),
-        9000 | 9004 => ("filtered", "no-response", None, None),
-        9001 => ("unreachable", "port-unreach", Some(t), Some(2)),
-        9002 => ("unreachable", "admin-prohibited", Some(r), Some(1)),
-        // The router forges the RST in the target's name: one hop nearer.
-        9003 => ("refused", "reset", Some(t), Some(1)),
-        _ => ("refused", "reset", Some(t), Some(2)),
-    }
-}
-
 fn full_scan(lab: &Lab, v6: bool, dir: &std::path::Path) {
     let (target, client) = if v6 {
         (TARGET6, CLIENT6)

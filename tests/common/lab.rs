@@ -16,6 +16,33 @@ pub const CLIENT6: &str = "2001:db8:1::2";
 pub const ROUTER6: &str = "2001:db8:1::1";
 pub const TARGET6: &str = "2001:db8:2::2";
 
+/// The lab's definition (tests/lab/README.md): (state, reason, responder,
+/// hops) for a port of the target.
+pub fn expected(
+    port: u16,
+    v6: bool,
+) -> (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<u64>,
+) {
+    let (t, r) = if v6 {
+        (TARGET6, ROUTER6)
+    } else {
+        (TARGET4, ROUTER4)
+    };
+    match port {
+        22 | 80 | 443 | 8080 => ("open", "syn-ack", Some(t), Some(2)),
+        9000 | 9004 => ("filtered", "no-response", None, None),
+        9001 => ("unreachable", "port-unreach", Some(t), Some(2)),
+        9002 => ("unreachable", "admin-prohibited", Some(r), Some(1)),
+        // The router forges the RST in the target's name: one hop nearer.
+        9003 => ("refused", "reset", Some(t), Some(1)),
+        _ => ("refused", "reset", Some(t), Some(2)),
+    }
+}
+
 pub struct Lab {
     pub prefix: String,
 }

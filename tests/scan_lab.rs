@@ -1,0 +1,140 @@
+//! `synscope scan` for real (root): in the lab, every port and host gets
+//! its defined state, reason and responder over IPv4 and IPv6; `--write`
+//! then `analyze` gives the same verdicts; loopback scans work.
+
+mod common;
+
+use common::lab::*;
+use common::*;
+use serde_json::Value;
+use std::net::TcpListener;
+
+const PORTS: &str = "22,80,81,443,8080,8081,9000-9004";
+
+fn scan_json(lab: Option<&Lab>, args: &[&str]) -> Value {
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let mut full = vec![bin, "scan", "--format", "json"];
+    full.extend_from_slice(args);
+    let o = match lab {
+        Some(lab) => lab.exec('c', &full).output().unwrap(),
+        None => std::process::Command::new(bin)
+            .args(&full[1..])
+            .output()
+            .unwrap(),
+    };
+    assert!(o.status.success(), "scan {args:?} failed: {}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn find<'a>(j: &'a Value, target: &str, port: u64) -> &'a Value {
+    j["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["target"] == target && r["port"] == port)
+        .unwrap_or_else(|| panic!("no verdict for {target}:{port}"))
+}
+
+fn check_lab_scan(lab: &Lab, v6: bool, dir: &std::path::Path) {
+    let (target, absent, unreach, prohibit, router) = if v6 {
+        (
+            TARGET6,
+            "2001:db8:2::99",
+            "2001:db8:3::1",
+            "2001:db8:4::1",
+            ROUTER6,
+        )
+    } else {
+        (TARGET4, "203.0.113.99", "192.0.2.1", "192.0.2.129", ROUTER4)
+    };
+    let file = dir.join(if v6 { "scan6.pcap" } else { "scan4.pcap" });
+    let file_s = file.to_str().unwrap();
+    let j = scan_json(
+        Some(lab),
+        &["-p", PORTS, "--seed", "7", "--write", file_s, target],
+    );
+    let mut checked = 0;
+    for port in [22u16, 80, 81, 443, 8080, 8081, 9000, 9001, 9002, 9003, 9004] {
+        let r = find(&j, target, u64::from(port));
+        let (state, reason, responder, hops) = expected(port, v6);
+        assert_eq!(
+            (
+                r["state"].as_str().unwrap(),
+                r["reason"].as_str().unwrap(),
+                r["responder"].as_str(),
+                r["hops"].as_u64()
+            ),
+            (state, reason, responder, hops),
+            "{target}:{port}"
+        );
+        checked += 1;
+    }
+    // The written capture, analysed offline, gives the same verdicts.
+    let o = run(&["analyze", "--format", "json", file_s]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let offline: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        offline["results"], j["results"],
+        "--write then analyze differs"
+    );
+
+    // The absent host (late ICMP after ARP fails) and the router's routes.
+    let j = scan_json(Some(lab), &["-p", "80", absent, unreach, prohibit]);
+    let want_unreach = if v6 { "no-route" } else { "host-unreach" };
+    for (t, reason) in [
+        (absent, "host-unreach"),
+        (unreach, want_unreach),
+        (prohibit, "admin-prohibited"),
+    ] {
+        let r = find(&j, t, 80);
+        assert_eq!(r["state"], "unreachable", "{t}");
+        assert_eq!(r["reason"], reason, "{t}");
+        assert_eq!(r["responder"], router, "{t}: the router answers");
+        checked += 1;
+    }
+    println!("{target}: {checked} verdicts as the lab defines them; write+analyze identical");
+}
+
+#[test]
+fn lab_scan_v4_and_v6() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let dir = scratch("scan-lab");
+    check_lab_scan(&lab, false, &dir);
+    check_lab_scan(&lab, true, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn loopback_scans_work_v4_and_v6() {
+    if !is_root() {
+        skip_or_fail("scanning needs root (run as root, as CI does)");
+        return;
+    }
+    for (host, bind) in [("127.0.0.1", "127.0.0.1:0"), ("::1", "[::1]:0")] {
+        let listener = TcpListener::bind(bind).unwrap();
+        let open = listener.local_addr().unwrap().port();
+        // A port that was free a moment ago: closed now.
+        let closed = TcpListener::bind(bind)
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let ports = format!("{open},{closed}");
+        let j = scan_json(None, &["-p", &ports, "--wait", "0.5", host]);
+        assert_eq!(
+            find(&j, host, u64::from(open))["state"],
+            "open",
+            "{host}:{open}"
+        );
+        assert_eq!(
+            find(&j, host, u64::from(closed))["state"],
+            "refused",
+            "{host}:{closed}"
+        );
+        assert_eq!(find(&j, host, u64::from(open))["responder"], host);
+        drop(listener);
+    }
+}
