@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 use synscope::analyze::{Analyzer, Options};
 use synscope::report::{TableOptions, render_table, write_json};
-use synscope::scan::ScanOptions;
 use synscope::scan::engine::EngineConfig;
 use synscope::scan::targets::{self, Family};
+use synscope::scan::{ScanInfo, ScanOptions};
 use synscope::select::{AddrSpec, PortSet, Selection};
 use synscope::track::{self, NANOS_PER_SEC};
 
@@ -79,6 +79,9 @@ struct ScanArgs {
     /// Save every probe and every captured answer to this pcap file.
     #[arg(short = 'w', long, value_name = "FILE")]
     write: Option<PathBuf>,
+    /// Source port of the probes (default: random, outside the kernel's ephemeral range).
+    #[arg(short = 'g', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    source_port: Option<u16>,
     /// Seconds after an attempt's last SYN with no answer before it counts as filtered.
     #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
     timeout: f64,
@@ -166,6 +169,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         ttl: args.ttl,
         seed: args.seed,
         write: args.write,
+        source_port: args.source_port,
         track: track::Config {
             timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
             ..track::Config::default()
@@ -178,21 +182,28 @@ fn scan(args: ScanArgs) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    for w in &outcome.warnings {
+    let info = &outcome.info;
+    for w in &info.warnings {
         eprintln!("synscope: warning: {w}");
     }
-    let e = outcome.engine;
+    let e = info.engine;
     let note = format!(
         "Scan: {} probes ({} retransmitted, {} answered, {} unanswered) from port {} in {:.2} s; seed {}.\n",
         e.sent,
         e.retransmitted,
         e.answered,
         e.unanswered,
-        outcome.source_port,
-        outcome.duration.as_secs_f64(),
-        outcome.seed
+        info.source_port,
+        info.duration_s,
+        info.seed
     );
-    emit(&outcome.analysis, args.format, args.all, Some(&note))
+    emit(
+        &outcome.analysis,
+        args.format,
+        args.all,
+        Some(&note),
+        Some(info),
+    )
 }
 
 /// Prints the report; the exit code for what happened.
@@ -201,6 +212,7 @@ fn emit(
     format: Format,
     all: bool,
     note: Option<&str>,
+    scan: Option<&ScanInfo>,
 ) -> ExitCode {
     let out = std::io::stdout().lock();
     let written = match format {
@@ -212,7 +224,7 @@ fn emit(
             }
             out.write_all(text.as_bytes()).and_then(|_| out.flush())
         }
-        Format::Json => write_json(analysis, std::io::BufWriter::new(out)),
+        Format::Json => write_json(analysis, scan, std::io::BufWriter::new(out)),
     };
     match written {
         // The reader went away (`| head`): nothing more to say.
@@ -256,7 +268,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     let all_failed =
         analysis.results.is_empty() && analysis.inputs.iter().all(|i| i.error.is_some());
     if !all_failed {
-        let written = emit(&analysis, args.format, args.all, None);
+        let written = emit(&analysis, args.format, args.all, None, None);
         if written != ExitCode::from(EXIT_OK) {
             return written;
         }

@@ -138,3 +138,122 @@ fn loopback_scans_work_v4_and_v6() {
         drop(listener);
     }
 }
+
+#[test]
+fn forged_replies_change_no_verdict_and_are_counted() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let ports = "22,80,81,8081,9000,9001,9002,9003";
+    let sport = "40123";
+    let forger = lab
+        .exec(
+            'r',
+            &[
+                "timeout",
+                "20",
+                "python3",
+                root().join("tests/lab/forge.py").to_str().unwrap(),
+                "--client",
+                CLIENT4,
+                "--target",
+                TARGET4,
+                "--sport",
+                sport,
+                "--ports",
+                ports,
+                "--seconds",
+                "4",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Slow on purpose, so the forgeries land while the probes wait.
+    let j = scan_json(
+        Some(&lab),
+        &[
+            "-p", ports, "-g", sport, "--rate", "20", "--wait", "1", TARGET4,
+        ],
+    );
+    let out = forger.wait_with_output().unwrap();
+    let forged: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(forged > 100, "the forger sent {forged} packets");
+    for port in ports.split(',').map(|p| p.parse::<u16>().unwrap()) {
+        let r = find(&j, TARGET4, u64::from(port));
+        let (state, reason, responder, _) = expected(port, false);
+        assert_eq!(
+            (
+                r["state"].as_str().unwrap(),
+                r["reason"].as_str().unwrap(),
+                r["responder"].as_str()
+            ),
+            (state, reason, responder),
+            "port {port} under forged replies"
+        );
+    }
+    let unsolicited = j["summary"]["unsolicited"].as_u64().unwrap();
+    println!(
+        "forged {forged} packets; {unsolicited} counted unsolicited; every verdict as defined"
+    );
+    // Every forgery that reached the capture while synscope listened is
+    // unsolicited; most of the 4 s of forging overlaps the scan.
+    assert!(
+        unsolicited >= forged / 4,
+        "{unsolicited} unsolicited of {forged} forged"
+    );
+}
+
+#[test]
+fn open_port_behind_50_percent_loss_is_found_open() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    // Half the SYNs to 8080 vanish at the target.
+    let st = lab
+        .exec(
+            't',
+            &[
+                "iptables",
+                "-w",
+                "-I",
+                "INPUT",
+                "-p",
+                "tcp",
+                "--dport",
+                "8080",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                "0.5",
+                "-j",
+                "DROP",
+            ],
+        )
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (runs, mut open, mut sends) = (20, 0, 0u64);
+    for _ in 0..runs {
+        let j = scan_json(Some(&lab), &["-p", "8080", "--wait", "0.2", TARGET4]);
+        let r = find(&j, TARGET4, 8080);
+        if r["state"] == "open" {
+            open += 1;
+        }
+        let e = &j["scan"]["engine"];
+        sends += e["sent"].as_u64().unwrap() + e["retransmitted"].as_u64().unwrap();
+    }
+    // Each scan ends at the first answered send: sends per answer ≈ 1/(1-loss).
+    let loss = 1.0 - f64::from(open) / sends as f64;
+    println!(
+        "open in {open} of {runs} scans; {sends} probes sent; measured loss {:.0} %",
+        loss * 100.0
+    );
+    assert!(open >= 19, "open in only {open} of {runs} scans");
+}

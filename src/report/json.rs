@@ -8,22 +8,30 @@ use serde::Serialize;
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Serialize)]
-struct Document<'a> {
+struct Document<'a, S: Serialize> {
     schema_version: u32,
     results: &'a [Verdict],
     summary: &'a Summary,
     inputs: &'a [InputSummary],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan: Option<&'a S>,
 }
 
 /// Writes the report as one compact JSON document and a newline (`jq .`
 /// pretty-prints it; compact keeps a 65,535-port report fast to write).
 /// Fails only as the writer does.
-pub fn write_json<W: std::io::Write>(a: &Analysis, mut w: W) -> std::io::Result<()> {
+/// `scan` (live scans only) describes how the scan went.
+pub fn write_json<W: std::io::Write, S: Serialize>(
+    a: &Analysis,
+    scan: Option<&S>,
+    mut w: W,
+) -> std::io::Result<()> {
     let doc = Document {
         schema_version: SCHEMA_VERSION,
         results: &a.results,
         summary: &a.summary,
         inputs: &a.inputs,
+        scan,
     };
     serde_json::to_writer(&mut w, &doc).map_err(std::io::Error::from)?;
     w.write_all(b"\n")?;

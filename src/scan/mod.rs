@@ -1,4 +1,4 @@
-//! Live SYN probing: send with raw sockets (pnet), capture every answer with
+//! Live SYN probing: craft with pnet, send in batches on raw sockets, capture every answer with
 //! libpcap, and give each (target, port) its verdict from the same track
 //! core the offline path uses, fed with the captured packets and their
 //! capture timestamps. The capture can be written (`--write`) and analysed
@@ -11,6 +11,7 @@
 pub mod engine;
 pub mod probe;
 mod route;
+pub mod send;
 pub mod targets;
 
 use crate::analyze::{Analysis, InputSummary};
@@ -19,12 +20,10 @@ use crate::source::{CaptureStats, LiveSource, PcapWriter};
 use crate::track::{self, Reason, State, Tracker, Verdict};
 use crate::wire::{self, Body, flags};
 use engine::{Engine, EngineConfig, EngineStats};
-use pnet_packet::ip::IpNextHeaderProtocols;
-use pnet_packet::tcp::TcpPacket;
-use pnet_transport::{TransportChannelType, TransportProtocol, TransportSender};
 use probe::{IsnKey, SYN_LEN, build_syn};
 use rand::{RngExt, SeedableRng, seq::SliceRandom};
 use rustc_hash::{FxHashMap, FxHashSet};
+use send::{ProbeSink, RawSender};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -43,6 +42,9 @@ pub struct ScanOptions {
     pub seed: Option<u64>,
     /// Save every probe and captured packet here (pcap).
     pub write: Option<PathBuf>,
+    /// Source port of the probes (random outside the ephemeral range by
+    /// default).
+    pub source_port: Option<u16>,
     pub track: track::Config,
 }
 
@@ -50,6 +52,12 @@ pub struct ScanOptions {
 #[derive(Debug)]
 pub struct ScanOutcome {
     pub analysis: Analysis,
+    pub info: ScanInfo,
+}
+
+/// How the scan went (the JSON report's `scan` object).
+#[derive(Debug, serde::Serialize)]
+pub struct ScanInfo {
     pub engine: EngineStats,
     pub captures: Vec<(String, CaptureStats)>,
     /// Probes whose SYN the capture never saw (reported filtered, with a
@@ -58,7 +66,7 @@ pub struct ScanOutcome {
     pub send_errors: u64,
     pub seed: u64,
     pub source_port: u16,
-    pub duration: Duration,
+    pub duration_s: f64,
     pub warnings: Vec<String>,
 }
 
@@ -71,31 +79,6 @@ fn permission_hint(what: &str) -> String {
     format!(
         "{what}: not permitted; raw sockets and capture need root or capabilities: run with sudo, or `sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)`"
     )
-}
-
-fn open_sender(v6: bool, ttl: Option<u8>) -> Result<TransportSender, ScanError> {
-    let proto = if v6 {
-        TransportProtocol::Ipv6(IpNextHeaderProtocols::Tcp)
-    } else {
-        TransportProtocol::Ipv4(IpNextHeaderProtocols::Tcp)
-    };
-    let what = if v6 {
-        "IPv6 raw socket"
-    } else {
-        "IPv4 raw socket"
-    };
-    let (mut tx, _rx) =
-        pnet_transport::transport_channel(4096, TransportChannelType::Layer4(proto)).map_err(
-            |e| match e.kind() {
-                std::io::ErrorKind::PermissionDenied => ScanError(permission_hint(what)),
-                _ => ScanError(format!("{what}: {e}")),
-            },
-        )?;
-    if let Some(t) = ttl {
-        tx.set_ttl(t)
-            .map_err(|e| ScanError(format!("{what}: cannot set TTL {t}: {e}")))?;
-    }
-    Ok(tx)
 }
 
 /// The source port: one per scan, outside the kernel's ephemeral range (so
@@ -123,7 +106,9 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     }
     let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let sport = pick_source_port(&mut rng);
+    let sport = opts
+        .source_port
+        .unwrap_or_else(|| pick_source_port(&mut rng));
 
     // Where each target's packets leave from.
     let routes = route::routes(&opts.targets).map_err(ScanError)?;
@@ -173,16 +158,10 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
 
     let need_v4 = opts.targets.iter().any(|t| t.is_ipv4());
     let need_v6 = opts.targets.iter().any(|t| t.is_ipv6());
-    let mut tx4 = if need_v4 {
-        Some(open_sender(false, opts.ttl)?)
-    } else {
-        None
-    };
-    let mut tx6 = if need_v6 {
-        Some(open_sender(true, opts.ttl)?)
-    } else {
-        None
-    };
+    let mut sender = RawSender::open(need_v4, need_v6, opts.ttl).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ScanError(permission_hint("raw socket")),
+        _ => ScanError(format!("raw socket: {e}")),
+    })?;
 
     // The probes, in random (or seeded) order.
     let mut probes: Vec<(IpAddr, u16)> = Vec::with_capacity(opts.targets.len() * opts.ports.len());
@@ -214,7 +193,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let mut skipped = vec![[0u64; 5]; captures.len()];
     let mut send_errors = 0u64;
     let mut due = Vec::new();
-    let mut buf = [0u8; SYN_LEN];
+    let mut segs: Vec<(IpAddr, [u8; SYN_LEN])> = Vec::new();
     let mut fatal: Option<ScanError> = None;
 
     let mut drain = |captures: &mut Vec<LiveSource>,
@@ -292,33 +271,27 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         let now = Instant::now();
         due.clear();
         engine.due(now, &mut due);
+        segs.clear();
+        let tsval = scan_start.elapsed().as_millis() as u32;
         for &i in &due {
             let (target, port) = probes[i as usize];
             let Some(&src) = source_of.get(&target) else {
                 continue;
             };
             let isn = key.isn(src, sport, target, port);
-            let tsval = scan_start.elapsed().as_millis() as u32;
-            let Some(seg) = build_syn(&mut buf, src, sport, target, port, isn, tsval) else {
-                continue;
-            };
-            let Some(packet) = TcpPacket::new(seg) else {
-                continue;
-            };
-            let tx = if target.is_ipv4() {
-                tx4.as_mut()
-            } else {
-                tx6.as_mut()
-            };
-            if let Some(tx) = tx
-                && let Err(e) = tx.send_to(packet, target)
-            {
-                if e.kind() == std::io::ErrorKind::PermissionDenied && engine.stats().answered == 0
-                {
-                    fatal = Some(ScanError(permission_hint(&format!("sending to {target}"))));
-                    break;
+            let mut seg = [0u8; SYN_LEN];
+            if build_syn(&mut seg, src, sport, target, port, isn, tsval).is_some() {
+                segs.push((target, seg));
+            }
+        }
+        if !segs.is_empty() {
+            let batch: Vec<(IpAddr, &[u8])> = segs.iter().map(|(t, s)| (*t, &s[..])).collect();
+            match sender.send(&batch) {
+                Ok(n) => send_errors += (batch.len() - n) as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    fatal = Some(ScanError(permission_hint("sending probes")));
                 }
-                send_errors += 1;
+                Err(_) => send_errors += batch.len() as u64,
             }
         }
         if fatal.is_some() {
@@ -442,13 +415,15 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     }
     Ok(ScanOutcome {
         analysis: Analysis::from_parts(results, inputs),
-        engine: engine.stats(),
-        captures: cap_stats,
-        not_captured,
-        send_errors,
-        seed,
-        source_port: sport,
-        duration: started.elapsed(),
-        warnings,
+        info: ScanInfo {
+            engine: engine.stats(),
+            captures: cap_stats,
+            not_captured,
+            send_errors,
+            seed,
+            source_port: sport,
+            duration_s: started.elapsed().as_secs_f64(),
+            warnings,
+        },
     })
 }
