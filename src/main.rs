@@ -48,13 +48,17 @@ does for nmap -sS. Re-analyse a --write capture with `synscope analyze`.")]
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("portspec").required(true).args(["ports", "top_ports"])))]
 struct ScanArgs {
     /// Targets: addresses, CIDR blocks, host names (every A and AAAA record).
     #[arg(required = true, value_name = "TARGET")]
     targets: Vec<String>,
     /// Ports, nmap syntax: 22,80,8000-8100; `-p-` for all 65,535.
     #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
-    ports: PortSet,
+    ports: Option<PortSet>,
+    /// The first N of synscope's list of common service ports (src/scan/top-ports.txt).
+    #[arg(long, value_name = "N")]
+    top_ports: Option<usize>,
     /// Only IPv4 addresses of the targets.
     #[arg(short = '4', conflicts_with = "ipv6")]
     ipv4: bool,
@@ -157,9 +161,21 @@ fn scan(args: ScanArgs) -> ExitCode {
             return ExitCode::from(EXIT_INPUT);
         }
     };
+    let ports = match (args.ports, args.top_ports) {
+        (Some(p), _) => p,
+        (None, Some(n)) => match PortSet::top(n) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("synscope: {e}");
+                return ExitCode::from(EXIT_INPUT);
+            }
+        },
+        // clap requires one of the two.
+        (None, None) => return ExitCode::from(EXIT_INPUT),
+    };
     let opts = ScanOptions {
         targets,
-        ports: args.ports,
+        ports,
         engine: EngineConfig {
             rate: args.rate,
             max_retries: args.max_retries,

@@ -31,7 +31,29 @@ pub struct PortSet {
     ranges: Vec<(u16, u16)>,
 }
 
+/// synscope's list of common service ports, most useful first (see the
+/// file's header for where the order comes from).
+const TOP_PORTS: &str = include_str!("scan/top-ports.txt");
+
 impl PortSet {
+    /// The first `n` ports of synscope's common-service list, or an error
+    /// if the list is shorter.
+    pub fn top(n: usize) -> Result<PortSet, String> {
+        let list: Vec<u16> = TOP_PORTS
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        if n == 0 || n > list.len() {
+            return Err(format!(
+                "--top-ports takes 1 to {} (synscope's list of common service ports)",
+                list.len()
+            ));
+        }
+        let spec: Vec<String> = list[..n].iter().map(|p| p.to_string()).collect();
+        spec.join(",").parse()
+    }
+
     pub fn all() -> Self {
         PortSet {
             ranges: vec![(1, 65535)],
@@ -157,6 +179,20 @@ mod tests {
         assert!("90-80".parse::<PortSet>().is_err());
         assert!("80,,81".parse::<PortSet>().is_err());
         assert!("http".parse::<PortSet>().is_err());
+    }
+
+    #[test]
+    fn top_ports_come_from_the_shipped_list() {
+        let p = PortSet::top(3).unwrap();
+        assert_eq!(p.iter().collect::<Vec<_>>(), vec![22, 80, 443]);
+        let all = PortSet::top(100).unwrap();
+        assert_eq!(all.len(), 100, "no duplicates in the first 100");
+        assert!(PortSet::top(0).is_err());
+        assert!(
+            PortSet::top(100_000)
+                .unwrap_err()
+                .contains("--top-ports takes 1 to")
+        );
     }
 
     #[test]
