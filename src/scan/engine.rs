@@ -96,6 +96,18 @@ impl Engine {
         self.stats
     }
 
+    /// Retries allowed now: `max_retries`, and 4 more once retransmissions
+    /// are seen to succeed for more than 1 in 10 answers (loss on the path,
+    /// so silence is less telling).
+    pub fn retry_limit(&self) -> u8 {
+        let s = &self.stats;
+        if s.answered >= 5 && s.answered_after_retry * 10 > s.answered {
+            self.cfg.max_retries.saturating_add(4)
+        } else {
+            self.cfg.max_retries
+        }
+    }
+
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
         match self.srtt {
@@ -143,7 +155,7 @@ impl Engine {
                 self.timers.pop();
                 continue;
             }
-            if self.tries[i] > self.cfg.max_retries {
+            if self.tries[i] > self.retry_limit() {
                 self.timers.pop();
                 self.status[i] = Status::GaveUp;
                 self.in_flight -= 1;
@@ -313,6 +325,44 @@ mod tests {
         // srtt → 200 ms, rttvar → small: RTO a little over 200 ms.
         let rto = e.rto();
         assert!(rto >= ms(200) && rto < ms(400), "{rto:?}");
+    }
+
+    #[test]
+    fn loss_seen_allows_more_retries() {
+        let t0 = Instant::now();
+        let cfg = EngineConfig {
+            rate: 0,
+            max_retries: 1,
+            ..Default::default()
+        };
+        let mut e = Engine::new(11, cfg, t0);
+        let mut out = Vec::new();
+        e.due(t0, &mut out);
+        assert_eq!(e.retry_limit(), 1);
+        // Five answers, two of them only after a retransmission.
+        e.answered(0, t0 + ms(1));
+        e.answered(1, t0 + ms(1));
+        e.answered(2, t0 + ms(1));
+        out.clear();
+        e.due(t0 + ms(500), &mut out);
+        e.answered(3, t0 + ms(501));
+        e.answered(4, t0 + ms(501));
+        assert_eq!(e.stats().answered_after_retry, 2);
+        assert_eq!(e.retry_limit(), 5, "loss seen: 4 more retries");
+        // The other probes now get more than 1 + 1 sends.
+        let mut t = t0 + ms(500);
+        for _ in 0..20 {
+            t += ms(1300);
+            out.clear();
+            e.due(t, &mut out);
+        }
+        assert!(e.finished());
+        assert_eq!(
+            e.stats().retransmitted,
+            11 - 5 + 6 * 4 + 2,
+            "{:?}",
+            e.stats()
+        );
     }
 
     #[test]
