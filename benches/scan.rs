@@ -54,7 +54,7 @@ struct Run {
 
 fn measure(args: &[&str]) -> Run {
     let start = Instant::now();
-    let child = Command::new("ip")
+    let mut child = Command::new("ip")
         .args(["netns", "exec", &format!("{PREFIX}-c")])
         .args(args)
         .stdout(Stdio::piped())
@@ -63,7 +63,7 @@ fn measure(args: &[&str]) -> Run {
         .expect("spawn");
     let pid = child.id() as libc::pid_t;
     // Read stdout on a thread so the child never blocks on a full pipe.
-    let mut out = child.stdout.expect("stdout");
+    let mut out = child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut out, &mut s).ok();
@@ -77,6 +77,8 @@ fn measure(args: &[&str]) -> Run {
         u
     };
     let wall = start.elapsed().as_secs_f64();
+    // Already reaped by wait4; this only settles the handle.
+    let _ = child.try_wait();
     let stdout = reader.join().unwrap_or_default();
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
     Run {
