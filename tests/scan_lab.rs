@@ -257,3 +257,47 @@ fn open_port_behind_50_percent_loss_is_found_open() {
     );
     assert!(open >= 19, "open in only {open} of {runs} scans");
 }
+
+#[test]
+fn without_privileges_one_clear_line_and_exit_3() {
+    if !is_root() {
+        // Unprivileged already: run it as we are.
+        let o = run(&["scan", "127.0.0.1", "-p", "80", "--wait", "0"]);
+        assert_eq!(o.status.code(), Some(3));
+        assert!(stderr(&o).contains("setcap cap_net_raw"), "{}", stderr(&o));
+        return;
+    }
+    // As root: drop to nobody with setpriv (util-linux), from a copy of the
+    // binary that nobody can read.
+    let dir = scratch("nopriv");
+    let bin = dir.join("synscope");
+    std::fs::copy(env!("CARGO_BIN_EXE_synscope"), &bin).unwrap();
+    for p in [&dir, &bin] {
+        let st = std::process::Command::new("chmod")
+            .arg("755")
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&bin)
+        .args(["scan", "127.0.0.1", "-p", "80", "--wait", "0"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("not permitted") && err.contains("setcap cap_net_raw,cap_net_admin+eip"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
