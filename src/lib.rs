@@ -6,6 +6,7 @@
 //! [`report`] (table, JSON). [`analyze`] wires the stages for captures.
 
 pub mod analyze;
+pub mod diagnose;
 pub mod fixture;
 pub mod report;
 pub mod scan;

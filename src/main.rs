@@ -45,6 +45,47 @@ enum Command {
 The kernel answers the SYN-ACKs of these half-open probes with a RST, as it
 does for nmap -sS. Re-analyse a --write capture with `synscope analyze`.")]
     Scan(ScanArgs),
+    /// Why is HOST:PORT refused or hanging, and which part is at fault? (needs root or CAP_NET_RAW)
+    #[command(after_help = "Examples:
+  sudo synscope diagnose db.internal:5432
+  sudo synscope diagnose 203.0.113.2:8081 --report ticket-4711.md
+  sudo synscope diagnose '[2001:db8::7]:443' --format json
+
+It resolves the name (every A and AAAA record), probes the port and reference
+ports (the host's common services, and --ref-ports) and says in plain
+language what answered, how, and from how far away.")]
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(clap::Args)]
+struct DiagnoseArgs {
+    /// HOST:PORT, [IPv6]:PORT, or HOST with -p.
+    #[arg(value_name = "HOST[:PORT]")]
+    target: String,
+    /// The port, when not given as HOST:PORT.
+    #[arg(short = 'p', long, value_name = "PORT")]
+    port: Option<u16>,
+    /// More reference ports to probe (besides 20 common ones).
+    #[arg(long, value_name = "PORTS")]
+    ref_ports: Option<PortSet>,
+    /// Only IPv4 addresses of the name.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6 addresses of the name.
+    #[arg(short = '6')]
+    ipv6: bool,
+    /// Seconds to keep listening for late answers after the last probe.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    wait: f64,
+    /// Probes per second at most.
+    #[arg(long, default_value_t = 1000, value_name = "PPS")]
+    rate: u32,
+    /// Write the report to FILE.md as well.
+    #[arg(long, value_name = "FILE.md")]
+    report: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -143,6 +184,90 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Scan(args) => scan(args),
+        Command::Diagnose(args) => diagnose(args),
+    }
+}
+
+fn diagnose(args: DiagnoseArgs) -> ExitCode {
+    let (host, port) = synscope::diagnose::run::split_host_port(&args.target);
+    let Some(port) = port.or(args.port) else {
+        eprintln!(
+            "synscope: {}: which port? give HOST:PORT or -p PORT",
+            args.target
+        );
+        return ExitCode::from(EXIT_INPUT);
+    };
+    if port == 0 {
+        eprintln!("synscope: port 0 cannot be probed; give 1-65535");
+        return ExitCode::from(EXIT_INPUT);
+    }
+    let family = if args.ipv4 {
+        Family::V4
+    } else if args.ipv6 {
+        Family::V6
+    } else {
+        Family::Any
+    };
+    let opts = synscope::diagnose::run::DiagnoseOptions {
+        host,
+        port,
+        family,
+        reference: args
+            .ref_ports
+            .map(|p| p.iter().collect())
+            .unwrap_or_default(),
+        scan: ScanOptions {
+            targets: Vec::new(),
+            ports: PortSet::all(),
+            engine: EngineConfig {
+                rate: args.rate,
+                ..EngineConfig::default()
+            },
+            wait: Duration::from_secs_f64(args.wait),
+            ttl: None,
+            seed: None,
+            write: None,
+            source_port: None,
+            track: track::Config::default(),
+        },
+    };
+    let d = match synscope::diagnose::run::run(&opts) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("synscope: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    if let Some(s) = &d.scan {
+        for w in &s.warnings {
+            eprintln!("synscope: warning: {w}");
+        }
+    }
+    let md = synscope::diagnose::render::markdown(&d);
+    if let Some(path) = &args.report
+        && let Err(e) = synscope::report::write_atomic(path, md.as_bytes())
+    {
+        eprintln!("synscope: {}: cannot write the report: {e}", path.display());
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let text = match args.format {
+        Format::Table => md,
+        Format::Json => serde_json::to_string(&d).unwrap_or_default() + "\n",
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("synscope: cannot write the report to stdout: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+        _ => {
+            if d.addresses.is_empty() {
+                // Resolution failed: nothing could be probed.
+                ExitCode::from(EXIT_INPUT)
+            } else {
+                ExitCode::from(EXIT_OK)
+            }
+        }
     }
 }
 

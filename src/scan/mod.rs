@@ -10,7 +10,7 @@
 
 pub mod engine;
 pub mod probe;
-mod route;
+pub mod route;
 pub mod send;
 pub mod targets;
 
@@ -56,7 +56,7 @@ pub struct ScanOutcome {
 }
 
 /// How the scan went (the JSON report's `scan` object).
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ScanInfo {
     pub engine: EngineStats,
     pub captures: Vec<(String, CaptureStats)>,

@@ -1,0 +1,11 @@
+//! diagnose: from verdicts to findings and reports.
+
+pub mod findings;
+pub mod render;
+pub mod resolve;
+pub mod run;
+
+#[cfg(test)]
+mod tests;
+
+pub use findings::{Finding, HostProfile, Kind, finding, profile};

@@ -1,0 +1,152 @@
+//! `synscope diagnose`: resolve, route, probe the port and reference ports,
+//! and turn the verdicts into findings.
+
+use super::findings::{self, Finding, HostProfile};
+use super::resolve::{self, Resolution};
+use crate::scan::targets::Family;
+use crate::scan::{self, ScanInfo, ScanOptions};
+use crate::select::PortSet;
+use crate::track::Verdict;
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Reference ports probed besides the one asked about: the first of
+/// synscope's common-service list, to learn what the host's own replies
+/// look like and what is open nearby.
+pub const REFERENCE_PORTS: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct DiagnoseOptions {
+    pub host: String,
+    pub port: u16,
+    pub family: Family,
+    /// Extra reference ports the user named.
+    pub reference: Vec<u16>,
+    /// Scan settings (targets and ports are filled in here).
+    pub scan: ScanOptions,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    pub source: IpAddr,
+    pub device: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AddressDiagnosis {
+    pub address: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    pub findings: Vec<Finding>,
+    pub host: HostProfile,
+    pub results: Vec<Verdict>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Diagnosis {
+    pub schema_version: u32,
+    pub host: String,
+    pub port: u16,
+    pub resolution: Resolution,
+    pub resolution_summary: String,
+    pub addresses: Vec<AddressDiagnosis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanInfo>,
+}
+
+/// Splits `HOST[:PORT]`: `example.org:443`, `[2001:db8::1]:443`,
+/// `203.0.113.2:80`, or a bare host / IPv6 address (port then from -p).
+pub fn split_host_port(s: &str) -> (String, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[')
+        && let Some((h, p)) = rest.split_once(']')
+    {
+        return (
+            h.to_string(),
+            p.strip_prefix(':').and_then(|p| p.parse().ok()),
+        );
+    }
+    if s.matches(':').count() == 1
+        && let Some((h, p)) = s.split_once(':')
+        && let Ok(port) = p.parse::<u16>()
+    {
+        return (h.to_string(), Some(port));
+    }
+    (s.to_string(), None)
+}
+
+pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
+    let resolution = resolve::resolve(&opts.host, opts.family);
+    let summary = resolution.describe(&opts.host);
+    let addresses = resolution.addresses().to_vec();
+    let mut d = Diagnosis {
+        schema_version: crate::report::SCHEMA_VERSION,
+        host: opts.host.clone(),
+        port: opts.port,
+        resolution,
+        resolution_summary: summary,
+        addresses: Vec::new(),
+        scan: None,
+    };
+    if addresses.is_empty() {
+        // Nothing to probe: the finding is the resolution itself.
+        return Ok(d);
+    }
+    let mut ports = vec![opts.port.to_string()];
+    ports.extend(opts.reference.iter().map(|p| p.to_string()));
+    if let Ok(top) = PortSet::top(REFERENCE_PORTS) {
+        ports.extend(top.iter().map(|p| p.to_string()));
+    }
+    let ports: PortSet = ports.join(",").parse()?;
+    let mut sopts = opts.scan.clone();
+    sopts.targets = addresses.clone();
+    sopts.ports = ports;
+    let routes = scan::route::routes(&addresses).unwrap_or_default();
+    let outcome = scan::run(&sopts).map_err(|e| e.to_string())?;
+    for a in addresses {
+        let results: Vec<Verdict> = outcome
+            .analysis
+            .results
+            .iter()
+            .filter(|v| v.target == a)
+            .cloned()
+            .collect();
+        let findings = findings::finding(a, opts.port, &results)
+            .into_iter()
+            .collect();
+        d.addresses.push(AddressDiagnosis {
+            address: a,
+            route: routes.iter().find(|r| r.target == a).map(|r| Route {
+                source: r.source,
+                device: r.device.clone(),
+            }),
+            findings,
+            host: findings::profile(a, &results),
+            results,
+        });
+    }
+    d.scan = Some(outcome.info);
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            split_host_port("example.org:443"),
+            ("example.org".into(), Some(443))
+        );
+        assert_eq!(
+            split_host_port("[2001:db8::1]:80"),
+            ("2001:db8::1".into(), Some(80))
+        );
+        assert_eq!(split_host_port("2001:db8::1"), ("2001:db8::1".into(), None));
+        assert_eq!(
+            split_host_port("203.0.113.2:8081"),
+            ("203.0.113.2".into(), Some(8081))
+        );
+        assert_eq!(split_host_port("host"), ("host".into(), None));
+    }
+}

@@ -1,0 +1,218 @@
+//! Findings from verdict fixtures shaped like the lab's answers.
+
+use super::findings::*;
+use crate::fixture::addr;
+use crate::track::{Reason, State, Verdict};
+
+fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Option<u8>) -> Verdict {
+    Verdict {
+        client: addr("198.51.100.2"),
+        target: addr("203.0.113.2"),
+        port,
+        state,
+        reason,
+        icmp_type: None,
+        icmp_code: None,
+        responder: responder.map(addr),
+        ttl,
+        hops: ttl.map(crate::track::hops_from_ttl),
+        rtt_ms: Some(0.2),
+        probes: 1,
+        attempts: 1,
+        ttls: vec![],
+        ip_id: None,
+        first_probe_ns: 0,
+        decided_ns: None,
+    }
+}
+
+fn icmp(mut x: Verdict, t: u8, c: u8) -> Verdict {
+    x.icmp_type = Some(t);
+    x.icmp_code = Some(c);
+    x
+}
+
+const T: &str = "203.0.113.2";
+const R: &str = "198.51.100.1";
+
+fn lab() -> Vec<Verdict> {
+    vec![
+        v(22, State::Open, Reason::SynAck, Some(T), Some(63)),
+        v(80, State::Open, Reason::SynAck, Some(T), Some(63)),
+        v(8080, State::Open, Reason::SynAck, Some(T), Some(63)),
+        v(8081, State::Refused, Reason::Reset, Some(T), Some(63)),
+        v(9003, State::Refused, Reason::Reset, Some(T), Some(64)),
+        icmp(
+            v(
+                9001,
+                State::Unreachable,
+                Reason::PortUnreach,
+                Some(T),
+                Some(63),
+            ),
+            3,
+            3,
+        ),
+        icmp(
+            v(
+                9002,
+                State::Unreachable,
+                Reason::AdminProhibited,
+                Some(R),
+                Some(64),
+            ),
+            3,
+            13,
+        ),
+        v(9000, State::Filtered, Reason::NoResponse, None, None),
+    ]
+}
+
+#[test]
+fn profile_learns_the_hosts_distance() {
+    let p = profile(addr(T), &lab());
+    assert_eq!(p.hops, Some(2));
+    assert_eq!(p.open, vec![22, 80, 8080]);
+    assert!(
+        p.answering.contains(&9003),
+        "the forged RST carries the host's address"
+    );
+}
+
+#[test]
+fn wrong_port_names_the_open_neighbour() {
+    let f = finding(addr(T), 8081, &lab()).unwrap();
+    assert_eq!(f.kind, Kind::RefusedByHost);
+    assert!(
+        f.summary.contains("nothing listens on port 8081"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary.contains("Port 8080 is open: wrong port?"),
+        "{}",
+        f.summary
+    );
+    assert!(f.details.iter().any(|d| d.contains("server that is down")));
+    assert_eq!(
+        f.application_error.as_deref(),
+        Some("connect() fails with ECONNREFUSED \"Connection refused\"")
+    );
+    assert_eq!(f.evidence[0].port, 8081);
+    assert!(f.evidence.len() > 1, "reference ports shown too");
+}
+
+#[test]
+fn a_reset_one_hop_nearer_is_a_middlebox() {
+    let f = finding(addr(T), 9003, &lab()).unwrap();
+    assert_eq!(f.kind, Kind::MiddleboxReset);
+    assert!(f.summary.contains("1 hop away"), "{}", f.summary);
+    assert!(f.summary.contains("2 hops away"), "{}", f.summary);
+}
+
+#[test]
+fn icmp_rejections_name_sender_and_application_error() {
+    let f = finding(addr(T), 9002, &lab()).unwrap();
+    assert_eq!(f.kind, Kind::RejectedOnPath);
+    assert!(
+        f.summary.contains(R) && f.summary.contains("admin-prohibited"),
+        "{}",
+        f.summary
+    );
+    assert_eq!(
+        f.application_error.as_deref(),
+        Some("connect() fails with EHOSTUNREACH \"No route to host\"")
+    );
+    let f = finding(addr(T), 9001, &lab()).unwrap();
+    assert_eq!(f.kind, Kind::RejectedByHost);
+    assert_eq!(
+        f.application_error.as_deref(),
+        Some("connect() fails with ECONNREFUSED \"Connection refused\"")
+    );
+}
+
+#[test]
+fn silence_with_the_host_up_is_a_drop() {
+    let f = finding(addr(T), 9000, &lab()).unwrap();
+    assert_eq!(f.kind, Kind::DroppedHostUp);
+    assert!(
+        f.summary.contains("answers on other ports"),
+        "{}",
+        f.summary
+    );
+    let silent: Vec<Verdict> = lab().into_iter().filter(|x| x.port == 9000).collect();
+    assert_eq!(
+        finding(addr(T), 9000, &silent).unwrap().kind,
+        Kind::NoAnswerAtAll
+    );
+}
+
+#[test]
+fn absent_host_and_routes() {
+    let mut x = icmp(
+        v(
+            80,
+            State::Unreachable,
+            Reason::HostUnreach,
+            Some(R),
+            Some(64),
+        ),
+        3,
+        1,
+    );
+    x.rtt_ms = Some(3050.0);
+    let f = finding(addr(T), 80, &[x]).unwrap();
+    assert_eq!(f.kind, Kind::HostUnreachable);
+    assert!(f.details.iter().any(|d| d.contains("ARP")));
+    assert!(
+        f.details.iter().any(|d| d.contains("3.0 s after")),
+        "{:?}",
+        f.details
+    );
+    let n = icmp(
+        v(
+            80,
+            State::Unreachable,
+            Reason::NetUnreach,
+            Some(R),
+            Some(64),
+        ),
+        3,
+        0,
+    );
+    assert_eq!(
+        finding(addr(T), 80, &[n]).unwrap().kind,
+        Kind::NetworkUnreachable
+    );
+}
+
+#[test]
+fn application_errors_follow_linux() {
+    let mut x = v(
+        80,
+        State::Unreachable,
+        Reason::AdminProhibited,
+        Some(R),
+        Some(64),
+    );
+    for (t, c, want) in [
+        (3, 0, "ENETUNREACH"),
+        (3, 1, "EHOSTUNREACH"),
+        (3, 3, "ECONNREFUSED"),
+        (3, 13, "EHOSTUNREACH"),
+        (11, 0, "ETIMEDOUT"),
+    ] {
+        x = icmp(x, t, c);
+        assert!(application_error(&x).unwrap().contains(want), "{t}/{c}");
+    }
+    x.target = addr("2001:db8::2");
+    for (t, c, want) in [
+        (1, 0, "ENETUNREACH"),
+        (1, 1, "EACCES"),
+        (1, 3, "EHOSTUNREACH"),
+        (1, 4, "ECONNREFUSED"),
+    ] {
+        x = icmp(x, t, c);
+        assert!(application_error(&x).unwrap().contains(want), "v6 {t}/{c}");
+    }
+}

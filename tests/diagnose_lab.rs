@@ -1,0 +1,146 @@
+//! `synscope diagnose` in the lab (root): each classic failure gets its
+//! finding, with the sender and what an application sees.
+
+mod common;
+
+use common::lab::*;
+use common::*;
+use serde_json::Value;
+
+fn diagnose(lab: &Lab, target: &str, wait: &str) -> Value {
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let o = lab
+        .exec(
+            'c',
+            &[bin, "diagnose", target, "--format", "json", "--wait", wait],
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "diagnose {target}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn first_finding(d: &Value) -> &Value {
+    &d["addresses"][0]["findings"][0]
+}
+
+#[test]
+fn classic_failures_are_explained() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        // (target, wait, kind, words the summary / error must contain)
+        (
+            "203.0.113.2:8081",
+            "0.5",
+            "refused-by-host",
+            &[
+                "nothing listens on port 8081",
+                "Port 8080 is open: wrong port?",
+                "ECONNREFUSED",
+            ],
+        ),
+        (
+            "203.0.113.2:9003",
+            "0.5",
+            "middlebox-reset",
+            &["not by the host", "1 hop away", "2 hops away"],
+        ),
+        (
+            "203.0.113.2:9002",
+            "0.5",
+            "rejected-on-path",
+            &["198.51.100.1", "admin-prohibited", "EHOSTUNREACH"],
+        ),
+        (
+            "203.0.113.2:9001",
+            "0.5",
+            "rejected-by-host",
+            &["203.0.113.2", "port-unreach", "ECONNREFUSED"],
+        ),
+        (
+            "203.0.113.2:9000",
+            "0.5",
+            "dropped-host-up",
+            &["answers on other ports", "ETIMEDOUT"],
+        ),
+        (
+            "[2001:db8:2::2]:9002",
+            "0.5",
+            "rejected-on-path",
+            &["2001:db8:1::1", "EACCES"],
+        ),
+        (
+            "[2001:db8:2::2]:8081",
+            "0.5",
+            "refused-by-host",
+            &["Port 8080 is open"],
+        ),
+        (
+            "203.0.113.99:80",
+            "3.5",
+            "host-unreachable",
+            &[
+                "198.51.100.1",
+                "could not reach 203.0.113.99",
+                "EHOSTUNREACH",
+            ],
+        ),
+    ];
+    for (target, wait, kind, words) in cases {
+        let d = diagnose(&lab, target, wait);
+        let f = first_finding(&d);
+        assert_eq!(f["kind"], *kind, "{target}: {f:#}");
+        let text = format!(
+            "{} {} {}",
+            f["summary"], f["application_error"], f["details"]
+        );
+        for w in *words {
+            assert!(text.contains(w), "{target}: {w:?} not in {text}");
+        }
+        println!("{target}: {}", f["summary"].as_str().unwrap_or(""));
+    }
+}
+
+#[test]
+fn a_report_file_is_written_and_a_bad_address_needs_no_probe() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let dir = scratch("diag-report");
+    let md = dir.join("ticket.md");
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let o = lab
+        .exec(
+            'c',
+            &[
+                bin,
+                "diagnose",
+                "203.0.113.2:8081",
+                "--wait",
+                "0.5",
+                "--report",
+                md.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.starts_with("# Why 203.0.113.2:8081?"), "{text}");
+    assert!(
+        text.contains("### Evidence")
+            && text.contains("| 8081 (asked) | refused | reset | 203.0.113.2 |"),
+        "{text}"
+    );
+    assert_eq!(stdout(&o), text, "the terminal shows the same report");
+    // -4 on an IPv6 address: resolution says so, nothing is sent, exit 2.
+    let o = lab
+        .exec('c', &[bin, "diagnose", "[2001:db8:2::2]:80", "-4"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("No packet was sent"), "{}", stdout(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
