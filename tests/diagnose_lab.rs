@@ -144,3 +144,41 @@ fn a_report_file_is_written_and_a_bad_address_needs_no_probe() {
     assert!(stdout(&o).contains("No packet was sent"), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn name_resolution_failures_are_told_apart_and_send_nothing() {
+    // The lab's resolver (dnsmasq on the router) knows target.lab,
+    // v6only.lab (AAAA only) and says NXDOMAIN for any other *.lab name.
+    let Some(lab) = Lab::up(&["dnsmasq"]) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let run_json = |args: &[&str]| -> (Option<i32>, Value) {
+        let mut full = vec![bin, "diagnose", "--format", "json", "--wait", "0.3"];
+        full.extend_from_slice(args);
+        let o = lab.exec('c', &full).output().unwrap();
+        (o.status.code(), serde_json::from_slice(&o.stdout).unwrap_or(Value::Null))
+    };
+    let (code, d) = run_json(&["nosuch.lab:80"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(d["resolution"]["outcome"], "no-such-name");
+    assert!(d["resolution_summary"].as_str().unwrap().contains("does not exist (NXDOMAIN). No packet was sent"));
+    assert_eq!(d["addresses"].as_array().unwrap().len(), 0);
+    assert!(d["scan"].is_null(), "no probe was sent");
+
+    let (code, d) = run_json(&["v6only.lab:80", "-4"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(d["resolution"]["outcome"], "no-address");
+    assert_eq!(d["resolution"]["other_family"][0], "2001:db8:2::2");
+    assert!(d["scan"].is_null());
+
+    // A name with both families: every address is probed.
+    let (code, d) = run_json(&["target.lab:8081"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(d["resolution"]["outcome"], "resolved");
+    let addrs: Vec<&str> = d["addresses"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
+    assert!(addrs.contains(&"203.0.113.2") && addrs.contains(&"2001:db8:2::2"), "{addrs:?}");
+    for a in d["addresses"].as_array().unwrap() {
+        assert_eq!(a["findings"][0]["kind"], "refused-by-host");
+    }
+}

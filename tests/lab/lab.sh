@@ -99,6 +99,7 @@ lab_down() {
         ip netns del "$ns" 2>/dev/null
     done
     rm -rf -- "$STATE" 2>/dev/null
+    rm -rf -- "/etc/netns/$NS_C" 2>/dev/null
     rmdir "$STATE_ROOT" 2>/dev/null
     set -e
     return 0
@@ -277,6 +278,24 @@ lab_up() {
         done
         ((ok)) || fail "client cannot fetch $url"
     done
+
+    # The lab's resolver: dnsmasq on the router, answering only for the
+    # lab's own names (no upstream: no query ever leaves the lab), NXDOMAIN
+    # for any other *.lab name. The client uses it through
+    # /etc/netns/CLIENT-NS/resolv.conf, which `ip netns exec` mounts over
+    # /etc/resolv.conf. Optional: without dnsmasq the rest of the lab works.
+    if command -v dnsmasq >/dev/null 2>&1; then
+        nsx "$NS_R" dnsmasq --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
+            --bind-interfaces --listen-address=198.51.100.1 --listen-address=2001:db8:1::1 \
+            --local=/lab/ \
+            --host-record=target.lab,203.0.113.2,2001:db8:2::2 \
+            --host-record=v4only.lab,203.0.113.2 \
+            --host-record=v6only.lab,2001:db8:2::2 \
+            --host-record=absent.lab,203.0.113.99 \
+            --pid-file="$STATE/dnsmasq.pid" --log-facility="$STATE/dnsmasq.log"
+        mkdir -p "/etc/netns/$NS_C"
+        printf 'nameserver 198.51.100.1\noptions timeout:1 attempts:2\n' >"/etc/netns/$NS_C/resolv.conf"
+    fi
 
     trap - ERR
     echo "lab $P up: $NS_C $NS_R $NS_T"
