@@ -157,12 +157,20 @@ fn name_resolution_failures_are_told_apart_and_send_nothing() {
         let mut full = vec![bin, "diagnose", "--format", "json", "--wait", "0.3"];
         full.extend_from_slice(args);
         let o = lab.exec('c', &full).output().unwrap();
-        (o.status.code(), serde_json::from_slice(&o.stdout).unwrap_or(Value::Null))
+        (
+            o.status.code(),
+            serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
+        )
     };
     let (code, d) = run_json(&["nosuch.lab:80"]);
     assert_eq!(code, Some(2));
     assert_eq!(d["resolution"]["outcome"], "no-such-name");
-    assert!(d["resolution_summary"].as_str().unwrap().contains("does not exist (NXDOMAIN). No packet was sent"));
+    assert!(
+        d["resolution_summary"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist (NXDOMAIN). No packet was sent")
+    );
     assert_eq!(d["addresses"].as_array().unwrap().len(), 0);
     assert!(d["scan"].is_null(), "no probe was sent");
 
@@ -176,9 +184,76 @@ fn name_resolution_failures_are_told_apart_and_send_nothing() {
     let (code, d) = run_json(&["target.lab:8081"]);
     assert_eq!(code, Some(0));
     assert_eq!(d["resolution"]["outcome"], "resolved");
-    let addrs: Vec<&str> = d["addresses"].as_array().unwrap().iter().map(|a| a["address"].as_str().unwrap()).collect();
-    assert!(addrs.contains(&"203.0.113.2") && addrs.contains(&"2001:db8:2::2"), "{addrs:?}");
+    let addrs: Vec<&str> = d["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["address"].as_str().unwrap())
+        .collect();
+    assert!(
+        addrs.contains(&"203.0.113.2") && addrs.contains(&"2001:db8:2::2"),
+        "{addrs:?}"
+    );
     for a in d["addresses"].as_array().unwrap() {
         assert_eq!(a["findings"][0]["kind"], "refused-by-host");
+    }
+}
+
+#[test]
+fn silent_drops_are_located_by_hop() {
+    // The far target sits behind two routers: the first router drops 9004
+    // on its way there, the far target drops 9000 itself.
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    for (far, router1, router2) in [
+        ("198.18.1.2", ROUTER4, "198.18.0.2"),
+        ("2001:db8:6::2", ROUTER6, "2001:db8:5::2"),
+    ] {
+        let bracket = if far.contains(':') {
+            format!("[{far}]")
+        } else {
+            far.to_string()
+        };
+        let d = diagnose(&lab, &format!("{bracket}:9004"), "0.5");
+        let a = &d["addresses"][0];
+        assert_eq!(a["findings"][0]["kind"], "dropped-host-up");
+        let l = &a["drop_location"];
+        assert_eq!(
+            (
+                l["last_hop"].as_u64(),
+                l["at_host"].as_bool(),
+                l["host_hop"].as_u64()
+            ),
+            (Some(1), Some(false), Some(3)),
+            "{l:#}"
+        );
+        assert_eq!(l["last_router"], router1);
+        let text = l["text"].as_str().unwrap();
+        assert!(
+            text.contains(&format!("at or just after hop 1 ({router1})")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("answered there by {router2}")),
+            "{text}"
+        );
+        println!("{far}:9004 {text}");
+
+        let d = diagnose(&lab, &format!("{bracket}:9000"), "0.5");
+        let l = &d["addresses"][0]["drop_location"];
+        assert_eq!(
+            (l["last_hop"].as_u64(), l["at_host"].as_bool()),
+            (Some(2), Some(true)),
+            "{l:#}"
+        );
+        assert_eq!(l["last_router"], router2);
+        assert!(
+            l["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Located at the last hop")
+        );
+        println!("{far}:9000 {}", l["text"]);
     }
 }

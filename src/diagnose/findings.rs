@@ -343,3 +343,89 @@ pub fn finding(target: IpAddr, port: u16, verdicts: &[Verdict]) -> Option<Findin
         evidence,
     })
 }
+
+/// Where a silent port's packets stop, from TTL-limited probes of it and of
+/// a port that answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DropLocation {
+    /// The last hop that still answered for the silent port (0: none).
+    pub last_hop: u8,
+    pub last_router: Option<IpAddr>,
+    /// The hop at which the answering port's probes reached the host.
+    pub host_hop: Option<u8>,
+    /// Dropped at the last hop: by the host or as the last router hands it over.
+    pub at_host: bool,
+    pub text: String,
+}
+
+/// Locates a drop (the firewalk method): the silent port's probes are
+/// answered with time-exceeded up to some hop, the reference port's get
+/// farther; the drop is at or just after the last hop that answered.
+pub fn locate_drop(
+    target: IpAddr,
+    silent: &crate::scan::trace::PortTrace,
+    reference: &crate::scan::trace::PortTrace,
+) -> Option<DropLocation> {
+    if silent.reached_at().is_some() {
+        return Some(DropLocation {
+            last_hop: 0,
+            last_router: None,
+            host_hop: reference.reached_at(),
+            at_host: false,
+            text: format!(
+                "The trace's probes to port {} were answered by the host: the drop is intermittent (rate limiting, or a firewall state that changed).",
+                silent.port
+            ),
+        });
+    }
+    let host_hop = reference.reached_at();
+    let (last_hop, last_router) = match silent.last_router() {
+        Some(h) => (h.ttl, Some(h.from)),
+        None => (0, None),
+    };
+    let text = match host_hop {
+        Some(hh) if last_hop + 1 >= hh => format!(
+            "Located at the last hop: probes to port {} got as far as hop {} ({}), the last router before {target} (hop {hh}), and no farther: {target} itself drops them, or that router drops them as it hands them over.",
+            silent.port,
+            last_hop,
+            last_router
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        Some(hh) => {
+            let next = reference
+                .router_at(last_hop + 1)
+                .map(|r| {
+                    format!(
+                        " (port {}'s probes were answered there by {r})",
+                        reference.port
+                    )
+                })
+                .unwrap_or_default();
+            let at = if last_hop == 0 {
+                "at or just after your own host, before the first router".to_string()
+            } else {
+                format!(
+                    "at or just after hop {last_hop} ({})",
+                    last_router
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "-".into())
+                )
+            };
+            format!(
+                "Located {at}: probes to port {} get no answer from hop {}{next} on, while port {}'s reach {target} at hop {hh}.",
+                silent.port,
+                last_hop + 1,
+                reference.port
+            )
+        }
+        None => return None,
+    };
+    Some(DropLocation {
+        last_hop,
+        last_router,
+        host_hop,
+        at_host: host_hop.is_some_and(|hh| last_hop + 1 >= hh),
+        text,
+    })
+}

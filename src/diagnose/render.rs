@@ -41,6 +41,50 @@ fn evidence_rows(out: &mut String, d: &super::run::AddressDiagnosis, port: u16) 
     }
 }
 
+/// The path as a row of hops, and where the asked port's probes stop.
+fn path(
+    out: &mut String,
+    target: std::net::IpAddr,
+    port: u16,
+    traces: &[crate::scan::trace::PortTrace],
+) {
+    use crate::scan::trace::HopKind;
+    let _ = writeln!(out, "### The path\n");
+    for t in traces {
+        let mut row = vec!["you".to_string()];
+        // Up to where the host answered (later TTLs reach it too), or the
+        // last hop that answered at all.
+        let max = t
+            .reached_at()
+            .unwrap_or_else(|| t.hops.iter().map(|h| h.ttl).max().unwrap_or(0));
+        for ttl in 1..=max {
+            match t.hops.iter().find(|h| h.ttl == ttl) {
+                Some(h) => match h.kind {
+                    HopKind::TimeExceeded => row.push(format!("hop {ttl} {}", h.from)),
+                    HopKind::Reached { reason } => {
+                        row.push(format!("hop {ttl} {} ({})", h.from, reason.as_str()))
+                    }
+                    HopKind::Rejected { reason } => row.push(format!(
+                        "hop {ttl} {} rejects ({})",
+                        h.from,
+                        reason.as_str()
+                    )),
+                },
+                None => row.push(format!("hop {ttl} ?")),
+            }
+        }
+        if t.reached_at().is_none() {
+            row.push(format!(
+                "✗ no answer beyond hop {max} ({target} port {})",
+                t.port
+            ));
+        }
+        let label = if t.port == port { "asked" } else { "reference" };
+        let _ = writeln!(out, "- port {} ({label}): {}", t.port, row.join(" → "));
+    }
+    out.push('\n');
+}
+
 /// The report as Markdown (also what the terminal shows).
 pub fn markdown(d: &Diagnosis) -> String {
     let mut out = String::new();
@@ -82,6 +126,9 @@ pub fn markdown(d: &Diagnosis) -> String {
             None => {
                 let _ = writeln!(out, "The host itself sent nothing on any probed port.\n");
             }
+        }
+        if let Some(t) = &a.trace {
+            path(&mut out, a.address, d.port, t);
         }
         let _ = writeln!(out, "### Evidence\n");
         evidence_rows(&mut out, a, d.port);

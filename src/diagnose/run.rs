@@ -1,9 +1,10 @@
 //! `synscope diagnose`: resolve, route, probe the port and reference ports,
 //! and turn the verdicts into findings.
 
-use super::findings::{self, Finding, HostProfile};
+use super::findings::{self, DropLocation, Finding, HostProfile, Kind};
 use super::resolve::{self, Resolution};
 use crate::scan::targets::Family;
+use crate::scan::trace::{self, PortTrace, TraceOptions};
 use crate::scan::{self, ScanInfo, ScanOptions};
 use crate::select::PortSet;
 use crate::track::Verdict;
@@ -40,6 +41,11 @@ pub struct AddressDiagnosis {
     pub findings: Vec<Finding>,
     pub host: HostProfile,
     pub results: Vec<Verdict>,
+    /// TTL-limited probes, when the port was silent and another answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<PortTrace>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_location: Option<DropLocation>,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,18 +116,49 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
             .filter(|v| v.target == a)
             .cloned()
             .collect();
-        let findings = findings::finding(a, opts.port, &results)
+        let mut found: Vec<Finding> = findings::finding(a, opts.port, &results)
             .into_iter()
             .collect();
+        let host = findings::profile(a, &results);
+        let (mut trace_data, mut location) = (None, None);
+        // A silent port on a host that answers elsewhere: find where the
+        // packets stop, against a port that answers (open first).
+        let reference = host
+            .open
+            .iter()
+            .chain(host.answering.iter())
+            .find(|p| **p != opts.port)
+            .copied();
+        if let (Some(f), Some(reference), Some(hops)) = (found.first_mut(), reference, host.hops)
+            && f.kind == Kind::DroppedHostUp
+        {
+            let t = trace::trace(&TraceOptions {
+                target: a,
+                ports: vec![opts.port, reference],
+                max_ttl: hops.saturating_add(1).min(30),
+                rounds: 2,
+                wait: std::time::Duration::from_millis(800),
+            })
+            .map_err(|e| e.to_string())?;
+            if let [silent, refp] = t.as_slice()
+                && let Some(l) = findings::locate_drop(a, silent, refp)
+            {
+                f.details.insert(0, l.text.clone());
+                location = Some(l);
+            }
+            trace_data = Some(t);
+        }
         d.addresses.push(AddressDiagnosis {
             address: a,
             route: routes.iter().find(|r| r.target == a).map(|r| Route {
                 source: r.source,
                 device: r.device.clone(),
             }),
-            findings,
-            host: findings::profile(a, &results),
+            findings: found,
+            host,
             results,
+            trace: trace_data,
+            drop_location: location,
         });
     }
     d.scan = Some(outcome.info);

@@ -216,3 +216,77 @@ fn application_errors_follow_linux() {
         assert!(application_error(&x).unwrap().contains(want), "v6 {t}/{c}");
     }
 }
+
+mod drop_location {
+    use super::*;
+    use crate::scan::trace::{Hop, HopKind, PortTrace};
+
+    fn te(ttl: u8, from: &str) -> Hop {
+        Hop {
+            ttl,
+            from: addr(from),
+            kind: HopKind::TimeExceeded,
+        }
+    }
+
+    fn reference() -> PortTrace {
+        PortTrace {
+            port: 22,
+            hops: vec![
+                te(1, "198.51.100.1"),
+                te(2, "198.18.0.2"),
+                Hop {
+                    ttl: 3,
+                    from: addr("198.18.1.2"),
+                    kind: HopKind::Reached {
+                        reason: Reason::SynAck,
+                    },
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_drop_at_the_first_router_is_located_there() {
+        let silent = PortTrace {
+            port: 9004,
+            hops: vec![te(1, "198.51.100.1")],
+        };
+        let l = locate_drop(addr("198.18.1.2"), &silent, &reference()).unwrap();
+        assert_eq!((l.last_hop, l.at_host, l.host_hop), (1, false, Some(3)));
+        assert!(
+            l.text.contains("at or just after hop 1 (198.51.100.1)"),
+            "{}",
+            l.text
+        );
+        assert!(
+            l.text.contains("answered there by 198.18.0.2"),
+            "{}",
+            l.text
+        );
+    }
+
+    #[test]
+    fn a_drop_at_the_host_is_located_at_the_last_hop() {
+        let silent = PortTrace {
+            port: 9000,
+            hops: vec![te(1, "198.51.100.1"), te(2, "198.18.0.2")],
+        };
+        let l = locate_drop(addr("198.18.1.2"), &silent, &reference()).unwrap();
+        assert!(l.at_host);
+        assert!(l.text.starts_with("Located at the last hop"), "{}", l.text);
+    }
+
+    #[test]
+    fn no_reference_no_location() {
+        let silent = PortTrace {
+            port: 9000,
+            hops: vec![],
+        };
+        let none = PortTrace {
+            port: 22,
+            hops: vec![],
+        };
+        assert!(locate_drop(addr("198.18.1.2"), &silent, &none).is_none());
+    }
+}

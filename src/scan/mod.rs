@@ -13,6 +13,7 @@ pub mod probe;
 pub mod route;
 pub mod send;
 pub mod targets;
+pub mod trace;
 
 use crate::analyze::{Analysis, InputSummary};
 use crate::select::PortSet;
@@ -75,7 +76,7 @@ pub struct ScanInfo {
 #[error("{0}")]
 pub struct ScanError(pub String);
 
-fn permission_hint(what: &str) -> String {
+pub(crate) fn permission_hint(what: &str) -> String {
     format!(
         "{what}: not permitted; raw sockets and capture need root or capabilities: run with sudo, or `sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)`"
     )
@@ -83,7 +84,7 @@ fn permission_hint(what: &str) -> String {
 
 /// The source port: one per scan, outside the kernel's ephemeral range (so
 /// no local connection can collide with it), as nmap does.
-fn pick_source_port(rng: &mut impl rand::Rng) -> u16 {
+pub(crate) fn pick_source_port(rng: &mut impl rand::Rng) -> u16 {
     let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|s| {

@@ -53,6 +53,17 @@ impl RawSender {
         })
     }
 
+    /// Sets the TTL / hop limit of what is sent from now on.
+    pub fn set_ttl(&self, ttl: u8) -> io::Result<()> {
+        if let Some(s) = &self.v4 {
+            s.set_ttl_v4(u32::from(ttl))?;
+        }
+        if let Some(s) = &self.v6 {
+            s.set_unicast_hops_v6(u32::from(ttl))?;
+        }
+        Ok(())
+    }
+
     fn send_family(&self, v6: bool, batch: &[(IpAddr, &[u8])]) -> io::Result<usize> {
         let sock = if v6 { &self.v6 } else { &self.v4 };
         let Some(sock) = sock else {

@@ -32,10 +32,15 @@ check_prefix() {
 names() {
     P=$1
     NS_C="${P}-c"; NS_R="${P}-r"; NS_T="${P}-t"
+    NS_R2="${P}-r2"; NS_T2="${P}-t2"   # the far target, two routers away
     IF_C="${P}c"      # client side of client<->router veth
     IF_RC="${P}rc"    # router side of client<->router veth
     IF_RT="${P}rt"    # router side of router<->target veth
     IF_T="${P}t"      # target side of router<->target veth
+    IF_RF="${P}rf"    # router side of router<->router2 veth
+    IF_R2A="${P}ra"   # router2 side of router<->router2 veth
+    IF_R2B="${P}rb"   # router2 side of router2<->far target veth
+    IF_T2="${P}u"     # far target side of router2<->far target veth
     STATE="$STATE_ROOT/$P"
     PIDFILE="$STATE/listen.pid"
     LOGFILE="$STATE/listen.log"
@@ -82,7 +87,7 @@ lab_down() {
     #    can only have been started for this lab), then the namespaces.
     #    Deleting a namespace destroys its veth ends.
     local ns pids i
-    for ns in "$NS_C" "$NS_R" "$NS_T"; do
+    for ns in "$NS_C" "$NS_R" "$NS_T" "$NS_R2" "$NS_T2"; do
         ns_exists "$ns" || continue
         pids=$(ip netns pids "$ns" 2>/dev/null)
         if [[ -n $pids ]]; then
@@ -267,10 +272,13 @@ lab_up() {
     done
     ((ok)) || fail "listener in $NS_T not listening on 22,80,443,8080 after 10 s"
 
+    far_up "$PY"
+
     # End-to-end check through the router, both families (bounded: 3 tries
     # of <= 2 s each). This also resolves client<->router neighbours.
     local url
-    for url in 'http://203.0.113.2:80/' 'http://[2001:db8:2::2]:80/'; do
+    for url in 'http://203.0.113.2:80/' 'http://[2001:db8:2::2]:80/' \
+        'http://198.18.1.2:80/' 'http://[2001:db8:6::2]:80/'; do
         ok=0
         for ((i = 0; i < 3; i++)); do
             if nsx "$NS_C" curl -gsf -o /dev/null --max-time 2 "$url"; then ok=1; break; fi
@@ -292,6 +300,7 @@ lab_up() {
             --host-record=v4only.lab,203.0.113.2 \
             --host-record=v6only.lab,2001:db8:2::2 \
             --host-record=absent.lab,203.0.113.99 \
+            --host-record=far.lab,198.18.1.2,2001:db8:6::2 \
             --pid-file="$STATE/dnsmasq.pid" --log-facility="$STATE/dnsmasq.log"
         mkdir -p "/etc/netns/$NS_C"
         printf 'nameserver 198.51.100.1\noptions timeout:1 attempts:2\n' >"/etc/netns/$NS_C/resolv.conf"
@@ -299,6 +308,60 @@ lab_up() {
 
     trap - ERR
     echo "lab $P up: $NS_C $NS_R $NS_T"
+}
+
+# The far target: client -> router (hop 1) -> router2 (hop 2) -> far target
+# (hop 3), so a drop can be located by hop: the first router drops port
+# 9004 on its way there (FORWARD), the far target drops 9000 itself (INPUT).
+far_up() {
+    local PY=$1 ns
+    for ns in "$NS_R2" "$NS_T2"; do
+        ip netns add "$ns"
+        ns_base_sysctls "$ns"
+        nsx "$ns" sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv6.icmp.ratelimit=0
+        nsx "$ns" sysctl -qw net.ipv4.icmp_ratemask=6160 net.ipv6.icmp.ratemask=0,3-127
+    done
+    nsx "$NS_R2" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    ip link add "$IF_RF" netns "$NS_R" type veth peer name "$IF_R2A" netns "$NS_R2"
+    ip link add "$IF_T2" netns "$NS_T2" type veth peer name "$IF_R2B" netns "$NS_R2"
+    nsx "$NS_R" ip addr add 198.18.0.1/24 dev "$IF_RF"
+    nsx "$NS_R" ip addr add 2001:db8:5::1/64 dev "$IF_RF" nodad
+    nsx "$NS_R" ip link set "$IF_RF" up
+    nsx "$NS_R" ip route add 198.18.1.0/24 via 198.18.0.2
+    nsx "$NS_R" ip -6 route add 2001:db8:6::/64 via 2001:db8:5::2
+    nsx "$NS_R2" ip addr add 198.18.0.2/24 dev "$IF_R2A"
+    nsx "$NS_R2" ip addr add 2001:db8:5::2/64 dev "$IF_R2A" nodad
+    nsx "$NS_R2" ip addr add 198.18.1.1/24 dev "$IF_R2B"
+    nsx "$NS_R2" ip addr add 2001:db8:6::1/64 dev "$IF_R2B" nodad
+    nsx "$NS_R2" ip link set "$IF_R2A" up
+    nsx "$NS_R2" ip link set "$IF_R2B" up
+    nsx "$NS_R2" ip route add default via 198.18.0.1
+    nsx "$NS_R2" ip -6 route add default via 2001:db8:5::1
+    nsx "$NS_T2" ip addr add 198.18.1.2/24 dev "$IF_T2"
+    nsx "$NS_T2" ip addr add 2001:db8:6::2/64 dev "$IF_T2" nodad
+    nsx "$NS_T2" ip link set "$IF_T2" up
+    nsx "$NS_T2" ip route add default via 198.18.1.1
+    nsx "$NS_T2" ip -6 route add default via 2001:db8:6::1
+    local ipt
+    for ipt in iptables ip6tables; do
+        nsx "$NS_R" "$ipt" -w -A FORWARD -i "$IF_RC" -o "$IF_RF" -p tcp --dport 9004 -j DROP
+        nsx "$NS_T2" "$ipt" -w -A INPUT -p tcp --dport 9000 -j DROP
+    done
+    wait_link_up "$NS_R" "$IF_RF"
+    wait_link_up "$NS_R2" "$IF_R2A"
+    wait_link_up "$NS_R2" "$IF_R2B"
+    wait_link_up "$NS_T2" "$IF_T2"
+    for ns in "$NS_R2" "$NS_T2"; do
+        wait_v6_ready "$ns"
+    done
+    ip netns exec "$NS_T2" setsid "$PY" "$LAB_DIR/listen.py" --pidfile "$STATE/listen2.pid" 22 80 \
+        </dev/null >"$STATE/listen2.log" 2>&1 &
+    local i ok=0
+    for ((i = 0; i < 100; i++)); do
+        if [[ -s $STATE/listen2.pid ]]; then ok=1; break; fi
+        sleep 0.1
+    done
+    ((ok)) || fail "far listener in $NS_T2 did not start within 10 s"
 }
 
 # ---------------------------------------------------------------- main ---
