@@ -80,8 +80,8 @@ struct DiagnoseArgs {
     /// Probes per second at most.
     #[arg(long, default_value_t = 1000, value_name = "PPS")]
     rate: u32,
-    /// Write the report to FILE.md as well.
-    #[arg(long, value_name = "FILE.md")]
+    /// Write the report to FILE as well: FILE.html for a web page, any other name for Markdown.
+    #[arg(long, value_name = "FILE.md|FILE.html")]
     report: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -244,8 +244,18 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
         }
     }
     let md = synscope::diagnose::render::markdown(&d);
+    let is_html = args.report.as_ref().is_some_and(|p| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"))
+    });
+    let file_text = if is_html {
+        synscope::diagnose::html::html(&d)
+    } else {
+        md.clone()
+    };
     if let Some(path) = &args.report
-        && let Err(e) = synscope::report::write_atomic(path, md.as_bytes())
+        && let Err(e) = synscope::report::write_atomic(path, file_text.as_bytes())
     {
         eprintln!("synscope: {}: cannot write the report: {e}", path.display());
         return ExitCode::from(EXIT_RUNTIME);

@@ -257,3 +257,81 @@ fn silent_drops_are_located_by_hop() {
         println!("{far}:9000 {}", l["text"]);
     }
 }
+
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let Some(lab) = Lab::up(&["chromium"]) else {
+        return;
+    };
+    let dir = scratch("diag-html");
+    let html = dir.join("report.html");
+    let png = dir.join("report.png");
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let o = lab
+        .exec(
+            'c',
+            &[
+                bin,
+                "diagnose",
+                "198.18.1.2:9004",
+                "--wait",
+                "0.5",
+                "--report",
+                html.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(text.starts_with("<!DOCTYPE html>"));
+    assert!(
+        text.contains("Dropped silently")
+            && text.contains("The path")
+            && text.contains("no answer")
+    );
+    assert!(
+        !text.contains("http://") && !text.contains("https://"),
+        "self-contained: nothing to fetch"
+    );
+    // Chromium runs inside the lab's client namespace: no route out, and
+    // its resolver is the lab's (no upstream), so it cannot reach anything.
+    let profile = dir.join("chromium-profile");
+    let chromium = |extra: &[&str]| {
+        let mut args = vec![
+            "timeout",
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ];
+        let prof = format!("--user-data-dir={}", profile.display());
+        args.push(&prof);
+        args.extend_from_slice(extra);
+        let url = format!("file://{}", html.display());
+        let mut cmd = lab.exec('c', &args);
+        cmd.arg(url);
+        cmd.output().unwrap()
+    };
+    let shot = format!("--screenshot={}", png.display());
+    let o = chromium(&["--window-size=1200,1400", &shot]);
+    let bytes = std::fs::read(&png).unwrap_or_else(|_| panic!("no screenshot: {}", stderr(&o)));
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "screenshot of {} bytes: blank page?",
+        bytes.len()
+    );
+    // What the browser parsed holds the finding and the path.
+    let o = chromium(&["--dump-dom"]);
+    let dom = stdout(&o);
+    assert!(dom.contains("Located at or just after hop 1"), "{dom}");
+    assert!(dom.contains("class=\"hop stop\""));
+    println!("screenshot {} bytes at {}", bytes.len(), png.display());
+}

@@ -1,6 +1,7 @@
 //! diagnose: from verdicts to findings and reports.
 
 pub mod findings;
+pub mod html;
 pub mod render;
 pub mod resolve;
 pub mod run;
