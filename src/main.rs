@@ -80,6 +80,9 @@ struct DiagnoseArgs {
     /// Probes per second at most.
     #[arg(long, default_value_t = 1000, value_name = "PPS")]
     rate: u32,
+    /// connect() probes instead of raw SYNs (also the fallback, with a warning, without privileges).
+    #[arg(long)]
+    unprivileged: bool,
     /// Write the report to FILE as well: FILE.html for a web page, any other name for Markdown.
     #[arg(long, value_name = "FILE.md|FILE.html")]
     report: Option<PathBuf>,
@@ -124,6 +127,9 @@ struct ScanArgs {
     /// Save every probe and every captured answer to this pcap file.
     #[arg(short = 'w', long, value_name = "FILE")]
     write: Option<PathBuf>,
+    /// connect() probes instead of raw SYNs: no privileges needed, ICMP errors still read (no TTLs).
+    #[arg(long)]
+    unprivileged: bool,
     /// Source port of the probes (default: random, outside the kernel's ephemeral range).
     #[arg(short = 'g', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     source_port: Option<u16>,
@@ -228,6 +234,7 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             seed: None,
             write: None,
             source_port: None,
+            unprivileged: args.unprivileged,
             track: track::Config::default(),
         },
     };
@@ -321,6 +328,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         seed: args.seed,
         write: args.write,
         source_port: args.source_port,
+        unprivileged: args.unprivileged,
         track: track::Config {
             timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
             ..track::Config::default()

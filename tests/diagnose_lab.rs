@@ -335,3 +335,81 @@ fn html_report_renders_in_headless_chromium() {
     assert!(dom.contains("class=\"hop stop\""));
     println!("screenshot {} bytes at {}", bytes.len(), png.display());
 }
+
+#[test]
+fn unprivileged_mode_names_icmp_senders_as_a_plain_user() {
+    let Some(lab) = Lab::up(&["setpriv"]) else {
+        return;
+    };
+    // A copy of the binary that the unprivileged user can run.
+    let dir = scratch("diag-unpriv");
+    let bin = dir.join("synscope");
+    std::fs::copy(env!("CARGO_BIN_EXE_synscope"), &bin).unwrap();
+    for p in [&dir, &bin] {
+        assert!(
+            std::process::Command::new("chmod")
+                .arg("755")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let as_nobody = |target: &str, extra: &[&str]| -> (String, Value) {
+        let mut args = vec![
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ];
+        let b = bin.to_str().unwrap();
+        args.extend_from_slice(&[b, "diagnose", target, "--format", "json", "--wait", "0.3"]);
+        args.extend_from_slice(extra);
+        let o = lab.exec('c', &args).output().unwrap();
+        assert!(o.status.success(), "{target}: {}", stderr(&o));
+        (stderr(&o), serde_json::from_slice(&o.stdout).unwrap())
+    };
+    for (target, extra) in [
+        ("203.0.113.2:9001", &["--unprivileged"][..]),
+        ("203.0.113.2:9002", &[][..]),
+    ] {
+        let (err, d) = as_nobody(target, extra);
+        assert!(
+            err.contains("unprivileged mode"),
+            "the mode says what it cannot see: {err}"
+        );
+        if extra.is_empty() {
+            assert!(err.contains("falling back to connect() probes"), "{err}");
+        }
+        let f = &d["addresses"][0]["findings"][0];
+        let ev = &f["evidence"][0];
+        match target {
+            "203.0.113.2:9001" => {
+                assert_eq!(f["kind"], "rejected-by-host");
+                assert_eq!(
+                    (ev["reason"].as_str(), ev["responder"].as_str()),
+                    (Some("port-unreach"), Some(TARGET4))
+                );
+                assert_eq!(
+                    (ev["icmp_type"].as_u64(), ev["icmp_code"].as_u64()),
+                    (Some(3), Some(3))
+                );
+            }
+            _ => {
+                assert_eq!(f["kind"], "rejected-on-path");
+                assert_eq!(
+                    (ev["reason"].as_str(), ev["responder"].as_str()),
+                    (Some("admin-prohibited"), Some(ROUTER4))
+                );
+                assert_eq!(
+                    (ev["icmp_type"].as_u64(), ev["icmp_code"].as_u64()),
+                    (Some(3), Some(13))
+                );
+            }
+        }
+        assert!(ev["ttl"].is_null(), "no TTL in this mode");
+        println!("as nobody, {target}: {}", f["summary"]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -186,9 +186,15 @@ pub fn finding(target: IpAddr, port: u16, verdicts: &[Verdict]) -> Option<Findin
             let same_distance = host.hops.is_none_or(|h| v.hops == Some(h));
             if from_host && same_distance {
                 let near = nearby_open(port, &host.open);
-                let mut s = format!(
-                    "Refused by the host itself: nothing listens on port {port} of {target}."
-                );
+                let mut s = if v.hops.is_some() {
+                    format!(
+                        "Refused by the host itself: nothing listens on port {port} of {target}."
+                    )
+                } else {
+                    format!(
+                        "Refused in {target}'s name: nothing listens on port {port}, or a device on the path refuses it for the host."
+                    )
+                };
                 if let Some(first) = near.first() {
                     s.push_str(&format!(" Port {first} is open: wrong port?"));
                     details.push(format!(
@@ -199,10 +205,15 @@ pub fn finding(target: IpAddr, port: u16, verdicts: &[Verdict]) -> Option<Findin
                             .join(", ")
                     ));
                 }
-                details.push(format!(
-                    "The RST came from {target}, {}, the same distance as the host's other replies: its own TCP stack answered.",
-                    describe_hops(v.hops)
-                ));
+                details.push(match v.hops {
+                    Some(_) => format!(
+                        "The RST came from {target}, {}, the same distance as the host's other replies: its own TCP stack answered.",
+                        describe_hops(v.hops)
+                    ),
+                    None => format!(
+                        "The connection was reset in {target}'s name (its distance is not known, so a device on the path cannot be ruled out)."
+                    ),
+                });
                 details.push(
                     "A server that is down (or not started, or listening on another address) looks exactly like this."
                         .into(),

@@ -107,7 +107,21 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
     sopts.targets = addresses.clone();
     sopts.ports = ports;
     let routes = scan::route::routes(&addresses).unwrap_or_default();
-    let outcome = scan::run(&sopts).map_err(|e| e.to_string())?;
+    let outcome = match scan::run(&sopts) {
+        Ok(o) => o,
+        // No raw sockets: fall back to connect() probes, and say so.
+        Err(e) if scan::is_permission_error(&e) && !sopts.unprivileged => {
+            sopts.unprivileged = true;
+            let mut o = scan::run(&sopts).map_err(|e| e.to_string())?;
+            o.info.warnings.insert(
+                0,
+                format!("no raw sockets ({e}); falling back to connect() probes"),
+            );
+            o
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let unprivileged = sopts.unprivileged;
     for a in addresses {
         let results: Vec<Verdict> = outcome
             .analysis
@@ -129,8 +143,13 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
             .chain(host.answering.iter())
             .find(|p| **p != opts.port)
             .copied();
+        if unprivileged && let Some(f) = found.first_mut() {
+            f.details
+                .push(format!("Seen with {}.", scan::UNPRIVILEGED_NOTE));
+        }
         if let (Some(f), Some(reference), Some(hops)) = (found.first_mut(), reference, host.hops)
             && f.kind == Kind::DroppedHostUp
+            && !unprivileged
         {
             let t = trace::trace(&TraceOptions {
                 target: a,

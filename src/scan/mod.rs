@@ -8,6 +8,7 @@
 //! SYN-ACK with a RST; nmap's SYN scan does the same. Those RSTs are the
 //! client's own traffic to the tracker.
 
+pub mod connect;
 pub mod engine;
 pub mod probe;
 pub mod route;
@@ -46,6 +47,9 @@ pub struct ScanOptions {
     /// Source port of the probes (random outside the ephemeral range by
     /// default).
     pub source_port: Option<u16>,
+    /// connect() probes with the ICMP error queue instead of raw SYNs (no
+    /// privileges needed; no TTLs seen).
+    pub unprivileged: bool,
     pub track: track::Config,
 }
 
@@ -100,7 +104,66 @@ pub(crate) fn pick_source_port(rng: &mut impl rand::Rng) -> u16 {
     }
 }
 
+/// What unprivileged mode cannot see, said with every such report.
+pub const UNPRIVILEGED_NOTE: &str = "unprivileged mode: connect() probes, ICMP errors read from the socket's error queue; no TTLs or hop distances are seen, so a reset forged on the path looks like the host's own, and silent ports cannot be located";
+
+/// Whether an error from [`run`] means raw sockets or capture are not
+/// allowed (so connect() probes may be used instead).
+pub fn is_permission_error(e: &ScanError) -> bool {
+    e.0.contains("not permitted")
+}
+
+/// The scan with connect() probes (see [`connect`]): no privileges needed.
+pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+    let started = Instant::now();
+    if opts.targets.is_empty() || opts.ports.is_empty() {
+        return Err(ScanError("nothing to scan: no target or no port".into()));
+    }
+    let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut probes: Vec<(IpAddr, u16)> = Vec::with_capacity(opts.targets.len() * opts.ports.len());
+    for t in &opts.targets {
+        for p in opts.ports.iter() {
+            probes.push((*t, p));
+        }
+    }
+    probes.shuffle(&mut rng);
+    let timeout = Duration::from_nanos(opts.track.timeout).max(Duration::from_millis(100));
+    let results = connect::connect_scan(&probes, timeout).map_err(|e| ScanError(e.to_string()))?;
+    let answered = results
+        .iter()
+        .filter(|v| v.state != State::Filtered)
+        .count() as u64;
+    let engine = EngineStats {
+        sent: probes.len() as u64,
+        answered,
+        unanswered: probes.len() as u64 - answered,
+        ..Default::default()
+    };
+    let inputs = vec![InputSummary {
+        file: "connect()".into(),
+        link_type: "none (unprivileged)".into(),
+        ..Default::default()
+    }];
+    Ok(ScanOutcome {
+        analysis: Analysis::from_parts(results, inputs),
+        info: ScanInfo {
+            engine,
+            captures: Vec::new(),
+            not_captured: 0,
+            send_errors: 0,
+            seed,
+            source_port: 0,
+            duration_s: started.elapsed().as_secs_f64(),
+            warnings: vec![UNPRIVILEGED_NOTE.to_string()],
+        },
+    })
+}
+
 pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+    if opts.unprivileged {
+        return run_unprivileged(opts);
+    }
     let started = Instant::now();
     if opts.targets.is_empty() || opts.ports.is_empty() {
         return Err(ScanError("nothing to scan: no target or no port".into()));
