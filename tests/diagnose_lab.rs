@@ -413,3 +413,73 @@ fn unprivileged_mode_names_icmp_senders_as_a_plain_user() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_rate_limited_reject_is_reprobed_slowly_not_called_filtered() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    // Port 9005 at the target: ICMP port-unreachable, but at most one every
+    // 3 s (burst 1); beyond the limit, silence.
+    for rule in [
+        vec![
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            "9005",
+            "-m",
+            "limit",
+            "--limit",
+            "20/minute",
+            "--limit-burst",
+            "1",
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "icmp-port-unreachable",
+        ],
+        vec!["-A", "INPUT", "-p", "tcp", "--dport", "9005", "-j", "DROP"],
+    ] {
+        let mut args = vec!["iptables", "-w"];
+        args.extend(rule);
+        assert!(lab.exec('t', &args).status().unwrap().success());
+    }
+    // Use up the burst, so the diagnosis's first probes meet silence.
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let o = lab
+        .exec(
+            'c',
+            &[
+                bin,
+                "scan",
+                TARGET4,
+                "-p",
+                "9005",
+                "--max-retries",
+                "0",
+                "--wait",
+                "0.2",
+                "--format",
+                "json",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let warm: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        warm["results"][0]["reason"], "port-unreach",
+        "the first probe takes the one token"
+    );
+    let d = diagnose(&lab, "203.0.113.2:9005", "0.3");
+    let f = first_finding(&d);
+    assert_eq!(f["kind"], "rejected-by-host", "{f:#}");
+    let details = f["details"].to_string();
+    assert!(
+        details.contains("probed again slowly") && details.contains("rate-limits"),
+        "{details}"
+    );
+    println!("{}", f["details"]);
+}

@@ -80,6 +80,37 @@ pub fn split_host_port(s: &str) -> (String, Option<u16>) {
     (s.to_string(), None)
 }
 
+/// Probes one port again at one probe a second (4 probes), to tell a rate
+/// limit from a drop. Returns the verdict if something answered.
+fn reprobe_slowly(
+    base: &ScanOptions,
+    target: IpAddr,
+    port: u16,
+) -> Result<(Option<Verdict>, u32), String> {
+    let one_second = std::time::Duration::from_secs(1);
+    let mut o = base.clone();
+    o.targets = vec![target];
+    o.ports = port.to_string().parse()?;
+    o.write = None;
+    o.engine = crate::scan::engine::EngineConfig {
+        rate: 1,
+        max_retries: 3,
+        initial_rto: one_second,
+        min_rto: one_second,
+        max_rto: one_second,
+        window: 1,
+    };
+    o.wait = one_second;
+    let out = scan::run(&o).map_err(|e| e.to_string())?;
+    let probes = (out.info.engine.sent + out.info.engine.retransmitted) as u32;
+    let v = out
+        .analysis
+        .results
+        .into_iter()
+        .find(|v| v.port == port && v.state != crate::track::State::Filtered);
+    Ok((v, probes))
+}
+
 pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
     let resolution = resolve::resolve(&opts.host, opts.family);
     let summary = resolution.describe(&opts.host);
@@ -123,16 +154,46 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
     };
     let unprivileged = sopts.unprivileged;
     for a in addresses {
-        let results: Vec<Verdict> = outcome
+        let mut results: Vec<Verdict> = outcome
             .analysis
             .results
             .iter()
             .filter(|v| v.target == a)
             .cloned()
             .collect();
+        // Silence may be a rate limit (a REJECTing host or router that
+        // answers some probes and not others): probe again, slowly, before
+        // calling it filtered.
+        let mut slow_note = None;
+        let silent = results
+            .iter()
+            .any(|v| v.port == opts.port && v.state == crate::track::State::Filtered);
+        if silent && !unprivileged {
+            let (answered, probes) = reprobe_slowly(&sopts, a, opts.port)?;
+            slow_note = Some(match answered {
+                Some(nv) => {
+                    let note = format!(
+                        "The first probes got no answer; probed again slowly ({probes} probes, one a second) it answered ({}): the host or a router rate-limits its replies. This is not a drop.",
+                        nv.reason.as_str()
+                    );
+                    if let Some(v) = results.iter_mut().find(|v| v.port == opts.port) {
+                        let total = v.probes.saturating_add(nv.probes);
+                        *v = nv;
+                        v.probes = total;
+                    }
+                    note
+                }
+                None => format!(
+                    "Probed again slowly ({probes} probes, one a second): still no answer, so this is not a rate limit."
+                ),
+            });
+        }
         let mut found: Vec<Finding> = findings::finding(a, opts.port, &results)
             .into_iter()
             .collect();
+        if let (Some(f), Some(n)) = (found.first_mut(), slow_note) {
+            f.details.push(n);
+        }
         let host = findings::profile(a, &results);
         let (mut trace_data, mut location) = (None, None);
         // A silent port on a host that answers elsewhere: find where the
