@@ -165,11 +165,21 @@ P1=$CAP_PID
 run_curl --max-time 8 --connect-timeout 6 http://203.0.113.99:80/
 stop_cap absent-host "$P1"
 
+# ----------------------------------------------------- name-failure.pcap ---
+lab_up
+log "name-failure: curl nosuch.lab (NXDOMAIN from the lab resolver), target.lab:8081 -4 (refused)"
+start_cap name-failure "$WORK/name-failure.pcap" -i "$IF_C"
+P1=$CAP_PID
+run_curl --max-time 4 http://nosuch.lab/
+run_curl --max-time 4 -4 http://target.lab:8081/
+stop_cap name-failure "$P1"
+
 "$LAB" down "$PREFIX"
 
 # ------------------------------------------------------------- publish ---
 FILES=(nmap-v4.pcap nmap-v6.pcapng wrong-port.pcap wrong-port.pcapng
-       wrong-port-sll2.pcap dropped.pcap rejected.pcap absent-host.pcap)
+       wrong-port-sll2.pcap dropped.pcap rejected.pcap absent-host.pcap
+       name-failure.pcap)
 for f in "${FILES[@]}"; do
     tcpdump -r "$WORK/$f" >/dev/null 2>&1 || die "$f: tcpdump cannot read it"
     size=$(stat -c %s "$WORK/$f")

@@ -44,6 +44,8 @@ pub struct InputSummary {
     pub packets_read: u64,
     pub skipped: u64,
     pub skipped_by_reason: BTreeMap<&'static str, u64>,
+    /// DNS responses seen (they go to `Analysis::dns`, not the tracker).
+    pub dns: u64,
     #[serde(flatten)]
     pub stats: Stats,
     /// Why the input could not be read, or why reading stopped early.
@@ -54,6 +56,7 @@ pub struct InputSummary {
 /// Totals over all inputs and results: the JSON `summary`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Summary {
+    pub dns: u64,
     pub open: u64,
     pub refused: u64,
     pub filtered: u64,
@@ -68,10 +71,26 @@ pub struct Summary {
     pub evicted: u64,
 }
 
+/// A DNS response seen in a capture.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DnsEvent {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// The resolver that answered, and whom.
+    pub server: std::net::IpAddr,
+    pub client: std::net::IpAddr,
+    pub name: String,
+    /// 0 no error, 2 server failure, 3 NXDOMAIN, 5 refused, ...
+    pub rcode: u8,
+    pub addresses: Vec<std::net::IpAddr>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Analysis {
     /// Sorted by target, port, client.
     pub results: Vec<Verdict>,
+    /// DNS responses in the inputs, in capture order.
+    pub dns: Vec<DnsEvent>,
     pub inputs: Vec<InputSummary>,
     pub summary: Summary,
 }
@@ -91,6 +110,7 @@ impl Analysis {
         }
         for i in &inputs {
             summary.packets_read += i.packets_read;
+            summary.dns += i.dns;
             summary.skipped += i.skipped;
             summary.unsolicited += i.stats.unsolicited;
             summary.syns += i.stats.syns;
@@ -101,6 +121,7 @@ impl Analysis {
         }
         Analysis {
             results,
+            dns: Vec::new(),
             inputs,
             summary,
         }
@@ -117,6 +138,7 @@ impl Analysis {
 #[derive(Debug, Default)]
 pub struct Analyzer {
     opts: Options,
+    dns: Vec<DnsEvent>,
     merged: Merger,
     inputs: Vec<InputSummary>,
 }
@@ -125,6 +147,7 @@ impl Analyzer {
     pub fn new(opts: Options) -> Self {
         Analyzer {
             opts,
+            dns: Vec::new(),
             merged: Merger::new(),
             inputs: Vec::new(),
         }
@@ -185,6 +208,7 @@ impl Analyzer {
         let tracker = Tracker::resume(self.opts.track, std::mem::take(&mut self.merged));
         let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
         let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+        let dns = &mut self.dns;
         let (tracker, skipped) = std::thread::scope(|scope| {
             let worker = scope.spawn(move || {
                 let mut tracker = tracker;
@@ -204,6 +228,22 @@ impl Analyzer {
                     Ok(Some(p)) => {
                         sum.packets_read += 1;
                         match wire::parse(link, p.data) {
+                            Ok(wire::Packet {
+                                src,
+                                dst,
+                                body: wire::Body::Dns(a),
+                                ..
+                            }) => {
+                                sum.dns += 1;
+                                dns.push(DnsEvent {
+                                    ts_ns: p.ts,
+                                    server: src,
+                                    client: dst,
+                                    name: a.name,
+                                    rcode: a.rcode,
+                                    addresses: a.addresses,
+                                });
+                            }
                             Ok(pkt) => batch.packets.push((p.ts, pkt)),
                             Err(s) => skipped[skip_index(s)] += 1,
                         }
@@ -259,7 +299,9 @@ impl Analyzer {
             .into_iter()
             .filter(|v| sel.admits(v.client, v.target, v.port))
             .collect();
-        Analysis::from_parts(results, self.inputs)
+        let mut a = Analysis::from_parts(results, self.inputs);
+        a.dns = self.dns;
+        a
     }
 }
 

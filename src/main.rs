@@ -170,6 +170,9 @@ struct AnalyzeArgs {
     /// Table: list every port instead of collapsing the most common answer.
     #[arg(long)]
     all: bool,
+    /// Explain the failures in plain language (as `diagnose` does), from what the capture holds.
+    #[arg(long)]
+    findings: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -427,6 +430,42 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     let all_failed =
         analysis.results.is_empty() && analysis.inputs.iter().all(|i| i.error.is_some());
     if !all_failed {
+        if args.findings {
+            let f = synscope::diagnose::offline::offline_findings(&analysis);
+            let written = match args.format {
+                Format::Table => {
+                    let mut text = synscope::diagnose::offline::render(&f);
+                    text.push_str(&render_table(&analysis, TableOptions { all: args.all }));
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(text.as_bytes()).and_then(|_| out.flush())
+                }
+                Format::Json => {
+                    #[derive(serde::Serialize)]
+                    struct Extra<'a> {
+                        findings: &'a [synscope::diagnose::Finding],
+                        names: &'a [synscope::diagnose::offline::NameFinding],
+                        dns: &'a [synscope::analyze::DnsEvent],
+                    }
+                    let extra = Extra {
+                        findings: &f.findings,
+                        names: &f.names,
+                        dns: &analysis.dns,
+                    };
+                    write_json(
+                        &analysis,
+                        Some(&extra),
+                        std::io::BufWriter::new(std::io::stdout().lock()),
+                    )
+                }
+            };
+            return match written {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("synscope: cannot write the report to stdout: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+                _ => ExitCode::from(code),
+            };
+        }
         let written = emit(&analysis, args.format, args.all, None, None);
         if written != ExitCode::from(EXIT_OK) {
             return written;

@@ -105,3 +105,66 @@ fn sll2_link_type_is_read_as_such() {
     let j = analyze_json("wrong-port-sll2.pcap");
     assert_eq!(j["inputs"][0]["link_type"], "LINUX_SLL2");
 }
+
+fn findings_json(file: &str) -> Value {
+    let path = root().join("captures").join(file);
+    let o = run(&[
+        "analyze",
+        "--findings",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{file}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn offline_findings_match_the_live_diagnosis() {
+    // The router's forged reset, found by its TTL; ICMP senders named.
+    let j = findings_json("nmap-v4.pcap");
+    let f = j["scan"]["findings"].as_array().unwrap();
+    let kind = |target: &str, port: u64| {
+        f.iter()
+            .find(|x| x["target"] == target && x["port"] == port)
+            .map(|x| x["kind"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(kind("203.0.113.2", 9003), "middlebox-reset");
+    assert_eq!(kind("203.0.113.2", 8081), "refused-by-host");
+    assert_eq!(kind("203.0.113.2", 9002), "rejected-on-path");
+    assert_eq!(kind("203.0.113.2", 9001), "rejected-by-host");
+    assert_eq!(kind("203.0.113.99", 80), "host-unreachable");
+    assert_eq!(kind("203.0.113.2", 9000), "dropped-host-up");
+    assert_eq!(kind("203.0.113.2", 80), "", "open ports need no finding");
+}
+
+#[test]
+fn an_nxdomain_in_the_capture_explains_a_failure_before_any_syn() {
+    let j = findings_json("name-failure.pcap");
+    let names = j["scan"]["names"].as_array().unwrap();
+    assert_eq!(
+        names.len(),
+        1,
+        "A and AAAA answers are one finding: {names:?}"
+    );
+    assert_eq!(names[0]["name"], "nosuch.lab");
+    assert_eq!(names[0]["rcode"], 3);
+    assert!(
+        names[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist (NXDOMAIN)")
+    );
+    assert_eq!(j["summary"]["dns"], 3, "three DNS answers read");
+    let o = run(&[
+        "analyze",
+        "--findings",
+        root().join("captures/name-failure.pcap").to_str().unwrap(),
+    ]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("203.0.113.2:8081 (target.lab) — Refused by the host itself"),
+        "{text}"
+    );
+}

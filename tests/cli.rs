@@ -260,7 +260,7 @@ fn counters_add_up_to_the_packets_read() {
         let s = &j["summary"];
         let n = |k: &str| s[k].as_u64().unwrap();
         assert_eq!(
-            n("syns") + n("replies") + n("unsolicited") + n("other_tcp") + n("skipped"),
+            n("syns") + n("replies") + n("unsolicited") + n("other_tcp") + n("skipped") + n("dns"),
             n("packets_read"),
             "{f}: {s}"
         );

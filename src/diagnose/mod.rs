@@ -2,6 +2,7 @@
 
 pub mod findings;
 pub mod html;
+pub mod offline;
 pub mod render;
 pub mod resolve;
 pub mod run;

@@ -402,6 +402,9 @@ impl Tracker {
         let timeout = self.cfg.timeout;
         match &pkt.body {
             Body::Tcp(tcp) => self.tcp(ts, pkt, tcp),
+            // Name resolution is not the probe table's business: callers
+            // collect DNS answers themselves (it only moves the clock).
+            Body::Dns(_) => {}
             Body::IcmpError(icmp) => {
                 let q = &icmp.quoted;
                 let (key, sender_is_a) = FlowKey::of(q.src, q.sport, q.dst, q.dport);

@@ -44,6 +44,20 @@ pub enum Body {
     /// Boxed: it is rare, and inline it would double the size of every
     /// packet (a TCP packet with its timestamp fits one cache line).
     IcmpError(Box<IcmpError>),
+    /// A DNS response (UDP from port 53): what a client was told about a
+    /// name before any SYN. Boxed, as it is rare.
+    Dns(Box<DnsAnswer>),
+}
+
+/// The gist of a DNS response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAnswer {
+    /// The first question's name.
+    pub name: String,
+    /// RCODE: 0 no error, 2 server failure, 3 NXDOMAIN (no such name), ...
+    pub rcode: u8,
+    /// A and AAAA records in the answer section.
+    pub addresses: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,8 +254,41 @@ fn transport(proto: IpNumber, rest: &[u8], v6: bool) -> Result<Body, Skip> {
                 quoted: quoted(i.payload())?,
             })))
         }
+        (IpNumber::UDP, _) => dns(rest),
         _ => Err(Skip::NotTcp),
     }
+}
+
+/// A DNS response carried over UDP from port 53, read with simple-dns.
+fn dns(udp: &[u8]) -> Result<Body, Skip> {
+    let u = etherparse::UdpSlice::from_slice_lax(udp).map_err(|_| Skip::Malformed)?;
+    if u.source_port() != 53 {
+        return Err(Skip::NotTcp);
+    }
+    let p = simple_dns::Packet::parse(u.payload()).map_err(|_| Skip::NotTcp)?;
+    if !p.has_flags(simple_dns::PacketFlag::RESPONSE) {
+        return Err(Skip::NotTcp);
+    }
+    let Some(q) = p.questions.first() else {
+        return Err(Skip::NotTcp);
+    };
+    let mut addresses = Vec::new();
+    for rr in &p.answers {
+        match &rr.rdata {
+            simple_dns::rdata::RData::A(a) => {
+                addresses.push(IpAddr::from(std::net::Ipv4Addr::from(a.address)))
+            }
+            simple_dns::rdata::RData::AAAA(a) => {
+                addresses.push(IpAddr::from(std::net::Ipv6Addr::from(a.address)))
+            }
+            _ => {}
+        }
+    }
+    Ok(Body::Dns(Box::new(DnsAnswer {
+        name: q.qname.to_string(),
+        rcode: p.rcode() as u8,
+        addresses,
+    })))
 }
 
 /// Reads the packet quoted by an ICMP error: its IP header (v4 or v6, with

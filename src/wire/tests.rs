@@ -329,3 +329,62 @@ fn pseudo_random_bytes_never_panic() {
         let _ = parse(link, &buf);
     }
 }
+
+#[test]
+fn dns_responses_are_read_and_queries_skipped() {
+    use simple_dns::{
+        CLASS, Name, Packet as DnsPacket, PacketFlag, RCODE, ResourceRecord, rdata::RData,
+    };
+    let mut p = DnsPacket::new_reply(7);
+    p.set_flags(PacketFlag::RESPONSE);
+    p.questions.push(simple_dns::Question::new(
+        Name::new_unchecked("target.lab"),
+        simple_dns::TYPE::A.into(),
+        simple_dns::CLASS::IN.into(),
+        false,
+    ));
+    p.answers.push(ResourceRecord::new(
+        Name::new_unchecked("target.lab"),
+        CLASS::IN,
+        60,
+        RData::A(simple_dns::rdata::A {
+            address: u32::from_be_bytes([203, 0, 113, 2]),
+        }),
+    ));
+    let ok = p.build_bytes_vec().unwrap();
+    *p.rcode_mut() = RCODE::NameError;
+    p.answers.clear();
+    let nx = p.build_bytes_vec().unwrap();
+    let udp = |sport: u16, payload: &[u8]| {
+        let mut v = Vec::new();
+        etherparse::PacketBuilder::ipv4([198, 51, 100, 1], [198, 51, 100, 2], 64)
+            .udp(sport, 40000)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    };
+    let Ok(Packet {
+        body: Body::Dns(a), ..
+    }) = parse(LinkType::RAW, &udp(53, &ok))
+    else {
+        panic!()
+    };
+    assert_eq!((a.name.as_str(), a.rcode), ("target.lab", 0));
+    assert_eq!(a.addresses, vec![addr("203.0.113.2")]);
+    let Ok(Packet {
+        body: Body::Dns(a), ..
+    }) = parse(LinkType::RAW, &udp(53, &nx))
+    else {
+        panic!()
+    };
+    assert_eq!(a.rcode, 3);
+    // Not from port 53, or not DNS at all: skipped as before.
+    assert_eq!(parse(LinkType::RAW, &udp(5353, &ok)), Err(Skip::NotTcp));
+    assert_eq!(
+        parse(LinkType::RAW, &udp(53, b"\x01\x02")),
+        Err(Skip::NotTcp)
+    );
+    for cut in 0..ok.len() {
+        let _ = parse(LinkType::RAW, &udp(53, &ok[..cut]));
+    }
+}
