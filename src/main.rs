@@ -15,6 +15,8 @@ use synscope::track::{self, NANOS_PER_SEC};
 const EXIT_OK: u8 = 0;
 const EXIT_INPUT: u8 = 2;
 const EXIT_RUNTIME: u8 = 3;
+/// Probes in one scan without --large.
+const MAX_PROBES: u64 = 1 << 20;
 
 #[derive(Parser)]
 #[command(
@@ -130,6 +132,12 @@ struct ScanArgs {
     /// connect() probes instead of raw SYNs: no privileges needed, ICMP errors still read (no TTLs).
     #[arg(long)]
     unprivileged: bool,
+    /// Probe broadcast, multicast, unspecified and block network/broadcast addresses too.
+    #[arg(long)]
+    force: bool,
+    /// Allow more than 1,048,576 probes (targets × ports) in one scan.
+    #[arg(long)]
+    large: bool,
     /// Source port of the probes (default: random, outside the kernel's ephemeral range).
     #[arg(short = 'g', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     source_port: Option<u16>,
@@ -299,7 +307,7 @@ fn scan(args: ScanArgs) -> ExitCode {
     } else {
         Family::Any
     };
-    let targets = match targets::resolve(&args.targets, family) {
+    let targets = match targets::resolve(&args.targets, family, args.force) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("synscope: {e}");
@@ -318,6 +326,15 @@ fn scan(args: ScanArgs) -> ExitCode {
         // clap requires one of the two.
         (None, None) => return ExitCode::from(EXIT_INPUT),
     };
+    let probes = targets.len() as u64 * ports.len() as u64;
+    if probes > MAX_PROBES && !args.large {
+        eprintln!(
+            "synscope: {probes} probes ({} targets × {} ports) is more than {MAX_PROBES}; add --large if that is what you mean",
+            targets.len(),
+            ports.len()
+        );
+        return ExitCode::from(EXIT_INPUT);
+    }
     let opts = ScanOptions {
         targets,
         ports,

@@ -266,3 +266,35 @@ fn counters_add_up_to_the_packets_read() {
         );
     }
 }
+
+#[test]
+fn scans_refuse_non_hosts_and_huge_jobs_before_sending_anything() {
+    // Should a refusal ever regress, nothing may leave the machine: as root
+    // the command runs in a new, empty network namespace (unshare --net),
+    // and the huge job is aimed at loopback.
+    let isolated = |args: &[&str]| {
+        if is_root() {
+            std::process::Command::new("unshare")
+                .arg("--net")
+                .arg(env!("CARGO_BIN_EXE_synscope"))
+                .args(args)
+                .output()
+                .expect("unshare (util-linux)")
+        } else {
+            run(args)
+        }
+    };
+    for t in ["224.0.0.1", "255.255.255.255", "0.0.0.0", "ff02::1"] {
+        let o = isolated(&["scan", t, "-p", "80"]);
+        assert_eq!(o.status.code(), Some(2), "{t}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("refusing to probe") && err.contains("--force"),
+            "{err}"
+        );
+    }
+    let o = isolated(&["scan", "127.0.0.0/16", "-p-"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("add --large"), "{}", stderr(&o));
+}

@@ -25,9 +25,23 @@ impl Family {
 /// Addresses in one scan at most (a /16, or a few large blocks).
 pub const MAX_TARGETS: usize = 65_536;
 
+/// Why an address is no target without `--force`: it is not one host.
+pub fn refusal(a: &IpAddr) -> Option<&'static str> {
+    match a {
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        IpAddr::V4(v4) if v4.is_multicast() => Some("a multicast address"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("the unspecified address"),
+        IpAddr::V6(v6) if v6.is_multicast() => Some("a multicast address"),
+        _ => None,
+    }
+}
+
 /// Resolves every spec to addresses, in order, without duplicates. Errors
-/// are one line naming the spec.
-pub fn resolve(specs: &[String], family: Family) -> Result<Vec<IpAddr>, String> {
+/// are one line naming the spec. Without `force`, broadcast, multicast and
+/// unspecified addresses are refused, and a block's network and broadcast
+/// addresses are left out (they are not hosts).
+pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAddr>, String> {
     let mut out: Vec<IpAddr> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for spec in specs {
@@ -51,11 +65,14 @@ pub fn resolve(specs: &[String], family: Family) -> Result<Vec<IpAddr>, String> 
                     "{spec}: {count} addresses, more than the {MAX_TARGETS} one scan takes; split it"
                 ));
             }
-            // Every address of the block, as nmap does.
+            // Every address of the block; without --force, an IPv4 block's
+            // network and broadcast addresses are left out.
             match net {
                 IpNet::V4(v4) => {
                     let first = u32::from(v4.network());
+                    let skip_ends = !force && v4.prefix_len() <= 30;
                     (0..count as u32)
+                        .filter(|i| !skip_ends || (*i != 0 && *i != count as u32 - 1))
                         .map(|i| IpAddr::from(std::net::Ipv4Addr::from(first + i)))
                         .collect()
                 }
@@ -77,6 +94,12 @@ pub fn resolve(specs: &[String], family: Family) -> Result<Vec<IpAddr>, String> 
             }
             found
         };
+        if !force && let Some(a) = addrs.iter().find(|a| refusal(a).is_some()) {
+            return Err(format!(
+                "{spec}: refusing to probe {a}, {}: it is not one host; add --force to probe it anyway",
+                refusal(a).unwrap_or("not a host")
+            ));
+        }
         let total = addrs.len();
         let kept: Vec<IpAddr> = addrs.into_iter().filter(|a| family.admits(a)).collect();
         if kept.is_empty() {
@@ -103,28 +126,54 @@ pub fn resolve(specs: &[String], family: Family) -> Result<Vec<IpAddr>, String> 
 mod tests {
     use super::*;
 
+    fn r(spec: &str, family: Family, force: bool) -> Result<Vec<IpAddr>, String> {
+        resolve(&[spec.to_string()], family, force)
+    }
+
     #[test]
     fn addresses_blocks_and_families() {
-        let r = resolve(
+        let x = resolve(
             &["127.0.0.1".into(), "[::1]".into(), "127.0.0.1".into()],
             Family::Any,
+            false,
         )
         .unwrap();
-        assert_eq!(r.len(), 2, "duplicates removed");
-        let r = resolve(&["198.51.100.0/30".into()], Family::Any).unwrap();
-        assert_eq!(r.len(), 4);
-        assert_eq!(r[3].to_string(), "198.51.100.3");
-        let r = resolve(&["2001:db8::/126".into()], Family::V6).unwrap();
-        assert_eq!(r.len(), 4);
+        assert_eq!(x.len(), 2, "duplicates removed");
+        let x = r("198.51.100.0/30", Family::Any, false).unwrap();
+        assert_eq!(x.len(), 2, "network and broadcast left out: {x:?}");
+        assert_eq!(x[1].to_string(), "198.51.100.2");
+        let x = r("198.51.100.0/30", Family::Any, true).unwrap();
+        assert_eq!(x.len(), 4);
+        assert_eq!(x[3].to_string(), "198.51.100.3");
+        assert_eq!(r("2001:db8::/126", Family::V6, false).unwrap().len(), 4);
         assert!(
-            resolve(&["10.0.0.0/8".into()], Family::Any)
+            r("10.0.0.0/8", Family::Any, false)
                 .unwrap_err()
                 .contains("split it")
         );
         assert!(
-            resolve(&["127.0.0.1".into()], Family::V6)
+            r("127.0.0.1", Family::V6, false)
                 .unwrap_err()
                 .contains("no IPv6 address")
         );
+    }
+
+    #[test]
+    fn non_hosts_are_refused_without_force() {
+        for bad in [
+            "255.255.255.255",
+            "224.0.0.1",
+            "0.0.0.0",
+            "::",
+            "ff02::1",
+            "239.0.0.0/30",
+        ] {
+            let e = r(bad, Family::Any, false).unwrap_err();
+            assert!(
+                e.contains("refusing to probe") && e.contains("--force"),
+                "{bad}: {e}"
+            );
+            assert!(r(bad, Family::Any, true).is_ok(), "{bad} with --force");
+        }
     }
 }

@@ -5,6 +5,8 @@
 use crate::track::{NANOS_PER_SEC, Nanos};
 use crate::wire::LinkType;
 use pcap::{Capture, Dead, Linktype, Packet, PacketHeader, Precision, Savefile};
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct PcapWriter {
@@ -28,9 +30,18 @@ impl PcapWriter {
             .ok_or_else(|| format!("{}: file name is not valid UTF-8", dest.display()))?;
         let dead = Capture::dead_with_precision(Linktype(link.0), Precision::Nano)
             .map_err(|e| format!("{}: cannot start a capture file: {e}", dest.display()))?;
-        let file = dead
-            .savefile(tmp_str)
+        // Our own new file (O_EXCL, O_NOFOLLOW): a symlink or file planted
+        // at the temporary name makes this fail instead of being followed.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o644)
+            .open(&tmp)
             .map_err(|e| format!("{}: cannot create {tmp_str}: {e}", dest.display()))?;
+        // SAFETY: the Savefile takes sole ownership of the descriptor.
+        let file = unsafe { dead.savefile_raw_fd(f.into_raw_fd()) }
+            .map_err(|e| format!("{}: cannot write {tmp_str}: {e}", dest.display()))?;
         Ok(PcapWriter {
             _dead: dead,
             file,
