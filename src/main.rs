@@ -15,6 +15,7 @@ use synscope::track::{self, NANOS_PER_SEC};
 const EXIT_OK: u8 = 0;
 const EXIT_INPUT: u8 = 2;
 const EXIT_RUNTIME: u8 = 3;
+const EXIT_INTERRUPTED: u8 = 130;
 /// Probes in one scan without --large.
 const MAX_PROBES: u64 = 1 << 20;
 
@@ -138,6 +139,9 @@ struct ScanArgs {
     /// Allow more than 1,048,576 probes (targets × ports) in one scan.
     #[arg(long)]
     large: bool,
+    /// Once the sockets are open, drop root to this user (default: the sudo caller).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
     /// Source port of the probes (default: random, outside the kernel's ephemeral range).
     #[arg(short = 'g', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     source_port: Option<u16>,
@@ -246,6 +250,10 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             write: None,
             source_port: None,
             unprivileged: args.unprivileged,
+            // diagnose opens more handles as it goes (traces): it keeps its
+            // privileges, and Ctrl-C ends it at once.
+            user: None,
+            catch_signals: false,
             track: track::Config::default(),
         },
     };
@@ -349,6 +357,8 @@ fn scan(args: ScanArgs) -> ExitCode {
         write: args.write,
         source_port: args.source_port,
         unprivileged: args.unprivileged,
+        user: args.user,
+        catch_signals: true,
         track: track::Config {
             timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
             ..track::Config::default()
@@ -367,7 +377,12 @@ fn scan(args: ScanArgs) -> ExitCode {
     }
     let e = info.engine;
     let note = format!(
-        "Scan: {} probes ({} retransmitted, {} answered, {} unanswered) from port {} in {:.2} s; seed {}.\n",
+        "{}Scan: {} probes ({} retransmitted, {} answered, {} unanswered) from port {} in {:.2} s; seed {}.\n",
+        if info.partial {
+            "PARTIAL: interrupted before the scan ended; the verdicts above are the ones reached so far.\n"
+        } else {
+            ""
+        },
         e.sent,
         e.retransmitted,
         e.answered,
@@ -376,13 +391,18 @@ fn scan(args: ScanArgs) -> ExitCode {
         info.duration_s,
         info.seed
     );
-    emit(
+    let code = emit(
         &outcome.analysis,
         args.format,
         args.all,
         Some(&note),
         Some(info),
-    )
+    );
+    if info.partial && code == ExitCode::from(EXIT_OK) {
+        // Interrupted: the shell's convention for SIGINT.
+        return ExitCode::from(EXIT_INTERRUPTED);
+    }
+    code
 }
 
 /// Prints the report; the exit code for what happened.

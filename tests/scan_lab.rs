@@ -301,3 +301,132 @@ fn without_privileges_one_clear_line_and_exit_3() {
     assert!(!err.contains("panicked"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ctrl_c_prints_partial_verdicts_and_leaves_a_readable_capture() {
+    if !is_root() {
+        skip_or_fail("scanning needs root (run as root, as CI does)");
+        return;
+    }
+    let dir = scratch("sigint");
+    let file = dir.join("partial.pcap");
+    // All ports of loopback at 2,000 a second: about 33 s, interrupted at 1.5 s.
+    let child = bin()
+        .args([
+            "scan",
+            "127.0.0.1",
+            "-p-",
+            "--rate",
+            "2000",
+            "--format",
+            "json",
+            "--write",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["scan"]["partial"], true);
+    let n = j["results"].as_array().unwrap().len();
+    assert!(n > 100 && n < 65535, "{n} verdicts so far");
+    // The capture is complete and readable, and gives the same verdicts.
+    let o = run(&["analyze", "--format", "json", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let offline: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(offline["results"], j["results"]);
+    println!("interrupted after {n} verdicts; the capture reads back the same");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_sudo_scan_drops_root_before_reading_packets() {
+    if !is_root() {
+        skip_or_fail("dropping root needs root");
+        return;
+    }
+    let dir = scratch("drop");
+    // The invoking user (as sudo says) will own the written capture.
+    assert!(
+        std::process::Command::new("chown")
+            .arg("65534:65534")
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let file = dir.join("scan.pcap");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synscope"))
+        .args([
+            "scan",
+            "127.0.0.1",
+            "-p",
+            "1-3000",
+            "--rate",
+            "1000",
+            "--wait",
+            "0.5",
+            "--format",
+            "json",
+            "--write",
+        ])
+        .arg(&file)
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    // While it scans, its effective uid is no longer 0.
+    let mut euid = None;
+    for _ in 0..200 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let s = std::fs::read_to_string(&status).unwrap_or_default();
+        let uids: Vec<u32> = s
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if uids.len() == 4 && uids[1] != 0 {
+            euid = Some(uids);
+            break;
+        }
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    let uids = euid.expect("the scan kept euid 0");
+    assert_eq!(
+        uids,
+        vec![65534; 4],
+        "real, effective, saved and fs uid all dropped"
+    );
+    let j: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["scan"]["ran_as_uid"], 65534);
+    assert_eq!(
+        j["results"].as_array().unwrap().len(),
+        3000,
+        "the scan still worked"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().uid(),
+        65534,
+        "the capture belongs to the caller"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -213,6 +213,11 @@ impl Engine {
         }
     }
 
+    /// Whether probe `i` went out at least once.
+    pub fn was_sent(&self, i: u32) -> bool {
+        self.tries.get(i as usize).is_some_and(|t| *t > 0)
+    }
+
     /// Every probe answered or given up.
     pub fn finished(&self) -> bool {
         self.next_new == self.status.len() && self.in_flight == 0

@@ -10,6 +10,7 @@
 
 pub mod connect;
 pub mod engine;
+pub mod privs;
 pub mod probe;
 pub mod route;
 pub mod send;
@@ -50,6 +51,11 @@ pub struct ScanOptions {
     /// connect() probes with the ICMP error queue instead of raw SYNs (no
     /// privileges needed; no TTLs seen).
     pub unprivileged: bool,
+    /// Drop root to this user once the handles are open (default: the sudo
+    /// caller).
+    pub user: Option<String>,
+    /// Stop on SIGINT/SIGTERM and report what was found, marked partial.
+    pub catch_signals: bool,
     pub track: track::Config,
 }
 
@@ -63,6 +69,11 @@ pub struct ScanOutcome {
 /// How the scan went (the JSON report's `scan` object).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ScanInfo {
+    /// Interrupted (SIGINT/SIGTERM): the verdicts so far; probes still
+    /// waiting were not given their full time.
+    pub partial: bool,
+    /// The uid the scan ran as after opening its handles.
+    pub ran_as_uid: u32,
     pub engine: EngineStats,
     pub captures: Vec<(String, CaptureStats)>,
     /// Probes whose SYN the capture never saw (reported filtered, with a
@@ -148,6 +159,9 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     Ok(ScanOutcome {
         analysis: Analysis::from_parts(results, inputs),
         info: ScanInfo {
+            partial: false,
+            // SAFETY: geteuid has no preconditions.
+            ran_as_uid: unsafe { libc::geteuid() },
             engine,
             captures: Vec::new(),
             not_captured: 0,
@@ -226,6 +240,18 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         std::io::ErrorKind::PermissionDenied => ScanError(permission_hint("raw socket")),
         _ => ScanError(format!("raw socket: {e}")),
     })?;
+
+    // Every privileged handle is open: drop root before the first packet
+    // is read.
+    if let Some(id) = privs::target_identity(opts.user.as_deref()).map_err(ScanError)? {
+        if let Some(w) = writer.as_ref() {
+            w.chown(id.uid, id.gid).map_err(ScanError)?;
+        }
+        privs::drop_to(id).map_err(ScanError)?;
+    }
+    if opts.catch_signals {
+        privs::catch_interrupts();
+    }
 
     // The probes, in random (or seeded) order.
     let mut probes: Vec<(IpAddr, u16)> = Vec::with_capacity(opts.targets.len() * opts.ports.len());
@@ -330,6 +356,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
     };
 
+    let mut warnings_early: Vec<String> = Vec::new();
     let scan_start = Instant::now();
     loop {
         let now = Instant::now();
@@ -368,7 +395,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             &mut inputs,
             &mut writer,
         )?;
-        if engine.finished() {
+        if engine.finished() || privs::interrupted() {
             break;
         }
         let now = Instant::now();
@@ -383,7 +410,11 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         return Err(e);
     }
     // Late answers: ICMP from a router whose ARP failed, slow hosts.
-    let listen_until = Instant::now() + opts.wait;
+    let listen_until = if privs::interrupted() {
+        Instant::now()
+    } else {
+        Instant::now() + opts.wait
+    };
     loop {
         drain(
             &mut captures,
@@ -393,10 +424,16 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             &mut writer,
         )?;
         let now = Instant::now();
-        if now >= listen_until {
+        if now >= listen_until || privs::interrupted() {
             break;
         }
         poll(&fds, listen_until - now);
+    }
+    let partial = privs::interrupted();
+    if partial {
+        warnings_early.push(
+            "interrupted: these are the verdicts so far (partial); probes still waiting were not given their full time and show as filtered".to_string(),
+        );
     }
     drain(
         &mut captures,
@@ -406,7 +443,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         &mut writer,
     )?;
 
-    let mut warnings = Vec::new();
+    let mut warnings = warnings_early;
     let mut cap_stats = Vec::new();
     for c in captures.iter_mut() {
         let s = c.stats();
@@ -434,7 +471,11 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         .collect();
     let seen: FxHashSet<(IpAddr, u16)> = results.iter().map(|v| (v.target, v.port)).collect();
     let mut not_captured = 0u64;
-    for (target, port) in &probes {
+    for (i, (target, port)) in probes.iter().enumerate() {
+        // Never sent (an interrupted scan): no verdict at all.
+        if !engine.was_sent(i as u32) {
+            continue;
+        }
         if !seen.contains(&(*target, *port)) {
             not_captured += 1;
             results.push(Verdict {
@@ -480,6 +521,9 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     Ok(ScanOutcome {
         analysis: Analysis::from_parts(results, inputs),
         info: ScanInfo {
+            partial,
+            // SAFETY: geteuid has no preconditions.
+            ran_as_uid: unsafe { libc::geteuid() },
             engine: engine.stats(),
             captures: cap_stats,
             not_captured,

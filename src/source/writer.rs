@@ -50,6 +50,13 @@ impl PcapWriter {
         })
     }
 
+    /// Gives the file being written to `uid`/`gid` (before a scan drops
+    /// root, so it can still finish and move it into place).
+    pub fn chown(&self, uid: u32, gid: u32) -> Result<(), String> {
+        std::os::unix::fs::chown(&self.tmp, Some(uid), Some(gid))
+            .map_err(|e| format!("{}: cannot hand it to uid {uid}: {e}", self.dest.display()))
+    }
+
     pub fn write(&mut self, ts: Nanos, orig_len: u32, data: &[u8]) {
         let caplen = u32::try_from(data.len()).unwrap_or(u32::MAX);
         let header = PacketHeader {

@@ -99,6 +99,7 @@ impl Lab {
     pub fn exec(&self, which: char, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.ns(which)]).args(args);
+        c.env_remove("SUDO_UID").env_remove("SUDO_GID");
         c
     }
 

@@ -9,8 +9,12 @@ use synscope::fixture::{self, Seg};
 use synscope::source::PcapWriter;
 use synscope::wire::{LinkType, flags};
 
+/// The binary, without a sudo caller in its environment (a scan would drop
+/// root to it); the test of that sets it on purpose.
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_synscope"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_synscope"));
+    c.env_remove("SUDO_UID").env_remove("SUDO_GID");
+    c
 }
 
 pub fn run(args: &[&str]) -> Output {
