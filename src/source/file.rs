@@ -71,7 +71,15 @@ impl PacketSource for FileSource {
                 }))
             }
             Err(pcap::Error::NoMorePackets) => Ok(None),
-            Err(e) => Err(SourceError::Read(pcap_reason(&e))),
+            Err(e) => {
+                let mut why = pcap_reason(&e);
+                if why.contains("different from the type of the first interface") {
+                    why.push_str(
+                        " (libpcap reads one link type per pcapng file: split it by interface, e.g. with tshark -r FILE -w PART -Y frame.interface_id==N)",
+                    );
+                }
+                Err(SourceError::Read(why))
+            }
         }
     }
 }
