@@ -37,7 +37,7 @@ fn record(v: &mut Vec<u8>, sec: u32, caplen: u32, len: u32, data: &[u8]) {
 
 fn block(v: &mut Vec<u8>, ty: u32, body: &[u8]) {
     let mut body = body.to_vec();
-    while body.len() % 4 != 0 {
+    while !body.len().is_multiple_of(4) {
         body.push(0);
     }
     let total = (12 + body.len()) as u32;
