@@ -430,3 +430,57 @@ fn a_sudo_scan_drops_root_before_reading_packets() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn capabilities_alone_are_enough() {
+    if !is_root() {
+        skip_or_fail("setting file capabilities needs root");
+        return;
+    }
+    let dir = scratch("caps");
+    let bin = dir.join("synscope");
+    std::fs::copy(env!("CARGO_BIN_EXE_synscope"), &bin).unwrap();
+    for p in [&dir, &bin] {
+        assert!(
+            std::process::Command::new("chmod")
+                .arg("755")
+                .arg(p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let st = std::process::Command::new("setcap")
+        .arg("cap_net_raw,cap_net_admin+eip")
+        .arg(&bin)
+        .status()
+        .expect("setcap (libcap2-bin)");
+    assert!(st.success(), "setcap failed");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let o = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args([
+            "scan",
+            "127.0.0.1",
+            "-p",
+            &open.to_string(),
+            "--wait",
+            "0.2",
+            "--format",
+            "json",
+        ])
+        .env_remove("SUDO_UID")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "as nobody with capabilities: {}",
+        stderr(&o)
+    );
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["results"][0]["state"], "open");
+    assert_eq!(j["scan"]["ran_as_uid"], 65534);
+    let _ = std::fs::remove_dir_all(&dir);
+}
