@@ -379,7 +379,7 @@ fn scan(args: ScanArgs) -> ExitCode {
     let note = format!(
         "{}Scan: {} probes ({} retransmitted, {} answered, {} unanswered) from port {} in {:.2} s; seed {}.\n",
         if info.partial {
-            "PARTIAL: interrupted before the scan ended; the verdicts above are the ones reached so far.\n"
+            "PARTIAL: the scan did not end (interrupted, or its capture failed); the verdicts above are the ones reached so far.\n"
         } else {
             ""
         },
@@ -398,6 +398,10 @@ fn scan(args: ScanArgs) -> ExitCode {
         Some(&note),
         Some(info),
     );
+    if info.capture_error.is_some() && code == ExitCode::from(EXIT_OK) {
+        // The report was printed, but the scan could not finish.
+        return ExitCode::from(EXIT_RUNTIME);
+    }
     if info.partial && code == ExitCode::from(EXIT_OK) {
         // Interrupted: the shell's convention for SIGINT.
         return ExitCode::from(EXIT_INTERRUPTED);

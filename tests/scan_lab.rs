@@ -484,3 +484,58 @@ fn capabilities_alone_are_enough() {
     assert_eq!(j["scan"]["ran_as_uid"], 65534);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_interface_going_down_mid_scan_ends_it_partial_with_a_clear_message() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let child = lab
+        .exec(
+            'c',
+            &[
+                bin, "scan", TARGET4, "-p", "1-30000", "--rate", "5000", "--format", "json",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let iface = lab.client_if();
+    assert!(
+        lab.exec('c', &["ip", "link", "set", &iface, "down"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("the scan stopped early") && err.contains("interface down"),
+        "{err}"
+    );
+    let j: Value =
+        serde_json::from_slice(&o.stdout).expect("the verdicts so far are still printed");
+    assert_eq!(j["scan"]["partial"], true);
+    let results = j["results"].as_array().unwrap();
+    assert!(
+        !results.is_empty() && results.len() < 30000,
+        "{} verdicts",
+        results.len()
+    );
+    // Every verdict given is backed by packets: nothing is filtered by
+    // default because it was never seen.
+    for r in results {
+        let port = r["port"].as_u64().unwrap() as u16;
+        let (state, _, _, _) = expected(port, false);
+        assert_eq!(r["state"], state, "port {port}");
+    }
+    println!(
+        "stopped after {} verdicts: {}",
+        results.len(),
+        err.lines().next().unwrap_or("")
+    );
+}

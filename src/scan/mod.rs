@@ -69,9 +69,12 @@ pub struct ScanOutcome {
 /// How the scan went (the JSON report's `scan` object).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ScanInfo {
-    /// Interrupted (SIGINT/SIGTERM): the verdicts so far; probes still
-    /// waiting were not given their full time.
+    /// Interrupted (SIGINT/SIGTERM), or the capture failed: the verdicts so
+    /// far; probes still waiting were not given their full time.
     pub partial: bool,
+    /// Why the capture stopped, if it failed mid-scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_error: Option<String>,
     /// The uid the scan ran as after opening its handles.
     pub ran_as_uid: u32,
     pub engine: EngineStats,
@@ -160,6 +163,7 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         analysis: Analysis::from_parts(results, inputs),
         info: ScanInfo {
             partial: false,
+            capture_error: None,
             // SAFETY: geteuid has no preconditions.
             ran_as_uid: unsafe { libc::geteuid() },
             engine,
@@ -291,12 +295,12 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
                      tracker: &mut Tracker,
                      inputs: &mut Vec<InputSummary>,
                      writer: &mut Option<PcapWriter>|
-     -> Result<(), ScanError> {
+     -> Result<(), String> {
         for (ci, cap) in captures.iter_mut().enumerate() {
             let link = cap.link_type();
             // Bounded per call, so sending never starves.
             for _ in 0..65536 {
-                let Some(p) = cap.try_next().map_err(ScanError)? else {
+                let Some(p) = cap.try_next()? else {
                     break;
                 };
                 inputs[ci].packets_read += 1;
@@ -357,6 +361,8 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     };
 
     let mut warnings_early: Vec<String> = Vec::new();
+    let mut cap_failed: Option<String> = None;
+    let mut failed_batches = 0u32;
     let scan_start = Instant::now();
     loop {
         let now = Instant::now();
@@ -378,23 +384,50 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         if !segs.is_empty() {
             let batch: Vec<(IpAddr, &[u8])> = segs.iter().map(|(t, s)| (*t, &s[..])).collect();
             match sender.send(&batch) {
-                Ok(n) => send_errors += (batch.len() - n) as u64,
+                Ok(n) => {
+                    send_errors += (batch.len() - n) as u64;
+                    failed_batches = 0;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     fatal = Some(ScanError(permission_hint("sending probes")));
                 }
-                Err(_) => send_errors += batch.len() as u64,
+                // The interface is gone: nothing more can be sent or seen.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENETDOWN) | Some(libc::ENODEV) | Some(libc::ENXIO)
+                    ) =>
+                {
+                    send_errors += batch.len() as u64;
+                    cap_failed = Some(format!("sending failed: {e}; did the interface go down?"));
+                }
+                Err(e) => {
+                    send_errors += batch.len() as u64;
+                    failed_batches += 1;
+                    // Every send refused, batch after batch: the route or
+                    // the interface is gone (e.g. "Network is unreachable"
+                    // once a link is down).
+                    if failed_batches >= 20 {
+                        cap_failed = Some(format!(
+                            "sending failed {failed_batches} times in a row: {e}; is the interface down or the route gone?"
+                        ));
+                    }
+                }
             }
         }
-        if fatal.is_some() {
+        if fatal.is_some() || cap_failed.is_some() {
             break;
         }
-        drain(
+        if let Err(e) = drain(
             &mut captures,
             &mut engine,
             &mut tracker,
             &mut inputs,
             &mut writer,
-        )?;
+        ) {
+            cap_failed = Some(e);
+            break;
+        }
         if engine.finished() || privs::interrupted() {
             break;
         }
@@ -410,38 +443,50 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         return Err(e);
     }
     // Late answers: ICMP from a router whose ARP failed, slow hosts.
-    let listen_until = if privs::interrupted() {
+    let listen_until = if privs::interrupted() || cap_failed.is_some() {
         Instant::now()
     } else {
         Instant::now() + opts.wait
     };
-    loop {
-        drain(
+    while cap_failed.is_none() {
+        if let Err(e) = drain(
             &mut captures,
             &mut engine,
             &mut tracker,
             &mut inputs,
             &mut writer,
-        )?;
+        ) {
+            cap_failed = Some(e);
+            break;
+        }
         let now = Instant::now();
         if now >= listen_until || privs::interrupted() {
             break;
         }
         poll(&fds, listen_until - now);
     }
-    let partial = privs::interrupted();
-    if partial {
+    if privs::interrupted() {
         warnings_early.push(
             "interrupted: these are the verdicts so far (partial); probes still waiting were not given their full time and show as filtered".to_string(),
         );
     }
-    drain(
-        &mut captures,
-        &mut engine,
-        &mut tracker,
-        &mut inputs,
-        &mut writer,
-    )?;
+    if cap_failed.is_none()
+        && let Err(e) = drain(
+            &mut captures,
+            &mut engine,
+            &mut tracker,
+            &mut inputs,
+            &mut writer,
+        )
+    {
+        cap_failed = Some(e);
+    }
+    if let Some(e) = &cap_failed {
+        warnings_early.push(format!(
+            "the scan stopped early ({e}): these are the verdicts so far (partial); probes after that were not sent or their answers not seen, so ports shown filtered are not certain"
+        ));
+    }
+    let partial = privs::interrupted() || cap_failed.is_some();
 
     let mut warnings = warnings_early;
     let mut cap_stats = Vec::new();
@@ -462,6 +507,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         w.finish().map_err(ScanError)?;
     }
 
+    let clock = tracker.clock();
     let (merged, stats) = tracker.finish();
     // Only our own probes: other traffic of this host may be in the capture.
     let mut results: Vec<Verdict> = merged
@@ -470,6 +516,20 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         .filter(|v| sources.contains(&v.client) && index.contains_key(&(v.target, v.port)))
         .collect();
     let seen: FxHashSet<(IpAddr, u16)> = results.iter().map(|v| (v.target, v.port)).collect();
+    if partial {
+        // Silence not yet given its full time is no verdict.
+        let before = results.len();
+        results.retain(|v| {
+            v.state != State::Filtered
+                || v.first_probe_ns.saturating_add(opts.track.timeout) <= clock
+        });
+        let cut = before - results.len();
+        if cut > 0 {
+            warnings.push(format!(
+                "{cut} ports still waiting for an answer when the scan stopped are left out"
+            ));
+        }
+    }
     let mut not_captured = 0u64;
     for (i, (target, port)) in probes.iter().enumerate() {
         // Never sent (an interrupted scan): no verdict at all.
@@ -478,6 +538,10 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         }
         if !seen.contains(&(*target, *port)) {
             not_captured += 1;
+            // A scan that stopped early gives no verdict it cannot back.
+            if partial {
+                continue;
+            }
             results.push(Verdict {
                 client: source_of.get(target).copied().unwrap_or(*target),
                 target: *target,
@@ -499,9 +563,13 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             });
         }
     }
-    if not_captured > 0 {
+    if not_captured > 0 && partial {
         warnings.push(format!(
-            "{not_captured} probes were sent but never seen by the capture; they are shown filtered, which the capture cannot confirm"
+            "{not_captured} probes sent (or tried) were never seen by the capture; the scan stopped early, so they are left out"
+        ));
+    } else if not_captured > 0 {
+        warnings.push(format!(
+            "{not_captured} probes were sent (or tried) but never seen by the capture; they are shown filtered, which the capture cannot confirm"
         ));
     }
     if send_errors > 0 {
@@ -522,6 +590,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         analysis: Analysis::from_parts(results, inputs),
         info: ScanInfo {
             partial,
+            capture_error: cap_failed,
             // SAFETY: geteuid has no preconditions.
             ran_as_uid: unsafe { libc::geteuid() },
             engine: engine.stats(),

@@ -370,6 +370,11 @@ impl Tracker {
         self.decided
     }
 
+    /// The capture's clock: the latest packet time seen.
+    pub fn clock(&self) -> Nanos {
+        self.now
+    }
+
     /// The verdicts of the attempts decided so far, merged per triple.
     pub fn decided_verdicts(&self) -> Vec<Verdict> {
         self.merged.verdicts()
