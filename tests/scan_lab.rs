@@ -539,3 +539,87 @@ fn the_interface_going_down_mid_scan_ends_it_partial_with_a_clear_message() {
         err.lines().next().unwrap_or("")
     );
 }
+
+#[test]
+fn replayed_answers_of_an_earlier_scan_change_nothing() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let dir = scratch("replay");
+    let first = dir.join("first.pcap");
+    let ports = "22,80,81,8081,9000,9001,9002,9003";
+    let sport = "40200";
+    // A first scan's answers, recorded.
+    let j1 = scan_json(
+        Some(&lab),
+        &[
+            "-p",
+            ports,
+            "-g",
+            sport,
+            "--wait",
+            "0.5",
+            "--write",
+            first.to_str().unwrap(),
+            TARGET4,
+        ],
+    );
+    assert_eq!(find(&j1, TARGET4, 81)["state"], "refused");
+    // They come back (from the router namespace) while a second scan, from
+    // the same source port, runs slowly.
+    let replayer = lab
+        .exec(
+            'r',
+            &[
+                "timeout",
+                "20",
+                "python3",
+                root().join("tests/lab/replay.py").to_str().unwrap(),
+                "--pcap",
+                first.to_str().unwrap(),
+                "--from",
+                TARGET4,
+                "--seconds",
+                "4",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let j2 = scan_json(
+        Some(&lab),
+        &[
+            "-p", ports, "-g", sport, "--rate", "20", "--wait", "1", TARGET4,
+        ],
+    );
+    let out = replayer.wait_with_output().unwrap();
+    let replayed: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(replayed > 50, "replayed {replayed}");
+    for port in ports.split(',').map(|p| p.parse::<u16>().unwrap()) {
+        let (state, reason, responder, _) = expected(port, false);
+        let r = find(&j2, TARGET4, u64::from(port));
+        assert_eq!(
+            (
+                r["state"].as_str().unwrap(),
+                r["reason"].as_str().unwrap(),
+                r["responder"].as_str()
+            ),
+            (state, reason, responder),
+            "port {port} under replayed answers"
+        );
+    }
+    let unsolicited = j2["summary"]["unsolicited"].as_u64().unwrap();
+    // Most of the 4 s of replaying overlaps the scan's listening.
+    assert!(
+        unsolicited >= replayed / 8,
+        "{unsolicited} unsolicited of {replayed} replayed"
+    );
+    println!(
+        "replayed {replayed} old answers; {unsolicited} counted unsolicited; verdicts unchanged"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
