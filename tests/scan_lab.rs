@@ -623,3 +623,65 @@ fn replayed_answers_of_an_earlier_scan_change_nothing() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_target_that_starts_answering_halfway_is_probed_again() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    // The target drops all TCP at first ("down"), then comes up mid-scan.
+    let drop_all = ["-p", "tcp", "--dport", "1:2000", "-j", "DROP"];
+    let mut insert = vec!["iptables", "-w", "-I", "INPUT"];
+    insert.extend_from_slice(&drop_all);
+    assert!(lab.exec('t', &insert).status().unwrap().success());
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let child = lab
+        .exec(
+            'c',
+            &[
+                bin,
+                "scan",
+                TARGET4,
+                "-p",
+                "1-2000",
+                "--rate",
+                "1000",
+                "--max-retries",
+                "0",
+                "--wait",
+                "0.5",
+                "--format",
+                "json",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let mut delete = vec!["iptables", "-w", "-D", "INPUT"];
+    delete.extend_from_slice(&drop_all);
+    assert!(lab.exec('t', &delete).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("answered nothing until partway through the scan"),
+        "{err}"
+    );
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2000);
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|r| r["state"] != expected(r["port"].as_u64().unwrap() as u16, false).0)
+        .map(|r| format!("{}:{}", r["port"], r["state"]))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} ports still wrong: {:?}\n{err}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    println!("{err}");
+}

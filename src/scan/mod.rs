@@ -20,7 +20,7 @@ pub mod trace;
 use crate::analyze::{Analysis, InputSummary};
 use crate::select::PortSet;
 use crate::source::{CaptureStats, LiveSource, PcapWriter};
-use crate::track::{self, Reason, State, Tracker, Verdict};
+use crate::track::{self, NANOS_PER_SEC, Reason, State, Tracker, Verdict};
 use crate::wire::{self, Body, flags};
 use engine::{Engine, EngineConfig, EngineStats};
 use probe::{IsnKey, SYN_LEN, build_syn};
@@ -182,6 +182,93 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     if opts.unprivileged {
         return run_unprivileged(opts);
     }
+    let mut out = run_once(opts)?;
+    if out.info.partial {
+        return Ok(out);
+    }
+    // A host that started answering only partway through (it came up, a
+    // rule was lifted) leaves its earlier ports looking filtered: probe
+    // those once more before calling them so.
+    for (target, ports) in silent_before_first_answer(&out.analysis.results, NANOS_PER_SEC) {
+        let spec: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
+        let Ok(portset) = spec.join(",").parse::<PortSet>() else {
+            continue;
+        };
+        let mut again = opts.clone();
+        again.targets = vec![target];
+        again.ports = portset;
+        again.write = None;
+        again.seed = None;
+        let second = run_once(&again)?;
+        let mut changed = 0;
+        for nv in second.analysis.results {
+            if nv.state == State::Filtered {
+                continue;
+            }
+            if let Some(v) = out
+                .analysis
+                .results
+                .iter_mut()
+                .find(|v| v.target == nv.target && v.port == nv.port)
+            {
+                let probes = v.probes.saturating_add(nv.probes);
+                *v = nv;
+                v.probes = probes;
+                changed += 1;
+            }
+        }
+        out.info.warnings.push(format!(
+            "{target} answered nothing until partway through the scan; the {} ports silent before that were probed again: {changed} answered this time{}",
+            ports.len(),
+            if out.info.warnings.is_empty() || opts.write.is_none() {
+                ""
+            } else {
+                " (the --write capture holds the first pass only)"
+            }
+        ));
+    }
+    let results = std::mem::take(&mut out.analysis.results);
+    let inputs = std::mem::take(&mut out.analysis.inputs);
+    out.analysis = Analysis::from_parts(results, inputs);
+    Ok(out)
+}
+
+/// Per target: when the target said nothing for at least `gap` from its
+/// first probe, then answered, and no port probed after its first answer is
+/// silent (the pattern of a host that came up mid-scan, not of a
+/// firewall), the filtered ports probed before that first answer.
+fn silent_before_first_answer(results: &[Verdict], gap: u64) -> Vec<(IpAddr, Vec<u16>)> {
+    let mut out = Vec::new();
+    let mut targets: Vec<IpAddr> = results.iter().map(|v| v.target).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    for t in targets {
+        let vs: Vec<&Verdict> = results.iter().filter(|v| v.target == t).collect();
+        let (Some(first_answer), Some(first_probe)) = (
+            vs.iter().filter_map(|v| v.decided_ns).min(),
+            vs.iter().map(|v| v.first_probe_ns).min(),
+        ) else {
+            continue;
+        };
+        if first_answer < first_probe.saturating_add(gap) {
+            continue;
+        }
+        let silent_early: Vec<u16> = vs
+            .iter()
+            .filter(|v| v.state == State::Filtered && v.first_probe_ns < first_answer)
+            .map(|v| v.port)
+            .collect();
+        let silent_late = vs
+            .iter()
+            .any(|v| v.state == State::Filtered && v.first_probe_ns > first_answer);
+        if silent_early.len() >= 2 && !silent_late {
+            out.push((t, silent_early));
+        }
+    }
+    out
+}
+
+fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let started = Instant::now();
     if opts.targets.is_empty() || opts.ports.is_empty() {
         return Err(ScanError("nothing to scan: no target or no port".into()));
