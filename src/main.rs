@@ -142,6 +142,9 @@ struct ScanArgs {
     /// Once the sockets are open, drop root to this user (default: the sudo caller).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// Kernel capture buffer in KiB (default 65536), like tcpdump -B.
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
+    capture_buffer: Option<u32>,
     /// Source port of the probes (default: random, outside the kernel's ephemeral range).
     #[arg(short = 'g', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     source_port: Option<u16>,
@@ -254,6 +257,7 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             // privileges, and Ctrl-C ends it at once.
             user: None,
             catch_signals: false,
+            capture_buffer: None,
             track: track::Config::default(),
         },
     };
@@ -359,6 +363,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         unprivileged: args.unprivileged,
         user: args.user,
         catch_signals: true,
+        capture_buffer: args.capture_buffer.map(|k| (k as i32).saturating_mul(1024)),
         track: track::Config {
             timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
             ..track::Config::default()

@@ -98,6 +98,7 @@ fn check_lab_scan(lab: &Lab, v6: bool, dir: &std::path::Path) {
 
 #[test]
 fn lab_scan_v4_and_v6() {
+    let _machine = light();
     let Some(lab) = Lab::up(&[]) else {
         return;
     };
@@ -109,6 +110,7 @@ fn lab_scan_v4_and_v6() {
 
 #[test]
 fn loopback_scans_work_v4_and_v6() {
+    let _machine = light();
     if !is_root() {
         skip_or_fail("scanning needs root (run as root, as CI does)");
         return;
@@ -141,6 +143,7 @@ fn loopback_scans_work_v4_and_v6() {
 
 #[test]
 fn forged_replies_change_no_verdict_and_are_counted() {
+    let _machine = light();
     let Some(lab) = Lab::up(&[]) else {
         return;
     };
@@ -210,6 +213,7 @@ fn forged_replies_change_no_verdict_and_are_counted() {
 
 #[test]
 fn open_port_behind_50_percent_loss_is_found_open() {
+    let _machine = light();
     let Some(lab) = Lab::up(&[]) else {
         return;
     };
@@ -260,6 +264,7 @@ fn open_port_behind_50_percent_loss_is_found_open() {
 
 #[test]
 fn without_privileges_one_clear_line_and_exit_3() {
+    let _machine = light();
     if !is_root() {
         // Unprivileged already: run it as we are.
         let o = run(&["scan", "127.0.0.1", "-p", "80", "--wait", "0"]);
@@ -304,6 +309,7 @@ fn without_privileges_one_clear_line_and_exit_3() {
 
 #[test]
 fn ctrl_c_prints_partial_verdicts_and_leaves_a_readable_capture() {
+    let _machine = light();
     if !is_root() {
         skip_or_fail("scanning needs root (run as root, as CI does)");
         return;
@@ -348,6 +354,7 @@ fn ctrl_c_prints_partial_verdicts_and_leaves_a_readable_capture() {
 
 #[test]
 fn a_sudo_scan_drops_root_before_reading_packets() {
+    let _machine = light();
     if !is_root() {
         skip_or_fail("dropping root needs root");
         return;
@@ -433,6 +440,7 @@ fn a_sudo_scan_drops_root_before_reading_packets() {
 
 #[test]
 fn capabilities_alone_are_enough() {
+    let _machine = light();
     if !is_root() {
         skip_or_fail("setting file capabilities needs root");
         return;
@@ -487,6 +495,7 @@ fn capabilities_alone_are_enough() {
 
 #[test]
 fn the_interface_going_down_mid_scan_ends_it_partial_with_a_clear_message() {
+    let _machine = light();
     let Some(lab) = Lab::up(&[]) else {
         return;
     };
@@ -542,6 +551,7 @@ fn the_interface_going_down_mid_scan_ends_it_partial_with_a_clear_message() {
 
 #[test]
 fn replayed_answers_of_an_earlier_scan_change_nothing() {
+    let _machine = light();
     let Some(lab) = Lab::up(&[]) else {
         return;
     };
@@ -626,6 +636,7 @@ fn replayed_answers_of_an_earlier_scan_change_nothing() {
 
 #[test]
 fn a_target_that_starts_answering_halfway_is_probed_again() {
+    let _machine = light();
     let Some(lab) = Lab::up(&[]) else {
         return;
     };
@@ -684,4 +695,58 @@ fn a_target_that_starts_answering_halfway_is_probed_again() {
         &wrong[..wrong.len().min(10)]
     );
     println!("{err}");
+}
+
+#[test]
+fn a_capture_that_overflows_says_so_and_presents_no_silence_as_certain() {
+    let _machine = heavy();
+    if !is_root() {
+        skip_or_fail("scanning needs root (run as root, as CI does)");
+        return;
+    }
+    // Every port of loopback, unthrottled, into a 64 KiB capture buffer:
+    // the kernel drops packets the scan cannot read in time.
+    let j = {
+        let o = bin()
+            .args([
+                "scan",
+                "127.0.0.1",
+                "-p-",
+                "--rate",
+                "0",
+                "--capture-buffer",
+                "64",
+                "--wait",
+                "0.3",
+                "--format",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("lost") && stderr(&o).contains("lower --rate"),
+            "{}",
+            stderr(&o)
+        );
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let dropped = j["scan"]["captures"][0][1]["dropped"].as_u64().unwrap();
+    assert!(dropped > 0, "the buffer did not overflow");
+    let results = j["results"].as_array().unwrap();
+    let mut silent = 0;
+    for r in results {
+        if r["state"] == "filtered" {
+            silent += 1;
+            assert_eq!(
+                r["uncertain"], true,
+                "silence after lost packets is not certain: {r}"
+            );
+        } else {
+            assert!(r.get("uncertain").is_none());
+        }
+    }
+    println!(
+        "{dropped} packets dropped by the kernel; {silent} silent ports, all marked uncertain"
+    );
 }

@@ -23,6 +23,7 @@ fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Opti
         ip_id: None,
         first_probe_ns: 0,
         decided_ns: None,
+        uncertain: false,
     }
 }
 

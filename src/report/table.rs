@@ -172,7 +172,11 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
             .unwrap_or_else(|| "-".into());
         let mut row = vec![
             v.port.to_string(),
-            v.state.as_str().to_string(),
+            if v.uncertain {
+                format!("{}?", v.state.as_str())
+            } else {
+                v.state.as_str().to_string()
+            },
             reason,
             v.responder
                 .map(|r| r.to_string())

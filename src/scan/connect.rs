@@ -177,6 +177,7 @@ fn verdict(
         ip_id: None,
         first_probe_ns: p.started_ns,
         decided_ns: decided.then(now_ns),
+        uncertain: false,
     }
 }
 

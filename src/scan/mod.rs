@@ -56,6 +56,8 @@ pub struct ScanOptions {
     pub user: Option<String>,
     /// Stop on SIGINT/SIGTERM and report what was found, marked partial.
     pub catch_signals: bool,
+    /// Kernel capture buffer in bytes (default 64 MiB).
+    pub capture_buffer: Option<i32>,
     pub track: track::Config,
 }
 
@@ -302,7 +304,10 @@ fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             "({}) and ((tcp port {sport}) or icmp or icmp6)",
             hosts.join(" or ")
         );
-        let cap = LiveSource::open(device, &filter).map_err(|e| {
+        let buffer = opts
+            .capture_buffer
+            .unwrap_or(crate::source::live_default_buffer());
+        let cap = LiveSource::open_with_buffer(device, &filter, buffer).map_err(|e| {
             if e.contains("not permitted") || e.contains("permission") {
                 ScanError(permission_hint(&format!("capture on {device}")))
             } else {
@@ -647,6 +652,7 @@ fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
                 ip_id: None,
                 first_probe_ns: 0,
                 decided_ns: None,
+                uncertain: true,
             });
         }
     }
@@ -661,6 +667,16 @@ fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     }
     if send_errors > 0 {
         warnings.push(format!("{send_errors} sends failed (and were retried)"));
+    }
+    // Lost packets make every silence doubtful: say so on each.
+    let lost: u64 = cap_stats
+        .iter()
+        .map(|(_, s)| s.dropped + s.if_dropped)
+        .sum();
+    if lost > 0 {
+        for v in results.iter_mut().filter(|v| v.state == State::Filtered) {
+            v.uncertain = true;
+        }
     }
     results.sort_by_key(|v| (v.target, v.port, v.client));
     for (i, inp) in inputs.iter_mut().enumerate() {

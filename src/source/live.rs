@@ -8,8 +8,8 @@ use crate::wire::LinkType;
 use pcap::{Active, Capture, Precision};
 use std::os::fd::{AsRawFd, RawFd};
 
-/// Kernel capture buffer: room for the replies of a full-port scan.
-const BUFFER_BYTES: i32 = 64 << 20;
+/// Kernel capture buffer by default: room for the replies of a full-port scan.
+pub const DEFAULT_BUFFER_BYTES: i32 = 64 << 20;
 /// Enough for every header synscope reads, ICMPv6 quotes included.
 const SNAPLEN: i32 = 256;
 
@@ -33,11 +33,16 @@ impl LiveSource {
     /// Opens `device` for capture with a BPF `filter`. Errors are one line
     /// naming the device and what to do.
     pub fn open(device: &str, filter: &str) -> Result<LiveSource, String> {
+        LiveSource::open_with_buffer(device, filter, DEFAULT_BUFFER_BYTES)
+    }
+
+    /// As [`LiveSource::open`], with a kernel buffer of `buffer` bytes.
+    pub fn open_with_buffer(device: &str, filter: &str, buffer: i32) -> Result<LiveSource, String> {
         let inactive =
             Capture::from_device(device).map_err(|e| format!("capture on {device}: {e}"))?;
         let cap = inactive
             .immediate_mode(true)
-            .buffer_size(BUFFER_BYTES)
+            .buffer_size(buffer)
             .snaplen(SNAPLEN)
             .precision(Precision::Nano)
             .open()

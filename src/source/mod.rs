@@ -9,6 +9,11 @@ mod writer;
 
 pub use file::FileSource;
 pub use live::{CaptureStats, LiveSource};
+
+/// The live capture's default kernel buffer, in bytes.
+pub fn live_default_buffer() -> i32 {
+    live::DEFAULT_BUFFER_BYTES
+}
 pub use memory::MemorySource;
 pub use writer::PcapWriter;
 

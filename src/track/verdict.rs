@@ -135,6 +135,10 @@ pub struct Verdict {
     pub first_probe_ns: Nanos,
     /// Capture time of the deciding reply.
     pub decided_ns: Option<Nanos>,
+    /// Silence that cannot be trusted: the capture lost packets, or never
+    /// saw this probe. Only present (true) then.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub uncertain: bool,
 }
 
 impl Verdict {
@@ -220,6 +224,7 @@ pub(super) fn build(r: &Record) -> Verdict {
         ip_id: None,
         first_probe_ns: r.first_syn,
         decided_ns: None,
+        uncertain: false,
     };
     if let Some(ev) = &r.evidence {
         apply(&mut v, ev);

@@ -77,3 +77,15 @@ pub fn skip_or_fail(why: &str) {
     }
     eprintln!("SKIPPED (not counted as passing): {why}");
 }
+
+/// Tests that load the machine (an unthrottled scan) run alone: they take
+/// this lock for writing, every other scanning test for reading.
+pub static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn light() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
