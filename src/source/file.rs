@@ -1,7 +1,6 @@
 //! Capture files (pcap and pcapng) read through libpcap.
 
 use super::{PacketSource, RawPacket, SourceError};
-use crate::track::{NANOS_PER_SEC, Nanos};
 use crate::wire::LinkType;
 use pcap::{Capture, Offline, Precision};
 use std::path::Path;
@@ -59,17 +58,7 @@ impl PacketSource for FileSource {
 
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError> {
         match self.cap.next_packet() {
-            Ok(p) => {
-                let sec = u64::try_from(p.header.ts.tv_sec).unwrap_or(0);
-                // With nanosecond precision libpcap puts nanoseconds here.
-                let frac = u64::try_from(p.header.ts.tv_usec).unwrap_or(0);
-                let ts: Nanos = sec.saturating_mul(NANOS_PER_SEC).saturating_add(frac);
-                Ok(Some(RawPacket {
-                    ts,
-                    len: p.header.len,
-                    data: p.data,
-                }))
-            }
+            Ok(p) => Ok(Some(RawPacket::from_pcap(&p))),
             Err(pcap::Error::NoMorePackets) => Ok(None),
             Err(e) => {
                 let mut why = pcap_reason(&e);

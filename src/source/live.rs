@@ -3,7 +3,6 @@
 //! mode on Linux, so the caller polls the file descriptor instead).
 
 use super::RawPacket;
-use crate::track::{NANOS_PER_SEC, Nanos};
 use crate::wire::LinkType;
 use pcap::{Active, Capture, Precision};
 use std::os::fd::{AsRawFd, RawFd};
@@ -82,16 +81,7 @@ impl LiveSource {
     /// The next captured frame if one is waiting, `Ok(None)` if not.
     pub fn try_next(&mut self) -> Result<Option<RawPacket<'_>>, String> {
         match self.cap.next_packet() {
-            Ok(p) => {
-                let sec = u64::try_from(p.header.ts.tv_sec).unwrap_or(0);
-                let frac = u64::try_from(p.header.ts.tv_usec).unwrap_or(0);
-                let ts: Nanos = sec.saturating_mul(NANOS_PER_SEC).saturating_add(frac);
-                Ok(Some(RawPacket {
-                    ts,
-                    len: p.header.len,
-                    data: p.data,
-                }))
-            }
+            Ok(p) => Ok(Some(RawPacket::from_pcap(&p))),
             Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),
             Err(e) => Err(format!("capture on {}: {e}", self.device)),
         }

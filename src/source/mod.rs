@@ -17,7 +17,7 @@ pub fn live_default_buffer() -> i32 {
 pub use memory::MemorySource;
 pub use writer::PcapWriter;
 
-use crate::track::Nanos;
+use crate::track::{NANOS_PER_SEC, Nanos};
 use crate::wire::LinkType;
 
 /// One captured frame, borrowed from its source until the next call.
@@ -28,6 +28,20 @@ pub struct RawPacket<'a> {
     /// Length on the wire (may exceed `data.len()` when the snap length cut it).
     pub len: u32,
     pub data: &'a [u8],
+}
+
+impl<'a> RawPacket<'a> {
+    /// A frame as libpcap hands it over, opened with nanosecond precision
+    /// (libpcap then puts nanoseconds in `tv_usec`).
+    pub(crate) fn from_pcap(p: &pcap::Packet<'a>) -> RawPacket<'a> {
+        let sec = u64::try_from(p.header.ts.tv_sec).unwrap_or(0);
+        let frac = u64::try_from(p.header.ts.tv_usec).unwrap_or(0);
+        RawPacket {
+            ts: sec.saturating_mul(NANOS_PER_SEC).saturating_add(frac),
+            len: p.header.len,
+            data: p.data,
+        }
+    }
 }
 
 /// A stream of captured frames of one link type.
