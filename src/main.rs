@@ -58,6 +58,17 @@ It resolves the name (every A and AAAA record), probes the port and reference
 ports (the host's common services, and --ref-ports) and says in plain
 language what answered, how, and from how far away.")]
     Diagnose(DiagnoseArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(
+        after_help = "Example:\n  synscope completions bash > /etc/bash_completion.d/synscope"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    #[command(after_help = "Example:\n  synscope man > /usr/local/share/man/man1/synscope.1")]
+    Man,
 }
 
 #[derive(clap::Args)]
@@ -194,6 +205,8 @@ struct AnalyzeArgs {
 enum Format {
     Table,
     Json,
+    /// One row per verdict, with a header (RFC 4180).
+    Csv,
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
@@ -209,6 +222,24 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze(args),
         Command::Scan(args) => scan(args),
         Command::Diagnose(args) => diagnose(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "synscope", &mut std::io::stdout());
+            ExitCode::from(EXIT_OK)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let man = clap_mangen::Man::new(Cli::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::from(EXIT_OK),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
+                Err(e) => {
+                    eprintln!("synscope: cannot write the man page: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
     }
 }
 
@@ -293,6 +324,18 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
     let text = match args.format {
         Format::Table => md,
         Format::Json => serde_json::to_string(&d).unwrap_or_default() + "\n",
+        Format::Csv => {
+            // The evidence of every address, one row per port.
+            let results = d
+                .addresses
+                .iter()
+                .flat_map(|a| a.results.iter().cloned())
+                .collect();
+            let a = synscope::analyze::Analysis::from_parts(results, Vec::new());
+            let mut buf = Vec::new();
+            let _ = synscope::report::write_csv(&a, &mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        }
     };
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
@@ -433,6 +476,7 @@ fn emit(
             out.write_all(text.as_bytes()).and_then(|_| out.flush())
         }
         Format::Json => write_json(analysis, scan, std::io::BufWriter::new(out)),
+        Format::Csv => synscope::report::write_csv(analysis, std::io::BufWriter::new(out)),
     };
     match written {
         // The reader went away (`| head`): nothing more to say.
@@ -479,6 +523,10 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
         if args.findings {
             let f = synscope::diagnose::offline::offline_findings(&analysis);
             let written = match args.format {
+                Format::Csv => synscope::report::write_csv(
+                    &analysis,
+                    std::io::BufWriter::new(std::io::stdout().lock()),
+                ),
                 Format::Table => {
                     let mut text = synscope::diagnose::offline::render(&f);
                     text.push_str(&render_table(&analysis, TableOptions { all: args.all }));

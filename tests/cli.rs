@@ -298,3 +298,45 @@ fn scans_refuse_non_hosts_and_huge_jobs_before_sending_anything() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("add --large"), "{}", stderr(&o));
 }
+
+#[test]
+fn csv_holds_the_same_verdicts_as_json() {
+    let f = root().join("captures/nmap-v6.pcapng");
+    let o = run(&["analyze", "--format", "csv", f.to_str().unwrap()]);
+    assert!(o.status.success());
+    let csv = stdout(&o);
+    let o = run(&["analyze", "--format", "json", f.to_str().unwrap()]);
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[..5], ["client", "target", "port", "state", "reason"]);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let results = j["results"].as_array().unwrap();
+    assert_eq!(rows.len(), results.len());
+    for (row, r) in rows.iter().zip(results) {
+        assert_eq!(row.len(), header.len(), "{row:?}");
+        assert_eq!(row[1], r["target"].as_str().unwrap());
+        assert_eq!(row[2], r["port"].to_string());
+        assert_eq!(row[3], r["state"].as_str().unwrap());
+        assert_eq!(row[7], r["responder"].as_str().unwrap_or(""));
+    }
+}
+
+#[test]
+fn completions_and_man_page_generate() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = run(&["completions", shell]);
+        assert!(o.status.success(), "{shell}");
+        let text = stdout(&o);
+        for word in ["synscope", "analyze", "scan", "diagnose", "--format"] {
+            assert!(text.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let o = run(&["man"]);
+    assert!(o.status.success());
+    let man = stdout(&o);
+    assert!(
+        man.contains(".TH synscope 1") && man.contains("diagnose"),
+        "{man}"
+    );
+}

@@ -1,8 +1,10 @@
 //! report: verdicts for people (tables) and for programs (JSON).
 
+mod csv;
 mod json;
 mod table;
 
+pub use csv::write_csv;
 pub use json::{SCHEMA_VERSION, write_json};
 pub use table::{TableOptions, render_table};
 
