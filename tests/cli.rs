@@ -328,7 +328,7 @@ fn completions_and_man_page_generate() {
         let o = run(&["completions", shell]);
         assert!(o.status.success(), "{shell}");
         let text = stdout(&o);
-        for word in ["synscope", "analyze", "scan", "diagnose", "--format"] {
+        for word in ["synscope", "analyze", "scan", "diagnose", "format"] {
             assert!(text.contains(word), "{shell} completions lack {word}");
         }
     }
