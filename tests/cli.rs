@@ -340,3 +340,24 @@ fn completions_and_man_page_generate() {
         "{man}"
     );
 }
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let f = root().join("captures/wrong-port.pcap");
+    let cmd = format!("{} analyze {}", env!("CARGO_BIN_EXE_synscope"), f.display());
+    // `script` (util-linux / bsdutils) gives the command a terminal.
+    let on_tty = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qc", &cmd, "/dev/null"]);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        String::from_utf8_lossy(&c.output().expect("script").stdout).into_owned()
+    };
+    assert!(on_tty(false).contains("\x1b["), "colours on a terminal");
+    assert!(!on_tty(true).contains("\x1b["), "none with NO_COLOR");
+    let piped = run(&["analyze", f.to_str().unwrap()]);
+    assert!(!stdout(&piped).contains("\x1b["), "none into a pipe");
+}

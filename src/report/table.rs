@@ -3,7 +3,7 @@
 use super::thousands;
 use crate::analyze::Analysis;
 use crate::track::{Reason, State, Verdict};
-use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table, presets};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
@@ -140,6 +140,11 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled);
+    // Colour only on a terminal (comfy-table checks) and never with NO_COLOR
+    // (https://no-color.org: set and not empty).
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        t.force_no_tty();
+    }
     let mut header = vec![
         "PORT",
         "STATE",
@@ -188,7 +193,21 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
         if many_clients {
             row.push(v.client.to_string());
         }
-        t.add_row(row);
+        let color = match v.state {
+            State::Open => Color::Green,
+            State::Refused => Color::Yellow,
+            State::Filtered => Color::Red,
+            State::Unreachable => Color::Magenta,
+        };
+        let cells: Vec<Cell> = row
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let c = Cell::new(text);
+                if i == 1 { c.fg(color) } else { c }
+            })
+            .collect();
+        t.add_row(cells);
     }
     for i in [0usize, 4, 5, 6] {
         if let Some(c) = t.column_mut(i) {
