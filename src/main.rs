@@ -101,7 +101,7 @@ struct DiagnoseArgs {
     #[arg(long, value_name = "FILE.md|FILE.html")]
     report: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
 
@@ -163,11 +163,14 @@ struct ScanArgs {
     #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
     timeout: f64,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Table: list every port instead of collapsing the most common answer.
     #[arg(long)]
     all: bool,
+    /// Write the report to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -191,11 +194,14 @@ struct AnalyzeArgs {
     #[arg(short = 'p', long, value_name = "PORTS")]
     ports: Option<PortSet>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Table: list every port instead of collapsing the most common answer.
     #[arg(long)]
     all: bool,
+    /// Write the report to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Explain the failures in plain language (as `diagnose` does), from what the capture holds.
     #[arg(long)]
     findings: bool,
@@ -445,6 +451,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         args.all,
         Some(&note),
         Some(info),
+        args.output.as_deref(),
     );
     if info.capture_error.is_some() && code == ExitCode::from(EXIT_OK) {
         // The report was printed, but the scan could not finish.
@@ -464,7 +471,30 @@ fn emit(
     all: bool,
     note: Option<&str>,
     scan: Option<&ScanInfo>,
+    output: Option<&std::path::Path>,
 ) -> ExitCode {
+    if let Some(path) = output {
+        let mut buf = Vec::new();
+        let made = match format {
+            Format::Table => {
+                let mut text = render_table(analysis, TableOptions { all });
+                if let Some(n) = note {
+                    text.push_str(n);
+                }
+                buf.extend_from_slice(text.as_bytes());
+                Ok(())
+            }
+            Format::Json => write_json(analysis, scan, &mut buf),
+            Format::Csv => synscope::report::write_csv(analysis, &mut buf),
+        };
+        return match made.and_then(|_| synscope::report::write_atomic(path, &buf)) {
+            Ok(()) => ExitCode::from(EXIT_OK),
+            Err(e) => {
+                eprintln!("synscope: {}: cannot write the report: {e}", path.display());
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        };
+    }
     let out = std::io::stdout().lock();
     let written = match format {
         Format::Table => {
@@ -522,16 +552,14 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     if !all_failed {
         if args.findings {
             let f = synscope::diagnose::offline::offline_findings(&analysis);
-            let written = match args.format {
-                Format::Csv => synscope::report::write_csv(
-                    &analysis,
-                    std::io::BufWriter::new(std::io::stdout().lock()),
-                ),
+            let mut buf: Vec<u8> = Vec::new();
+            let made = match args.format {
+                Format::Csv => synscope::report::write_csv(&analysis, &mut buf),
                 Format::Table => {
                     let mut text = synscope::diagnose::offline::render(&f);
                     text.push_str(&render_table(&analysis, TableOptions { all: args.all }));
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(text.as_bytes()).and_then(|_| out.flush())
+                    buf.extend_from_slice(text.as_bytes());
+                    Ok(())
                 }
                 Format::Json => {
                     #[derive(serde::Serialize)]
@@ -545,13 +573,22 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
                         names: &f.names,
                         dns: &analysis.dns,
                     };
-                    write_json(
-                        &analysis,
-                        Some(&extra),
-                        std::io::BufWriter::new(std::io::stdout().lock()),
-                    )
+                    write_json(&analysis, Some(&extra), &mut buf)
                 }
             };
+            if let Some(path) = &args.output {
+                return match made.and_then(|_| synscope::report::write_atomic(path, &buf)) {
+                    Ok(()) => ExitCode::from(code),
+                    Err(e) => {
+                        eprintln!("synscope: {}: cannot write the report: {e}", path.display());
+                        ExitCode::from(EXIT_RUNTIME)
+                    }
+                };
+            }
+            let written = made.and_then(|_| {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&buf).and_then(|_| out.flush())
+            });
             return match written {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                     eprintln!("synscope: cannot write the report to stdout: {e}");
@@ -560,7 +597,14 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
                 _ => ExitCode::from(code),
             };
         }
-        let written = emit(&analysis, args.format, args.all, None, None);
+        let written = emit(
+            &analysis,
+            args.format,
+            args.all,
+            None,
+            None,
+            args.output.as_deref(),
+        );
         if written != ExitCode::from(EXIT_OK) {
             return written;
         }

@@ -361,3 +361,49 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     let piped = run(&["analyze", f.to_str().unwrap()]);
     assert!(!stdout(&piped).contains("\x1b["), "none into a pipe");
 }
+
+#[test]
+fn output_goes_to_a_file_written_whole() {
+    let d = scratch("output");
+    let out = d.join("report.json");
+    std::fs::write(&out, b"old").unwrap();
+    let f = root().join("captures/wrong-port.pcap");
+    let o = run(&[
+        "analyze",
+        "-o",
+        "json",
+        "--output",
+        out.to_str().unwrap(),
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "nothing on stdout");
+    let j: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(j["results"].as_array().unwrap().len(), 2);
+    // Into a directory that does not exist: one line, exit 3, nothing left.
+    let bad = d.join("no/such/dir/r.csv");
+    let o = run(&[
+        "analyze",
+        "-o",
+        "csv",
+        "--output",
+        bad.to_str().unwrap(),
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(stderr(&o).lines().count(), 1);
+    let o = run(&[
+        "analyze",
+        "--findings",
+        "--output",
+        out.to_str().unwrap(),
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .starts_with("Findings:")
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
