@@ -213,6 +213,8 @@ enum Format {
     Json,
     /// One row per verdict, with a header (RFC 4180).
     Csv,
+    /// JSON Lines: one verdict per line; a scan prints each as it is decided.
+    Jsonl,
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
@@ -330,6 +332,16 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
     let text = match args.format {
         Format::Table => md,
         Format::Json => serde_json::to_string(&d).unwrap_or_default() + "\n",
+        Format::Jsonl => {
+            let results: Vec<synscope::track::Verdict> = d
+                .addresses
+                .iter()
+                .flat_map(|a| a.results.iter().cloned())
+                .collect();
+            let mut buf = Vec::new();
+            let _ = synscope::report::write_jsonl(&results, &mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        }
         Format::Csv => {
             // The evidence of every address, one row per port.
             let results = d
@@ -418,7 +430,16 @@ fn scan(args: ScanArgs) -> ExitCode {
             ..track::Config::default()
         },
     };
-    let outcome = match synscope::scan::run(&opts) {
+    let stream = matches!(args.format, Format::Jsonl) && args.output.is_none();
+    let mut print_line = |v: &synscope::track::Verdict| {
+        if stream {
+            let mut out = std::io::stdout().lock();
+            let line = serde_json::to_string(v).unwrap_or_default();
+            // A closed pipe is handled when the report is written.
+            let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+        }
+    };
+    let outcome = match synscope::scan::run_streaming(&opts, &mut print_line) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("synscope: {e}");
@@ -486,6 +507,7 @@ fn emit(
             }
             Format::Json => write_json(analysis, scan, &mut buf),
             Format::Csv => synscope::report::write_csv(analysis, &mut buf),
+            Format::Jsonl => synscope::report::write_jsonl(&analysis.results, &mut buf),
         };
         return match made.and_then(|_| synscope::report::write_atomic(path, &buf)) {
             Ok(()) => ExitCode::from(EXIT_OK),
@@ -507,6 +529,11 @@ fn emit(
         }
         Format::Json => write_json(analysis, scan, std::io::BufWriter::new(out)),
         Format::Csv => synscope::report::write_csv(analysis, std::io::BufWriter::new(out)),
+        // A scan has streamed its lines already.
+        Format::Jsonl if scan.is_some() => Ok(()),
+        Format::Jsonl => {
+            synscope::report::write_jsonl(&analysis.results, std::io::BufWriter::new(out))
+        }
     };
     match written {
         // The reader went away (`| head`): nothing more to say.
@@ -555,6 +582,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
             let mut buf: Vec<u8> = Vec::new();
             let made = match args.format {
                 Format::Csv => synscope::report::write_csv(&analysis, &mut buf),
+                Format::Jsonl => synscope::report::write_jsonl(&analysis.results, &mut buf),
                 Format::Table => {
                     let mut text = synscope::diagnose::offline::render(&f);
                     text.push_str(&render_table(&analysis, TableOptions { all: args.all }));

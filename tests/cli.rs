@@ -407,3 +407,14 @@ fn output_goes_to_a_file_written_whole() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn jsonl_is_one_verdict_per_line() {
+    let f = root().join("captures/nmap-v4.pcap");
+    let o = run(&["analyze", "-o", "jsonl", f.to_str().unwrap()]);
+    assert!(o.status.success());
+    let lines: Vec<Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let o = run(&["analyze", "-o", "json", f.to_str().unwrap()]);
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(&lines, j["results"].as_array().unwrap());
+}

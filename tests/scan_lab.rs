@@ -750,3 +750,46 @@ fn a_capture_that_overflows_says_so_and_presents_no_silence_as_certain() {
         "{dropped} packets dropped by the kernel; {silent} silent ports, all marked uncertain"
     );
 }
+
+#[test]
+fn jsonl_streams_verdicts_while_the_scan_runs() {
+    let _machine = light();
+    if !is_root() {
+        skip_or_fail("scanning needs root (run as root, as CI does)");
+        return;
+    }
+    use std::io::BufRead;
+    // 6,000 ports at 1,000 a second: about 6 s; verdicts are decided 3 s
+    // (the timeout) after their probe, so lines come while it runs.
+    let mut child = bin()
+        .args([
+            "scan",
+            "127.0.0.1",
+            "-p",
+            "1-6000",
+            "--rate",
+            "1000",
+            "--wait",
+            "0.3",
+            "-o",
+            "jsonl",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first line came only after the scan ended"
+    );
+    let mut ports = std::collections::HashSet::new();
+    for l in std::iter::once(first).chain(lines.map_while(Result::ok)) {
+        let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["state"].is_string() && v["target"] == "127.0.0.1");
+        ports.insert(v["port"].as_u64().unwrap());
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(ports.len(), 6000, "one line per port");
+}

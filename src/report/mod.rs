@@ -5,6 +5,19 @@ mod json;
 mod table;
 
 pub use csv::write_csv;
+
+/// JSON Lines: one verdict per line (what DuckDB's read_json_auto and Spark
+/// read as they are).
+pub fn write_jsonl<W: std::io::Write>(
+    results: &[crate::track::Verdict],
+    mut w: W,
+) -> std::io::Result<()> {
+    for v in results {
+        serde_json::to_writer(&mut w, v).map_err(std::io::Error::from)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+}
 pub use json::{SCHEMA_VERSION, write_json};
 pub use table::{TableOptions, render_table};
 

@@ -181,10 +181,25 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
 }
 
 pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+    run_streaming(opts, &mut |_| {})
+}
+
+/// [`run`], handing every verdict to `on_verdict` as soon as it is decided
+/// (and the rest at the end), so a long scan can stream its results. A
+/// port probed again later (see below) is handed over again: the later
+/// verdict supersedes.
+pub fn run_streaming(
+    opts: &ScanOptions,
+    on_verdict: &mut dyn FnMut(&Verdict),
+) -> Result<ScanOutcome, ScanError> {
     if opts.unprivileged {
-        return run_unprivileged(opts);
+        let out = run_unprivileged(opts)?;
+        for v in &out.analysis.results {
+            on_verdict(v);
+        }
+        return Ok(out);
     }
-    let mut out = run_once(opts)?;
+    let mut out = run_once(opts, on_verdict)?;
     if out.info.partial {
         return Ok(out);
     }
@@ -201,7 +216,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         again.ports = portset;
         again.write = None;
         again.seed = None;
-        let second = run_once(&again)?;
+        let second = run_once(&again, on_verdict)?;
         let mut changed = 0;
         for nv in second.analysis.results {
             if nv.state == State::Filtered {
@@ -233,6 +248,25 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let inputs = std::mem::take(&mut out.analysis.inputs);
     out.analysis = Analysis::from_parts(results, inputs);
     Ok(out)
+}
+
+/// Hands the attempts decided since the last call to `on_verdict`, once per
+/// (target, port) of this scan's own probes.
+fn flush_streamed(
+    tracker: &mut Tracker,
+    sources: &FxHashSet<IpAddr>,
+    index: &FxHashMap<(IpAddr, u16), u32>,
+    streamed: &mut FxHashSet<(IpAddr, u16)>,
+    on_verdict: &mut dyn FnMut(&Verdict),
+) {
+    for v in tracker.take_streamed() {
+        if sources.contains(&v.client)
+            && index.contains_key(&(v.target, v.port))
+            && streamed.insert((v.target, v.port))
+        {
+            on_verdict(&v);
+        }
+    }
 }
 
 /// Per target: when the target said nothing for at least `gap` from its
@@ -270,7 +304,10 @@ fn silent_before_first_answer(results: &[Verdict], gap: u64) -> Vec<(IpAddr, Vec
     out
 }
 
-fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+fn run_once(
+    opts: &ScanOptions,
+    on_verdict: &mut dyn FnMut(&Verdict),
+) -> Result<ScanOutcome, ScanError> {
     let started = Instant::now();
     if opts.targets.is_empty() || opts.ports.is_empty() {
         return Err(ScanError("nothing to scan: no target or no port".into()));
@@ -368,6 +405,8 @@ fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     let key = IsnKey::new();
     let mut engine = Engine::new(probes.len(), opts.engine, Instant::now());
     let mut tracker = Tracker::new(opts.track);
+    tracker.stream_verdicts();
+    let mut streamed: FxHashSet<(IpAddr, u16)> = FxHashSet::default();
     let mut inputs: Vec<InputSummary> = captures
         .iter()
         .map(|c| InputSummary {
@@ -520,6 +559,7 @@ fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             cap_failed = Some(e);
             break;
         }
+        flush_streamed(&mut tracker, &sources, &index, &mut streamed, on_verdict);
         if engine.finished() || privs::interrupted() {
             break;
         }
@@ -551,6 +591,7 @@ fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
             cap_failed = Some(e);
             break;
         }
+        flush_streamed(&mut tracker, &sources, &index, &mut streamed, on_verdict);
         let now = Instant::now();
         if now >= listen_until || privs::interrupted() {
             break;
@@ -679,6 +720,13 @@ fn run_once(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         }
     }
     results.sort_by_key(|v| (v.target, v.port, v.client));
+    // Whatever was not streamed yet (decided at the end) goes out now.
+    for v in &results {
+        // Marked uncertain only now (the capture lost packets): again.
+        if streamed.insert((v.target, v.port)) || v.uncertain {
+            on_verdict(v);
+        }
+    }
     for (i, inp) in inputs.iter_mut().enumerate() {
         inp.stats = if i == 0 { stats } else { Default::default() };
         for (k, n) in skipped[i].iter().enumerate() {

@@ -48,6 +48,24 @@ impl Merger {
         self.records.is_empty()
     }
 
+    /// The record of one attempt alone (what a streamed verdict shows).
+    pub(super) fn record_of(a: &Attempt) -> Record {
+        let (client, target, port) = a.ends();
+        Record {
+            key: TripleKey {
+                client,
+                target,
+                port,
+                v6: a.key.v6(),
+            },
+            probes: a.probes,
+            attempts: 1,
+            first_syn: a.first_syn,
+            evidence: a.evidence,
+            ttls: a.ttls,
+        }
+    }
+
     pub(super) fn absorb(&mut self, a: &Attempt) {
         let (client, target, port) = a.ends();
         let key = TripleKey {

@@ -333,6 +333,8 @@ pub struct Tracker {
     hasher: Hasher,
     merged: Merger,
     decided: u64,
+    /// Verdicts of attempts as they are decided, when asked for.
+    streamed: Option<Vec<Verdict>>,
     stats: Stats,
 }
 
@@ -352,6 +354,7 @@ impl Tracker {
             hasher: Hasher::default(),
             merged,
             decided: 0,
+            streamed: None,
             stats: Stats::default(),
         }
     }
@@ -363,6 +366,20 @@ impl Tracker {
     /// Live attempts in the table (for tests and memory checks).
     pub fn live_attempts(&self) -> usize {
         self.ring.len()
+    }
+
+    /// Keep each attempt's verdict as it is decided, for
+    /// [`Tracker::take_streamed`] (a live scan streams them as JSON lines).
+    pub fn stream_verdicts(&mut self) {
+        self.streamed.get_or_insert_with(Vec::new);
+    }
+
+    /// The attempts decided since the last call, one verdict each.
+    pub fn take_streamed(&mut self) -> Vec<Verdict> {
+        self.streamed
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Attempts decided so far (their timeout has passed).
@@ -576,6 +593,9 @@ impl Tracker {
             if let Some(a) = self.ring.front() {
                 self.merged.absorb(a);
                 self.decided += 1;
+                if let Some(out) = self.streamed.as_mut() {
+                    out.push(verdict::build(&Merger::record_of(a)));
+                }
             }
             if self.ring.pop_front().is_some() {
                 self.base += 1;
