@@ -153,6 +153,9 @@ struct ScanArgs {
     /// Once the sockets are open, drop root to this user (default: the sudo caller).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// Probe only part I of N of the target × port space (e.g. 2/4): N machines cover it exactly once.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<(u32, u32)>,
     /// Kernel capture buffer in KiB (default 65536), like tcpdump -B.
     #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     capture_buffer: Option<u32>,
@@ -215,6 +218,19 @@ enum Format {
     Csv,
     /// JSON Lines: one verdict per line; a scan prints each as it is decided.
     Jsonl,
+}
+
+fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: a shard is I/N with 1 <= I <= N, e.g. 2/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (
+        i.trim().parse::<u32>().map_err(|_| bad())?,
+        n.trim().parse::<u32>().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
@@ -297,6 +313,7 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             user: None,
             catch_signals: false,
             capture_buffer: None,
+            shard: None,
             track: track::Config::default(),
         },
     };
@@ -425,6 +442,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         user: args.user,
         catch_signals: true,
         capture_buffer: args.capture_buffer.map(|k| (k as i32).saturating_mul(1024)),
+        shard: args.shard,
         track: track::Config {
             timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
             ..track::Config::default()

@@ -58,6 +58,9 @@ pub struct ScanOptions {
     pub catch_signals: bool,
     /// Kernel capture buffer in bytes (default 64 MiB).
     pub capture_buffer: Option<i32>,
+    /// `(i, n)`: probe only shard `i` of `n` (1-based) of the target × port
+    /// space; `n` machines given 1..=n cover it exactly once.
+    pub shard: Option<(u32, u32)>,
     pub track: track::Config,
 }
 
@@ -120,6 +123,24 @@ pub(crate) fn pick_source_port(rng: &mut impl rand::Rng) -> u16 {
     }
 }
 
+/// Shard `i` of `n` (1-based) of a probe list: the list is put in a fixed
+/// order first (address, then port), then every n-th probe from the i-th
+/// on is kept. The shards of 1..=n are disjoint and together the whole
+/// list, with no coordinator.
+pub fn shard(mut probes: Vec<(IpAddr, u16)>, i: u32, n: u32) -> Vec<(IpAddr, u16)> {
+    if n <= 1 {
+        return probes;
+    }
+    probes.sort_unstable();
+    probes.dedup();
+    probes
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| (*k as u64) % u64::from(n) == u64::from(i.saturating_sub(1)))
+        .map(|(_, p)| p)
+        .collect()
+}
+
 /// What unprivileged mode cannot see, said with every such report.
 pub const UNPRIVILEGED_NOTE: &str = "unprivileged mode: connect() probes, ICMP errors read from the socket's error queue; no TTLs or hop distances are seen, so a reset forged on the path looks like the host's own, and silent ports cannot be located";
 
@@ -142,6 +163,9 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
         for p in opts.ports.iter() {
             probes.push((*t, p));
         }
+    }
+    if let Some((i, n)) = opts.shard {
+        probes = shard(probes, i, n);
     }
     probes.shuffle(&mut rng);
     let timeout = Duration::from_nanos(opts.track.timeout).max(Duration::from_millis(100));
@@ -216,6 +240,8 @@ pub fn run_streaming(
         again.ports = portset;
         again.write = None;
         again.seed = None;
+        // These ports are this shard's already.
+        again.shard = None;
         let second = run_once(&again, on_verdict)?;
         let mut changed = 0;
         for nv in second.analysis.results {
@@ -392,6 +418,9 @@ fn run_once(
         for p in opts.ports.iter() {
             probes.push((*t, p));
         }
+    }
+    if let Some((i, n)) = opts.shard {
+        probes = shard(probes, i, n);
     }
     probes.shuffle(&mut rng);
     let index: FxHashMap<(IpAddr, u16), u32> = probes
@@ -754,4 +783,40 @@ fn run_once(
             warnings,
         },
     })
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::shard;
+    use std::net::IpAddr;
+
+    #[test]
+    fn shards_are_disjoint_and_cover_the_space() {
+        let targets: Vec<IpAddr> = ["198.51.100.7", "2001:db8::1", "203.0.113.9"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let mut space = Vec::new();
+        for t in &targets {
+            for p in 1..=1000u16 {
+                space.push((*t, p));
+            }
+        }
+        for n in [1u32, 2, 3, 7, 16] {
+            let mut all = std::collections::HashSet::new();
+            let mut total = 0;
+            for i in 1..=n {
+                // Each machine may list targets in its own order.
+                let mut mine = space.clone();
+                mine.reverse();
+                let part = shard(mine, i, n);
+                total += part.len();
+                for p in part {
+                    assert!(all.insert(p), "{p:?} in two shards of {n}");
+                }
+            }
+            assert_eq!(total, space.len(), "shards of {n} cover the space");
+            assert_eq!(all.len(), space.len());
+        }
+    }
 }
