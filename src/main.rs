@@ -218,6 +218,14 @@ enum Format {
     Csv,
     /// JSON Lines: one verdict per line; a scan prints each as it is decided.
     Jsonl,
+    /// nmap's XML format (validates against nmap.dtd), for tools that read nmap output.
+    #[value(name = "nmap-xml")]
+    NmapXml,
+}
+
+/// The command line, for the nmap-xml `args` attribute.
+fn cli_args() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
 }
 
 fn parse_shard(s: &str) -> Result<(u32, u32), String> {
@@ -349,6 +357,17 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
     let text = match args.format {
         Format::Table => md,
         Format::Json => serde_json::to_string(&d).unwrap_or_default() + "\n",
+        Format::NmapXml => {
+            let results = d
+                .addresses
+                .iter()
+                .flat_map(|a| a.results.iter().cloned())
+                .collect();
+            let a = synscope::analyze::Analysis::from_parts(results, Vec::new());
+            let mut buf = Vec::new();
+            let _ = synscope::report::write_nmap_xml(&a, &cli_args(), &mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        }
         Format::Jsonl => {
             let results: Vec<synscope::track::Verdict> = d
                 .addresses
@@ -526,6 +545,7 @@ fn emit(
             Format::Json => write_json(analysis, scan, &mut buf),
             Format::Csv => synscope::report::write_csv(analysis, &mut buf),
             Format::Jsonl => synscope::report::write_jsonl(&analysis.results, &mut buf),
+            Format::NmapXml => synscope::report::write_nmap_xml(analysis, &cli_args(), &mut buf),
         };
         return match made.and_then(|_| synscope::report::write_atomic(path, &buf)) {
             Ok(()) => ExitCode::from(EXIT_OK),
@@ -551,6 +571,9 @@ fn emit(
         Format::Jsonl if scan.is_some() => Ok(()),
         Format::Jsonl => {
             synscope::report::write_jsonl(&analysis.results, std::io::BufWriter::new(out))
+        }
+        Format::NmapXml => {
+            synscope::report::write_nmap_xml(analysis, &cli_args(), std::io::BufWriter::new(out))
         }
     };
     match written {
@@ -601,6 +624,9 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
             let made = match args.format {
                 Format::Csv => synscope::report::write_csv(&analysis, &mut buf),
                 Format::Jsonl => synscope::report::write_jsonl(&analysis.results, &mut buf),
+                Format::NmapXml => {
+                    synscope::report::write_nmap_xml(&analysis, &cli_args(), &mut buf)
+                }
                 Format::Table => {
                     let mut text = synscope::diagnose::offline::render(&f);
                     text.push_str(&render_table(&analysis, TableOptions { all: args.all }));

@@ -413,8 +413,68 @@ fn jsonl_is_one_verdict_per_line() {
     let f = root().join("captures/nmap-v4.pcap");
     let o = run(&["analyze", "-o", "jsonl", f.to_str().unwrap()]);
     assert!(o.status.success());
-    let lines: Vec<Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let o = run(&["analyze", "-o", "json", f.to_str().unwrap()]);
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(&lines, j["results"].as_array().unwrap());
+}
+
+#[test]
+fn nmap_xml_validates_against_nmaps_dtd() {
+    let dtd = std::path::Path::new("/usr/share/nmap/nmap.dtd");
+    if !dtd.exists()
+        || std::process::Command::new("xmllint")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        skip_or_fail(
+            "needs nmap.dtd (Debian's nmap) and xmllint (libxml2-utils), installed by .ci/run",
+        );
+        return;
+    }
+    let d = scratch("nmapxml");
+    for f in ["nmap-v4.pcap", "nmap-v6.pcapng"] {
+        let out = d.join(format!("{f}.xml"));
+        let cap = root().join("captures").join(f);
+        let o = run(&[
+            "analyze",
+            "-o",
+            "nmap-xml",
+            "--output",
+            out.to_str().unwrap(),
+            cap.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v = std::process::Command::new("xmllint")
+            .args(["--noout", "--dtdvalid"])
+            .arg(dtd)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            v.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&v.stderr)
+        );
+        let xml = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            xml.contains(
+                "<port protocol=\"tcp\" portid=\"8081\"><state state=\"closed\" reason=\"reset\""
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("portid=\"9002\"><state state=\"filtered\" reason=\"admin-prohibited\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("reason_ip=\""),
+            "the router's address on its rejections"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&d);
 }

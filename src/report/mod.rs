@@ -2,9 +2,11 @@
 
 mod csv;
 mod json;
+mod nmapxml;
 mod table;
 
 pub use csv::write_csv;
+pub use nmapxml::write_nmap_xml;
 
 /// JSON Lines: one verdict per line (what DuckDB's read_json_auto and Spark
 /// read as they are).
