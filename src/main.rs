@@ -153,6 +153,9 @@ struct ScanArgs {
     /// Once the sockets are open, drop root to this user (default: the sudo caller).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
+    /// No progress bar (it is drawn on stderr only when stderr is a terminal).
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Probe only part I of N of the target × port space (e.g. 2/4): N machines cover it exactly once.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     shard: Option<(u32, u32)>,
@@ -322,6 +325,7 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             catch_signals: false,
             capture_buffer: None,
             shard: None,
+            progress: false,
             track: track::Config::default(),
         },
     };
@@ -462,6 +466,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         catch_signals: true,
         capture_buffer: args.capture_buffer.map(|k| (k as i32).saturating_mul(1024)),
         shard: args.shard,
+        progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         track: track::Config {
             timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
             ..track::Config::default()

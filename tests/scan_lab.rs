@@ -793,3 +793,52 @@ fn jsonl_streams_verdicts_while_the_scan_runs() {
     assert!(child.wait().unwrap().success());
     assert_eq!(ports.len(), 6000, "one line per port");
 }
+
+#[test]
+fn progress_only_on_a_terminal_and_not_with_q() {
+    let _machine = light();
+    if !is_root() {
+        skip_or_fail("scanning needs root (run as root, as CI does)");
+        return;
+    }
+    let d = scratch("progress");
+    let out = d.join("r.json");
+    let base = format!(
+        "{} scan 127.0.0.1 -p 1-1500 --rate 2000 --wait 0.2 -o json --output {}",
+        env!("CARGO_BIN_EXE_synscope"),
+        out.display()
+    );
+    // `script` gives the command a terminal (stdout and stderr).
+    let tty = |extra: &str| {
+        let o = std::process::Command::new("script")
+            .args(["-qc", &format!("{base} {extra}"), "/dev/null"])
+            .env_remove("SUDO_UID")
+            .output()
+            .expect("script");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(tty("").contains("probes decided"), "a bar on a terminal");
+    assert!(!tty("-q").contains("probes decided"), "none with -q");
+    let o = bin()
+        .args([
+            "scan",
+            "127.0.0.1",
+            "-p",
+            "1-300",
+            "--wait",
+            "0.2",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !stderr(&o).contains("probes decided"),
+        "none when stderr is not a terminal"
+    );
+    assert!(
+        serde_json::from_slice::<Value>(&o.stdout).is_ok(),
+        "never mixed into the output"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

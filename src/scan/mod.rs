@@ -61,6 +61,9 @@ pub struct ScanOptions {
     /// `(i, n)`: probe only shard `i` of `n` (1-based) of the target × port
     /// space; `n` machines given 1..=n cover it exactly once.
     pub shard: Option<(u32, u32)>,
+    /// Draw a progress bar (rate, ETA) on stderr; the caller decides (only
+    /// on a terminal, not with -q).
+    pub progress: bool,
     pub track: track::Config,
 }
 
@@ -524,6 +527,18 @@ fn run_once(
     let mut cap_failed: Option<String> = None;
     let mut failed_batches = 0u32;
     let scan_start = Instant::now();
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(probes.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} probes decided [{bar:30}] {per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     loop {
         let now = Instant::now();
         due.clear();
@@ -589,6 +604,8 @@ fn run_once(
             break;
         }
         flush_streamed(&mut tracker, &sources, &index, &mut streamed, on_verdict);
+        let st = engine.stats();
+        bar.set_position(st.answered + st.unanswered);
         if engine.finished() || privs::interrupted() {
             break;
         }
@@ -627,6 +644,7 @@ fn run_once(
         }
         poll(&fds, listen_until - now);
     }
+    bar.finish_and_clear();
     if privs::interrupted() {
         warnings_early.push(
             "interrupted: these are the verdicts so far (partial); probes still waiting were not given their full time and show as filtered".to_string(),
