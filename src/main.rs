@@ -481,7 +481,12 @@ fn scan(args: ScanArgs) -> ExitCode {
             let _ = writeln!(out, "{line}").and_then(|_| out.flush());
         }
     };
-    let outcome = match synscope::scan::run_streaming(&opts, &mut print_line) {
+    let result = if stream {
+        synscope::scan::run_streaming(&opts, &mut print_line)
+    } else {
+        synscope::scan::run(&opts)
+    };
+    let outcome = match result {
         Ok(o) => o,
         Err(e) => {
             eprintln!("synscope: {e}");

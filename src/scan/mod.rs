@@ -208,7 +208,7 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
 }
 
 pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
-    run_streaming(opts, &mut |_| {})
+    run_inner(opts, &mut |_| {}, false)
 }
 
 /// [`run`], handing every verdict to `on_verdict` as soon as it is decided
@@ -219,6 +219,14 @@ pub fn run_streaming(
     opts: &ScanOptions,
     on_verdict: &mut dyn FnMut(&Verdict),
 ) -> Result<ScanOutcome, ScanError> {
+    run_inner(opts, on_verdict, true)
+}
+
+fn run_inner(
+    opts: &ScanOptions,
+    on_verdict: &mut dyn FnMut(&Verdict),
+    stream: bool,
+) -> Result<ScanOutcome, ScanError> {
     if opts.unprivileged {
         let out = run_unprivileged(opts)?;
         for v in &out.analysis.results {
@@ -226,7 +234,7 @@ pub fn run_streaming(
         }
         return Ok(out);
     }
-    let mut out = run_once(opts, on_verdict)?;
+    let mut out = run_once(opts, on_verdict, stream)?;
     if out.info.partial {
         return Ok(out);
     }
@@ -245,7 +253,7 @@ pub fn run_streaming(
         again.seed = None;
         // These ports are this shard's already.
         again.shard = None;
-        let second = run_once(&again, on_verdict)?;
+        let second = run_once(&again, on_verdict, stream)?;
         let mut changed = 0;
         for nv in second.analysis.results {
             if nv.state == State::Filtered {
@@ -336,6 +344,7 @@ fn silent_before_first_answer(results: &[Verdict], gap: u64) -> Vec<(IpAddr, Vec
 fn run_once(
     opts: &ScanOptions,
     on_verdict: &mut dyn FnMut(&Verdict),
+    stream: bool,
 ) -> Result<ScanOutcome, ScanError> {
     let started = Instant::now();
     if opts.targets.is_empty() || opts.ports.is_empty() {
@@ -437,7 +446,11 @@ fn run_once(
     let key = IsnKey::new();
     let mut engine = Engine::new(probes.len(), opts.engine, Instant::now());
     let mut tracker = Tracker::new(opts.track);
-    tracker.stream_verdicts();
+    // Each attempt's verdict as it is decided, only for a caller that
+    // streams them (it costs a verdict per attempt).
+    if stream {
+        tracker.stream_verdicts();
+    }
     let mut streamed: FxHashSet<(IpAddr, u16)> = FxHashSet::default();
     let mut inputs: Vec<InputSummary> = captures
         .iter()
