@@ -342,19 +342,7 @@ fn unprivileged_mode_names_icmp_senders_as_a_plain_user() {
         return;
     };
     // A copy of the binary that the unprivileged user can run.
-    let dir = scratch("diag-unpriv");
-    let bin = dir.join("synscope");
-    std::fs::copy(env!("CARGO_BIN_EXE_synscope"), &bin).unwrap();
-    for p in [&dir, &bin] {
-        assert!(
-            std::process::Command::new("chmod")
-                .arg("755")
-                .arg(p)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    let (dir, bin) = public_copy("diag-unpriv");
     let as_nobody = |target: &str, extra: &[&str]| -> (String, Value) {
         let mut args = vec![
             "setpriv",

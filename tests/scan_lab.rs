@@ -274,17 +274,7 @@ fn without_privileges_one_clear_line_and_exit_3() {
     }
     // As root: drop to nobody with setpriv (util-linux), from a copy of the
     // binary that nobody can read.
-    let dir = scratch("nopriv");
-    let bin = dir.join("synscope");
-    std::fs::copy(env!("CARGO_BIN_EXE_synscope"), &bin).unwrap();
-    for p in [&dir, &bin] {
-        let st = std::process::Command::new("chmod")
-            .arg("755")
-            .arg(p)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    let (dir, bin) = public_copy("nopriv");
     let o = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -445,19 +435,7 @@ fn capabilities_alone_are_enough() {
         skip_or_fail("setting file capabilities needs root");
         return;
     }
-    let dir = scratch("caps");
-    let bin = dir.join("synscope");
-    std::fs::copy(env!("CARGO_BIN_EXE_synscope"), &bin).unwrap();
-    for p in [&dir, &bin] {
-        assert!(
-            std::process::Command::new("chmod")
-                .arg("755")
-                .arg(p)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    let (dir, bin) = public_copy("caps");
     let st = std::process::Command::new("setcap")
         .arg("cap_net_raw,cap_net_admin+eip")
         .arg(&bin)

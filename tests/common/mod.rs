@@ -89,3 +89,17 @@ pub fn light() -> std::sync::RwLockReadGuard<'static, ()> {
 pub fn heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
     MACHINE.write().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A copy of the binary in a fresh directory, both mode 755, so another
+/// user (nobody) can run it, or file capabilities can be set on it.
+/// Returns (directory, binary).
+pub fn public_copy(name: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch(name);
+    let bin = dir.join("synscope");
+    std::fs::copy(env!("CARGO_BIN_EXE_synscope"), &bin).expect("copy the binary");
+    for p in [&dir, &bin] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    }
+    (dir, bin)
+}
