@@ -168,6 +168,13 @@ struct ScanArgs {
     /// Seconds after an attempt's last SYN with no answer before it counts as filtered.
     #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
     timeout: f64,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+/// How a verdict report is written (analyze and scan).
+#[derive(clap::Args)]
+struct ReportArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -199,15 +206,8 @@ struct AnalyzeArgs {
     /// Only these target ports, nmap syntax: 22,80,8000-8100.
     #[arg(short = 'p', long, value_name = "PORTS")]
     ports: Option<PortSet>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-    /// Table: list every port instead of collapsing the most common answer.
-    #[arg(long)]
-    all: bool,
-    /// Write the report to FILE (atomically) instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    output: Option<PathBuf>,
+    #[command(flatten)]
+    report: ReportArgs,
     /// Explain the failures in plain language (as `diagnose` does), from what the capture holds.
     #[arg(long)]
     findings: bool,
@@ -472,7 +472,7 @@ fn scan(args: ScanArgs) -> ExitCode {
             ..track::Config::default()
         },
     };
-    let stream = matches!(args.format, Format::Jsonl) && args.output.is_none();
+    let stream = matches!(args.report.format, Format::Jsonl) && args.report.output.is_none();
     let mut print_line = |v: &synscope::track::Verdict| {
         if stream {
             let mut out = std::io::stdout().lock();
@@ -515,11 +515,11 @@ fn scan(args: ScanArgs) -> ExitCode {
     );
     let code = emit(
         &outcome.analysis,
-        args.format,
-        args.all,
+        args.report.format,
+        args.report.all,
         Some(&note),
         Some(info),
-        args.output.as_deref(),
+        args.report.output.as_deref(),
     );
     if info.capture_error.is_some() && code == ExitCode::from(EXIT_OK) {
         // The report was printed, but the scan could not finish.
@@ -631,7 +631,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
         if args.findings {
             let f = synscope::diagnose::offline::offline_findings(&analysis);
             let mut buf: Vec<u8> = Vec::new();
-            let made = match args.format {
+            let made = match args.report.format {
                 Format::Csv => synscope::report::write_csv(&analysis, &mut buf),
                 Format::Jsonl => synscope::report::write_jsonl(&analysis.results, &mut buf),
                 Format::NmapXml => {
@@ -639,7 +639,12 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
                 }
                 Format::Table => {
                     let mut text = synscope::diagnose::offline::render(&f);
-                    text.push_str(&render_table(&analysis, TableOptions { all: args.all }));
+                    text.push_str(&render_table(
+                        &analysis,
+                        TableOptions {
+                            all: args.report.all,
+                        },
+                    ));
                     buf.extend_from_slice(text.as_bytes());
                     Ok(())
                 }
@@ -658,7 +663,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
                     write_json(&analysis, Some(&extra), &mut buf)
                 }
             };
-            if let Some(path) = &args.output {
+            if let Some(path) = &args.report.output {
                 return match made.and_then(|_| synscope::report::write_atomic(path, &buf)) {
                     Ok(()) => ExitCode::from(code),
                     Err(e) => {
@@ -681,11 +686,11 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
         }
         let written = emit(
             &analysis,
-            args.format,
-            args.all,
+            args.report.format,
+            args.report.all,
             None,
             None,
-            args.output.as_deref(),
+            args.report.output.as_deref(),
         );
         if written != ExitCode::from(EXIT_OK) {
             return written;
