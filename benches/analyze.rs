@@ -15,7 +15,9 @@ use synscope::fixture::{self, Seg, addr};
 use synscope::source::PcapWriter;
 use synscope::wire::{LinkType, flags};
 
-fn build_capture(path: &Path, min_packets: u64) -> u64 {
+/// Full-port scans from round `first_round` on (each round a new source
+/// port) until the file holds `min_packets`.
+fn build_capture(path: &Path, min_packets: u64, first_round: u32) -> u64 {
     let mut w = PcapWriter::create(path, LinkType::ETHERNET).expect("create capture");
     let mut n = 0u64;
     let mut ts: u64 = 1_700_000_000_000_000_000;
@@ -23,7 +25,8 @@ fn build_capture(path: &Path, min_packets: u64) -> u64 {
         let f = fixture::ethernet(ip);
         w.write(ts, f.len() as u32, &f);
     };
-    let mut round = 0u32;
+    let mut round = first_round;
+    ts += u64::from(first_round) * 70_000_000_000;
     while n < min_packets {
         for port in 1..=65535u16 {
             let sport = 30000 + (round % 30000) as u16;
@@ -96,8 +99,9 @@ fn measure(cmd: &mut Command) -> Run {
     };
     let wall = start.elapsed().as_secs_f64();
     let _ = child.try_wait();
+    // synscope exits 1 when some port is not open (README, exit codes).
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        libc::WIFEXITED(status) && matches!(libc::WEXITSTATUS(status), 0 | 1),
         "{cmd:?} failed"
     );
     let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -106,6 +110,46 @@ fn measure(cmd: &mut Command) -> Run {
         cpu(usage.ru_utime) + cpu(usage.ru_stime),
         usage.ru_maxrss,
     )
+}
+
+/// Runs every command `runs` times, alternating, and prints the best of
+/// each by wall time.
+fn compare(title: &str, packets: u64, runs: usize, mut cmds: Vec<(String, Command)>) {
+    let mut results: Vec<Vec<Run>> = vec![Vec::new(); cmds.len()];
+    for _ in 0..runs {
+        for (i, (_, c)) in cmds.iter_mut().enumerate() {
+            results[i].push(measure(c));
+        }
+    }
+    println!(
+        "{:<60} {:>8} {:>8} {:>12} {:>9}",
+        format!("{title} (best of {runs} by wall time)"),
+        "wall s",
+        "cpu s",
+        "packets/s",
+        "peak MiB"
+    );
+    for ((name, _), ms) in cmds.iter().zip(&results) {
+        let Some(best) = ms.iter().copied().min_by(|a, b| a.0.total_cmp(&b.0)) else {
+            continue;
+        };
+        println!(
+            "{name:<60} {:>8.3} {:>8.3} {:>12.0} {:>9.1}",
+            best.0,
+            best.1,
+            packets as f64 / best.0,
+            best.2 as f64 / 1024.0
+        );
+    }
+    let all: Vec<String> = results
+        .iter()
+        .zip(&cmds)
+        .map(|(ms, (name, _))| {
+            let w: Vec<String> = ms.iter().map(|r| format!("{:.3}", r.0)).collect();
+            format!("  {name}: wall {}", w.join(" / "))
+        })
+        .collect();
+    println!("{}", all.join("\n"));
 }
 
 fn main() {
@@ -117,7 +161,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("bench dir");
     let file = dir.join("scan.pcap");
     let t = Instant::now();
-    let packets = build_capture(&file, want);
+    let packets = build_capture(&file, want, 0);
     let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
     println!(
         "capture: {packets} packets, {:.0} MiB, built in {:.1} s",
@@ -125,49 +169,56 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let filter = "tcp or icmp or icmp6";
-    let runs = 3;
-    let mut rows: Vec<(&str, Vec<Run>)> = vec![
-        ("synscope analyze --format json", Vec::new()),
+    let have_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
+    let synscope = |args: &[&str], input: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_synscope"));
+        c.arg("analyze").args(args).arg(input);
+        c
+    };
+    let mut one = vec![(
+        "synscope analyze --format json FILE".to_string(),
+        synscope(&["--format", "json"], &file),
+    )];
+    if have_tcpdump {
+        let mut c = Command::new("tcpdump");
+        c.arg("-r").arg(&file).args(["-w", "/dev/null", filter]);
+        one.push((format!("tcpdump -r FILE -w /dev/null '{filter}'"), c));
+    } else {
+        println!("tcpdump is not installed: no reference figures");
+    }
+    compare("one file", packets, 3, one);
+
+    // The same number of packets in four files (other scans: new source
+    // ports), read as a directory.
+    let parts = dir.join("parts");
+    std::fs::create_dir_all(&parts).expect("parts dir");
+    let mut part_packets = 0;
+    for i in 0..4u32 {
+        part_packets += build_capture(&parts.join(format!("part{i}.pcap")), want / 4, i * 1000);
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut many = vec![
         (
-            "tcpdump -r FILE -w /dev/null 'tcp or icmp or icmp6'",
-            Vec::new(),
+            format!("synscope analyze --format json DIR (-j {cpus}: all CPUs)"),
+            synscope(&["--format", "json"], &parts),
+        ),
+        (
+            "synscope analyze --format json -j 1 DIR".to_string(),
+            synscope(&["--format", "json", "-j", "1"], &parts),
         ),
     ];
-    let have_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
-    for _ in 0..runs {
-        rows[0].1.push(measure(
-            Command::new(env!("CARGO_BIN_EXE_synscope"))
-                .args(["analyze", "--format", "json"])
-                .arg(&file),
-        ));
-        if have_tcpdump {
-            rows[1].1.push(measure(
-                Command::new("tcpdump")
-                    .args(["-r"])
-                    .arg(&file)
-                    .args(["-w", "/dev/null", filter]),
-            ));
-        }
+    if have_tcpdump {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!(
+                "for f in \"$0\"/*.pcap; do tcpdump -r \"$f\" -w /dev/null '{filter}' || exit 1; done"
+            ))
+            .arg(&parts);
+        many.push(("tcpdump -r (each file in turn) -w /dev/null".to_string(), c));
     }
-    println!(
-        "{:<52} {:>10} {:>10} {:>12} {:>10}",
-        "command (best of 3 by wall time)", "wall s", "cpu s", "packets/s", "peak MiB"
-    );
-    for (name, ms) in &rows {
-        let Some(best) = ms.iter().copied().min_by(|a, b| a.0.total_cmp(&b.0)) else {
-            println!("{name:<52} (not installed)");
-            continue;
-        };
-        println!(
-            "{name:<52} {:>10.3} {:>10.3} {:>12.0} {:>10.1}",
-            best.0,
-            best.1,
-            packets as f64 / best.0,
-            best.2 as f64 / 1024.0
-        );
-    }
+    compare("four files, a directory", part_packets, 3, many);
     if std::env::var_os("SYNSCOPE_BENCH_KEEP").is_some() {
-        println!("kept {}", file.display());
+        println!("kept {}", dir.display());
     } else {
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -5,6 +5,7 @@ use crate::select::Selection;
 use crate::source::{FileSource, PacketSource};
 use crate::track::{self, Merger, State, Stats, Tracker, Verdict};
 use crate::wire::{self, Skip};
+use indicatif::ProgressBar;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -133,7 +134,7 @@ impl Analysis {
     }
 }
 
-/// Runs any number of sources through the tracker, merging verdicts per
+/// Runs capture files through the tracker, merging verdicts per
 /// (client, target, port) across them; the selection applies at the end.
 #[derive(Debug, Default)]
 pub struct Analyzer {
@@ -141,6 +142,22 @@ pub struct Analyzer {
     dns: Vec<DnsEvent>,
     merged: Merger,
     inputs: Vec<InputSummary>,
+    progress: Option<indicatif::ProgressBar>,
+    jobs: usize,
+}
+
+/// From a decoding thread to the tracking one, per file: batches of
+/// packets, then what the file held besides.
+enum Msg {
+    Packets(Batch),
+    End(Box<Decoded>),
+}
+
+/// One file, read: its summary (the tracker adds the counters) and its DNS
+/// answers.
+struct Decoded {
+    sum: InputSummary,
+    dns: Vec<DnsEvent>,
 }
 
 impl Analyzer {
@@ -150,148 +167,127 @@ impl Analyzer {
             dns: Vec::new(),
             merged: Merger::new(),
             inputs: Vec::new(),
+            progress: None,
+            jobs: 1,
         }
     }
 
-    /// Reads a capture file to its end (or its first unreadable byte).
+    /// Advance `bar` by the bytes of each file read (its length should be
+    /// the files' total size).
+    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = Some(bar);
+        self
+    }
+
+    /// Decode up to `jobs` files at once in [`Analyzer::add_files`].
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
+    }
+
+    /// Reads one capture file to its end (or its first unreadable byte).
     pub fn add_file(&mut self, path: &Path) {
-        let name = path.display().to_string();
-        match FileSource::open(path, self.opts.filter.as_deref()) {
-            Ok(mut src) => self.add_source(&name, &mut src),
-            Err(e) => self.inputs.push(InputSummary {
-                file: name,
-                error: Some(e),
-                ..Default::default()
-            }),
-        }
+        self.add_files(&[path.to_path_buf()]);
     }
 
-    /// Reads any packet source to its end.
-    pub fn add_source(&mut self, name: &str, src: &mut dyn PacketSource) {
-        let link = src.link_type();
-        let mut sum = InputSummary {
-            file: name.to_string(),
-            link_type: link.name(),
-            ..Default::default()
-        };
-        if !link.is_supported() {
-            // Count what is skipped, but read no further than needed.
-            let mut n = 0u64;
-            let mut read_err = None;
-            loop {
-                match src.next_packet() {
-                    Ok(Some(_)) => n += 1,
-                    Ok(None) => break,
-                    Err(e) => {
-                        read_err = Some(e);
-                        break;
-                    }
-                }
-            }
-            sum.packets_read = n;
-            sum.skipped = n;
-            if n > 0 {
-                sum.skipped_by_reason
-                    .insert(Skip::UnsupportedLink.as_str(), n);
-            }
-            sum.error = Some(format!(
-                "{} is not a link type synscope decodes (it reads Ethernet, Linux SLL/SLL2, raw IP, NULL/LOOP); {n} packets skipped{}",
-                link.name(),
-                read_err.map(|e| format!(", then: {e}")).unwrap_or_default()
-            ));
-            self.inputs.push(sum);
-            return;
+    /// Reads capture files: up to `jobs` threads read and decode files (one
+    /// file each), while this thread tracks the packets file after file, in
+    /// the order of their first packets. One tracker follows them across
+    /// files, so an attempt whose SYN ends one file of a rotation
+    /// (`tcpdump -C` / `-G`) and whose answer starts the next is matched;
+    /// a file that starts before the previous one's clock (a capture of
+    /// its own, of the same time) gets a tracker of its own. Summaries are
+    /// kept in the order of `paths`; the result does not depend on `jobs`.
+    pub fn add_files(&mut self, paths: &[std::path::PathBuf]) {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let filter = self.opts.filter.as_deref();
+        // The order of their first packets (unreadable and empty files
+        // first: they only report).
+        let first: Vec<Option<u64>> = paths.iter().map(|p| first_packet(p, filter)).collect();
+        let mut order: Vec<usize> = (0..paths.len()).collect();
+        order.sort_by_key(|&i| (first[i].is_some(), first[i].unwrap_or(0), i));
+        let mut senders = Vec::with_capacity(order.len());
+        let mut receivers = Vec::with_capacity(order.len());
+        for _ in &order {
+            let (tx, rx) = mpsc::sync_channel::<Msg>(BATCHES_IN_FLIGHT);
+            senders.push(Mutex::new(Some(tx)));
+            receivers.push(rx);
         }
-        // Two stages on two threads: this one reads (libpcap) and decodes,
-        // a worker tracks. Packets cross in batches whose buffers go back to
-        // the reader for reuse.
-        let tracker = Tracker::resume(self.opts.track, std::mem::take(&mut self.merged));
-        let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
-        let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
-        let dns = &mut self.dns;
-        let (tracker, skipped) = std::thread::scope(|scope| {
-            let worker = scope.spawn(move || {
-                let mut tracker = tracker;
-                for batch in full_rx {
-                    for (ts, p) in &batch.packets {
-                        tracker.observe(*ts, p);
-                    }
-                    // The reader may be gone already; then the batch is dropped.
-                    let _ = empty_tx.send(batch.cleared());
-                }
-                tracker
-            });
-            let mut batch = Batch::default();
-            let mut skipped = [0u64; 5];
-            loop {
-                match src.next_packet() {
-                    Ok(Some(p)) => {
-                        sum.packets_read += 1;
-                        match wire::parse(link, p.data) {
-                            Ok(wire::Packet {
-                                src,
-                                dst,
-                                body: wire::Body::Dns(a),
-                                ..
-                            }) => {
-                                sum.dns += 1;
-                                dns.push(DnsEvent {
-                                    ts_ns: p.ts,
-                                    server: src,
-                                    client: dst,
-                                    name: a.name,
-                                    rcode: a.rcode,
-                                    addresses: a.addresses,
-                                });
-                            }
-                            Ok(pkt) => batch.packets.push((p.ts, pkt)),
-                            Err(s) => skipped[skip_index(s)] += 1,
-                        }
-                        if batch.packets.len() >= BATCH_PACKETS {
-                            let next = empty_rx.try_recv().unwrap_or_default();
-                            if full_tx.send(std::mem::replace(&mut batch, next)).is_err() {
-                                break;
-                            }
+        let pool: Mutex<Vec<Batch>> = Mutex::new(Vec::new());
+        let next = AtomicUsize::new(0);
+        let workers = self.jobs.min(order.len());
+        let (opts, bar) = (&self.opts, self.progress.as_ref());
+        let mut decoded: Vec<Option<Decoded>> = paths.iter().map(|_| None).collect();
+        let mut dns = Vec::new();
+        let cfg = self.opts.track;
+        let mut merged = std::mem::take(&mut self.merged);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| {
+                    // Files are claimed in tracking order, so the file the
+                    // tracker waits for is always being read.
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let (Some(&i), Some(slot)) = (order.get(k), senders.get(k)) else {
+                            break;
+                        };
+                        let tx = slot.lock().ok().and_then(|mut s| s.take());
+                        if let (Some(tx), Some(path)) = (tx, paths.get(i)) {
+                            decode_file(opts, path, &tx, &pool, bar);
                         }
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        sum.error = Some(format!("stopped after packet {}: {e}", sum.packets_read));
-                        break;
+                });
+            }
+            let mut tracker = Tracker::new(cfg);
+            for (k, rx) in receivers.into_iter().enumerate() {
+                let mut before = tracker.stats();
+                let mut first_batch = true;
+                for msg in rx {
+                    match msg {
+                        Msg::Packets(batch) => {
+                            if first_batch {
+                                first_batch = false;
+                                if batch
+                                    .packets
+                                    .first()
+                                    .is_some_and(|(ts, _)| *ts < tracker.clock())
+                                {
+                                    let done = std::mem::replace(&mut tracker, Tracker::new(cfg));
+                                    merged.merge(done.finish().0);
+                                    before = Stats::default();
+                                }
+                            }
+                            for (ts, p) in &batch.packets {
+                                tracker.observe(*ts, p);
+                            }
+                            if let Ok(mut pool) = pool.lock() {
+                                pool.push(batch.cleared());
+                            }
+                        }
+                        Msg::End(d) => {
+                            let mut d = *d;
+                            d.sum.stats = tracker.stats().since(&before);
+                            dns.append(&mut d.dns);
+                            if let Some(slot) = order.get(k).and_then(|&i| decoded.get_mut(i)) {
+                                *slot = Some(d);
+                            }
+                        }
                     }
                 }
             }
-            if !batch.packets.is_empty() {
-                let _ = full_tx.send(batch);
-            }
-            drop(full_tx);
-            match worker.join() {
-                Ok(t) => (t, skipped),
-                // The worker only tracks, which does not panic; should it,
-                // the panic is carried on as it was.
-                Err(p) => std::panic::resume_unwind(p),
-            }
+            merged.merge(tracker.finish().0);
         });
-        let (merged, stats) = tracker.finish();
         self.merged = merged;
-        sum.stats = stats;
-        for s in [
-            Skip::UnsupportedLink,
-            Skip::NotIp,
-            Skip::NotTcp,
-            Skip::Fragment,
-            Skip::Malformed,
-        ] {
-            let n = skipped[skip_index(s)];
-            sum.skipped += n;
-            if n > 0 {
-                sum.skipped_by_reason.insert(s.as_str(), n);
-            }
-        }
-        self.inputs.push(sum);
+        self.dns.append(&mut dns);
+        self.inputs
+            .extend(decoded.into_iter().flatten().map(|d| d.sum));
     }
 
     pub fn finish(self) -> Analysis {
+        if let Some(bar) = &self.progress {
+            bar.finish_and_clear();
+        }
         let sel = &self.opts.selection;
         let results: Vec<Verdict> = self
             .merged
@@ -305,12 +301,179 @@ impl Analyzer {
     }
 }
 
-fn skip_index(s: Skip) -> usize {
-    match s {
-        Skip::UnsupportedLink => 0,
-        Skip::NotIp => 1,
-        Skip::NotTcp => 2,
-        Skip::Fragment => 3,
-        Skip::Malformed => 4,
+/// The time of a file's first packet (through the filter), if it has one.
+fn first_packet(path: &Path, filter: Option<&str>) -> Option<u64> {
+    let mut src = FileSource::open(path, filter).ok()?;
+    src.next_packet().ok().flatten().map(|p| p.ts)
+}
+
+/// Reads and decodes one file into `tx`: batches of packets for the
+/// tracker, then the file's summary. Batch buffers come from `pool`.
+fn decode_file(
+    opts: &Options,
+    path: &Path,
+    tx: &mpsc::SyncSender<Msg>,
+    pool: &std::sync::Mutex<Vec<Batch>>,
+    bar: Option<&ProgressBar>,
+) {
+    let mut d = Decoded {
+        sum: InputSummary {
+            file: path.display().to_string(),
+            ..Default::default()
+        },
+        dns: Vec::new(),
+    };
+    match FileSource::open(path, opts.filter.as_deref()) {
+        Err(e) => d.sum.error = Some(e),
+        Ok(mut src) => {
+            let link = src.link_type();
+            d.sum.link_type = link.name();
+            if !link.is_supported() {
+                count_unsupported(&mut src, &mut d.sum);
+            } else {
+                let mut skipped = [0u64; Skip::ALL.len()];
+                let mut reader = Reader {
+                    sum: &mut d.sum,
+                    dns: &mut d.dns,
+                    skipped: &mut skipped,
+                    bar,
+                    shown: 0,
+                };
+                let fresh = || {
+                    pool.lock()
+                        .ok()
+                        .and_then(|mut p| p.pop())
+                        .unwrap_or_default()
+                };
+                let mut batch = fresh();
+                reader.pump(&mut src, link, |ts, pkt| {
+                    batch.packets.push((ts, pkt));
+                    if batch.packets.len() >= BATCH_PACKETS {
+                        let full = std::mem::replace(&mut batch, fresh());
+                        return tx.send(Msg::Packets(full)).is_ok();
+                    }
+                    true
+                });
+                if !batch.packets.is_empty() {
+                    let _ = tx.send(Msg::Packets(batch));
+                }
+                for s in Skip::ALL {
+                    let n = skipped[s.index()];
+                    d.sum.skipped += n;
+                    if n > 0 {
+                        d.sum.skipped_by_reason.insert(s.as_str(), n);
+                    }
+                }
+            }
+        }
+    }
+    // The tracker may be gone (it does not go before the end); then the
+    // summary is dropped with it.
+    let _ = tx.send(Msg::End(Box::new(d)));
+}
+
+/// A link type synscope does not decode: count what is skipped, and say so.
+fn count_unsupported(src: &mut dyn PacketSource, sum: &mut InputSummary) {
+    let link = src.link_type();
+    let mut n = 0u64;
+    let mut read_err = None;
+    loop {
+        match src.next_packet() {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => break,
+            Err(e) => {
+                read_err = Some(e);
+                break;
+            }
+        }
+    }
+    sum.packets_read = n;
+    sum.skipped = n;
+    if n > 0 {
+        sum.skipped_by_reason
+            .insert(Skip::UnsupportedLink.as_str(), n);
+    }
+    sum.error = Some(format!(
+        "{} is not a link type synscope decodes (it reads Ethernet, Linux SLL/SLL2, raw IP, NULL/LOOP); {n} packets skipped{}",
+        link.name(),
+        read_err.map(|e| format!(", then: {e}")).unwrap_or_default()
+    ));
+}
+
+/// Packets between progress updates.
+const PROGRESS_EVERY: u64 = 16384;
+
+/// The reading stage: frames from the source, decoded; DNS answers kept,
+/// the rest handed on, what cannot be decoded counted.
+struct Reader<'a> {
+    sum: &'a mut InputSummary,
+    dns: &'a mut Vec<DnsEvent>,
+    skipped: &'a mut [u64; Skip::ALL.len()],
+    bar: Option<&'a ProgressBar>,
+    /// Bytes of this source already added to the bar.
+    shown: u64,
+}
+
+impl Reader<'_> {
+    /// Reads `src` to its end; `sink` takes each decoded packet and returns
+    /// false to stop.
+    fn pump(
+        &mut self,
+        src: &mut dyn PacketSource,
+        link: wire::LinkType,
+        mut sink: impl FnMut(u64, wire::Packet) -> bool,
+    ) {
+        loop {
+            if self.sum.packets_read.is_multiple_of(PROGRESS_EVERY) {
+                self.show(src);
+            }
+            match src.next_packet() {
+                Ok(Some(p)) => {
+                    self.sum.packets_read += 1;
+                    match wire::parse(link, p.data) {
+                        Ok(wire::Packet {
+                            src,
+                            dst,
+                            body: wire::Body::Dns(a),
+                            ..
+                        }) => {
+                            self.sum.dns += 1;
+                            self.dns.push(DnsEvent {
+                                ts_ns: p.ts,
+                                server: src,
+                                client: dst,
+                                name: a.name,
+                                rcode: a.rcode,
+                                addresses: a.addresses,
+                            });
+                        }
+                        Ok(pkt) => {
+                            if !sink(p.ts, pkt) {
+                                break;
+                            }
+                        }
+                        Err(s) => self.skipped[s.index()] += 1,
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.sum.error = Some(format!(
+                        "stopped after packet {}: {e}",
+                        self.sum.packets_read
+                    ));
+                    break;
+                }
+            }
+        }
+        self.show(src);
+    }
+
+    fn show(&mut self, src: &dyn PacketSource) {
+        if let (Some(bar), Some(at)) = (self.bar, src.offset())
+            && at > self.shown
+        {
+            bar.inc(at - self.shown);
+            self.shown = at;
+        }
     }
 }

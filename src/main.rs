@@ -11,8 +11,11 @@ use synscope::scan::{ScanInfo, ScanOptions};
 use synscope::select::{AddrSpec, PortSet, Selection};
 use synscope::track::{self, NANOS_PER_SEC};
 
-/// Exit codes (docs/USAGE.md).
+/// Exit codes (README, "Exit codes"): 0 = ran and every port asked about
+/// (scan, diagnose, analyze -p) answered as open, 1 = ran and some port is
+/// not open, 2 = usage or input error, 3 = runtime error, 130 = interrupted.
 const EXIT_OK: u8 = 0;
+const EXIT_NOT_OPEN: u8 = 1;
 const EXIT_INPUT: u8 = 2;
 const EXIT_RUNTIME: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 130;
@@ -188,9 +191,17 @@ struct ReportArgs {
 
 #[derive(clap::Args)]
 struct AnalyzeArgs {
-    /// Capture files (pcap or pcapng); verdicts are merged across them.
-    #[arg(required = true, value_name = "FILE")]
+    /// Capture files (pcap or pcapng), directories of them, or quoted globs
+    /// ('caps/*.pcap'); verdicts are merged across them.
+    #[arg(required = true, value_name = "FILE|DIR|GLOB")]
     files: Vec<PathBuf>,
+    /// Files read at once (default: the number of CPUs).
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// No progress bar (drawn on stderr, only when it is a terminal and the
+    /// inputs add up to 16 MiB or more).
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// BPF filter applied while reading (tcpdump syntax).
     #[arg(short = 'f', long, value_name = "BPF")]
     filter: Option<String>,
@@ -229,6 +240,41 @@ enum Format {
 /// The command line, for the nmap-xml `args` attribute.
 fn cli_args() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Inputs this large (in all) get a progress bar.
+const PROGRESS_BYTES: u64 = 16 << 20;
+
+/// The bar of an analysis: bytes of the inputs read.
+fn analyze_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} reading {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// 0 when there is at least one verdict and every one is open (the port
+/// answered with a SYN-ACK), 1 otherwise: `synscope scan host -p 443 && deploy`
+/// works like `nc -z`.
+fn verdict_code(results: &[synscope::track::Verdict]) -> u8 {
+    if !results.is_empty() && results.iter().all(|v| v.state == track::State::Open) {
+        EXIT_OK
+    } else {
+        EXIT_NOT_OPEN
+    }
+}
+
+/// The report was written (`written` is `EXIT_OK`): the verdicts decide.
+fn or_verdicts(written: ExitCode, results: &[synscope::track::Verdict]) -> ExitCode {
+    if written == ExitCode::from(EXIT_OK) {
+        ExitCode::from(verdict_code(results))
+    } else {
+        written
+    }
 }
 
 fn parse_shard(s: &str) -> Result<(u32, u32), String> {
@@ -406,7 +452,17 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
                 // Resolution failed: nothing could be probed.
                 ExitCode::from(EXIT_INPUT)
             } else {
-                ExitCode::from(EXIT_OK)
+                // The port is open on every address of the name, or not.
+                let every_address = d.addresses.iter().all(|a| {
+                    a.results
+                        .iter()
+                        .any(|v| v.port == port && v.state == track::State::Open)
+                });
+                ExitCode::from(if every_address {
+                    EXIT_OK
+                } else {
+                    EXIT_NOT_OPEN
+                })
             }
         }
     }
@@ -529,7 +585,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         // Interrupted: the shell's convention for SIGINT.
         return ExitCode::from(EXIT_INTERRUPTED);
     }
-    code
+    or_verdicts(code, &outcome.analysis.results)
 }
 
 /// Prints the report; the exit code for what happened.
@@ -606,16 +662,57 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
         selection: Selection {
             clients: args.client,
             targets: args.target,
-            ports: args.ports,
+            ports: args.ports.clone(),
         },
         filter: args.filter,
     };
-    let mut analyzer = Analyzer::new(opts);
-    for f in &args.files {
-        analyzer.add_file(f);
-    }
-    let analysis = analyzer.finish();
+    let inputs = synscope::source::inputs::expand(&args.files);
     let mut code = EXIT_OK;
+    for (dir, names) in &inputs.left_out {
+        let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+        eprintln!(
+            "synscope: {dir}: {} file{} left out (not pcap/pcapng): {}{}",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            shown.join(", "),
+            if names.len() > 3 { ", ..." } else { "" }
+        );
+    }
+    let jobs = args.jobs.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut analyzer = Analyzer::new(opts).with_jobs(jobs);
+    if !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let total: u64 = inputs
+            .files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum();
+        if total >= PROGRESS_BYTES {
+            analyzer = analyzer.with_progress(analyze_bar(total));
+        }
+    }
+    analyzer.add_files(&inputs.files);
+    let mut analysis = analyzer.finish();
+    // Arguments that named no file take their place among the inputs, so
+    // the error lines (and JSON `inputs`) follow the command line's order.
+    let mut entries: Vec<(usize, synscope::analyze::InputSummary)> = inputs
+        .arg_of
+        .iter()
+        .copied()
+        .zip(analysis.inputs.drain(..))
+        .collect();
+    entries.extend(inputs.errors.iter().map(|(n, arg, why)| {
+        let i = synscope::analyze::InputSummary {
+            file: arg.clone(),
+            error: Some(why.clone()),
+            ..Default::default()
+        };
+        (*n, i)
+    }));
+    entries.sort_by_key(|(n, _)| *n);
+    analysis.inputs = entries.into_iter().map(|(_, i)| i).collect();
     for i in analysis.errors() {
         eprintln!(
             "synscope: {}: {}",
@@ -624,9 +721,25 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
         );
         code = EXIT_INPUT;
     }
+    if code == EXIT_OK
+        && let Some(asked) = &args.ports
+    {
+        // Ports asked about with -p: each must have been seen, and every
+        // attempt to them answered as open (`analyze -p 443 cap && ...`).
+        let seen: std::collections::HashSet<u16> =
+            analysis.results.iter().map(|v| v.port).collect();
+        code = if asked.iter().all(|p| seen.contains(&p)) {
+            verdict_code(&analysis.results)
+        } else {
+            EXIT_NOT_OPEN
+        };
+    }
     // Nothing to show but errors: the error lines alone say it.
     let all_failed =
         analysis.results.is_empty() && analysis.inputs.iter().all(|i| i.error.is_some());
+    if inputs.files.is_empty() {
+        return ExitCode::from(EXIT_INPUT);
+    }
     if !all_failed {
         if args.findings {
             let f = synscope::diagnose::offline::offline_findings(&analysis);

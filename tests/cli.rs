@@ -79,7 +79,8 @@ fn selectors_narrow_the_report() {
         args.extend_from_slice(extra);
         args.push(f.to_str().unwrap());
         let o = run(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
+        // 0, or 1 when -p names a port not seen open (see the exit-code test).
+        assert_ran(&o, "selection");
         serde_json::from_slice(&o.stdout).unwrap()
     };
     assert_eq!(
@@ -171,7 +172,7 @@ fn bad_inputs_get_one_line_each_and_the_good_file_is_still_analysed() {
         (&short_header, "not a readable pcap/pcapng capture"),
         (&short_packet, "truncated"),
         (&unknown_link, "not a link type synscope decodes"),
-        (&dir, "is a directory"),
+        (&dir, "directory holds no pcap/pcapng file"),
         (&missing, "no such file"),
     ] {
         let line = lines
@@ -475,6 +476,257 @@ fn nmap_xml_validates_against_nmaps_dtd() {
             xml.contains("reason_ip=\""),
             "the router's address on its rejections"
         );
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// README "Exit codes": with -p, 0 only when every port asked about was
+/// seen and answered open, 1 when one was not; without -p, 0 (no port was
+/// asked about); 2 for input errors; the same whichever way the report is
+/// written.
+#[test]
+fn exit_code_says_whether_every_asked_port_is_open() {
+    let f = root().join("captures/wrong-port.pcap");
+    let f = f.to_str().unwrap();
+    let d = scratch("exitcodes");
+    let out = d.join("r.json");
+    let out = out.to_str().unwrap();
+    let cases = [
+        ("8080", 0),
+        ("8081", 1),
+        ("8080,8081", 1),
+        ("8080,9", 1),
+        ("9", 1),
+    ];
+    for (ports, want) in cases {
+        for extra in [&[][..], &["-o", "json"], &["-o", "csv", "--output", out]] {
+            let mut args = vec!["analyze", "-p", ports];
+            args.extend_from_slice(extra);
+            args.push(f);
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(want), "{args:?}: {}", stderr(&o));
+        }
+    }
+    let o = run(&["analyze", f]);
+    assert_eq!(o.status.code(), Some(0), "no port asked: {}", stderr(&o));
+    // An input error outranks the verdicts: the open port's file and a
+    // missing one exit 2.
+    let o = run(&["analyze", "-p", "8080", f, "/nonexistent/x.pcap"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Shell use: `analyze ... && deploy`.
+    let sh = |ports: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "\"$0\" analyze -q -p {ports} \"$1\" >/dev/null && echo deploy"
+            ))
+            .arg(env!("CARGO_BIN_EXE_synscope"))
+            .arg(f)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(stdout(&sh("8080")), "deploy\n");
+    assert_eq!(stdout(&sh("8081")), "");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A capture of `n` attempts (SYN then RST, distinct ports and clients):
+/// about 140 bytes of file per attempt.
+fn write_many_attempts(path: &std::path::Path, n: u32) {
+    use synscope::fixture::{self, Seg};
+    use synscope::source::PcapWriter;
+    use synscope::wire::{LinkType, flags};
+    let t0: u64 = 1_700_000_000_000_000_000;
+    let mut w = PcapWriter::create(path, LinkType::ETHERNET).expect("create pcap");
+    for i in 0..n {
+        let client = format!("198.51.{}.{}", 100 + (i >> 16), (i >> 8) & 0xff);
+        let s = Seg::syn(
+            &client,
+            40000 + (i & 0xff) as u16,
+            "203.0.113.2",
+            1 + (i % 65000) as u16,
+            i,
+        );
+        for (k, seg) in [s, s.reply(flags::RST | flags::ACK, 63)].iter().enumerate() {
+            let f = fixture::ethernet(&fixture::tcp_ip(seg));
+            w.write(t0 + u64::from(i) * 1000 + k as u64, f.len() as u32, &f);
+        }
+    }
+    w.finish().expect("finish pcap");
+}
+
+#[test]
+fn analyze_shows_progress_only_on_a_terminal_and_never_in_the_report() {
+    let d = scratch("progress");
+    let big = d.join("big.pcap");
+    write_many_attempts(&big, 150_000);
+    let size = std::fs::metadata(&big).unwrap().len();
+    assert!(size >= 16 << 20, "{size} bytes: too small for a bar");
+    let report = d.join("r.json");
+    // `script` gives the command a terminal; stdout goes to a file.
+    let on_tty = |extra: &str| {
+        let cmd = format!(
+            "{} analyze {extra} -o json {} > {}",
+            env!("CARGO_BIN_EXE_synscope"),
+            big.display(),
+            report.display()
+        );
+        let o = std::process::Command::new("script")
+            .args(["-qc", &cmd, "/dev/null"])
+            .output()
+            .expect("script");
+        let j: Value = serde_json::from_slice(&std::fs::read(&report).unwrap())
+            .expect("the report is JSON alone");
+        assert_eq!(j["summary"]["refused"], 150_000);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let shown = on_tty("");
+    assert!(
+        shown.contains("reading "),
+        "a bar on the terminal: {shown:?}"
+    );
+    assert!(shown.contains("MiB"), "{shown:?}");
+    let quiet = on_tty("-q");
+    assert!(!quiet.contains("reading "), "-q: {quiet:?}");
+    // Not a terminal: nothing on stderr.
+    let o = run(&["analyze", "-o", "json", big.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(o.stderr.is_empty(), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A directory, a quoted glob and the file list give one report, whatever
+/// the number of files read at once.
+#[test]
+fn many_files_directories_and_globs_give_the_same_report() {
+    let d = scratch("manyfiles");
+    let caps = d.join("caps");
+    std::fs::create_dir_all(&caps).unwrap();
+    let mut names = Vec::new();
+    for (i, f) in [
+        "nmap-v4.pcap",
+        "nmap-v6.pcapng",
+        "wrong-port.pcap",
+        "dropped.pcap",
+        "rejected.pcap",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let to = caps.join(format!("part{i}-{f}"));
+        std::fs::copy(root().join("captures").join(f), &to).unwrap();
+        names.push(to.display().to_string());
+    }
+    // The same attempts split across two more files: merged as one.
+    write_many_attempts(&caps.join("part5-many.pcap"), 3000);
+    names.push(caps.join("part5-many.pcap").display().to_string());
+    std::fs::write(caps.join("README"), "not a capture\n").unwrap();
+    let report = |args: &[&str]| -> (Option<i32>, String, String) {
+        let mut full = vec!["analyze", "-o", "json"];
+        full.extend_from_slice(args);
+        let o = run(&full);
+        (o.status.code(), stdout(&o), stderr(&o))
+    };
+    let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut one_by_one = vec!["-j", "1"];
+    one_by_one.extend_from_slice(&listed);
+    let (code, want, err) = report(&one_by_one);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+    let j: Value = serde_json::from_str(&want).unwrap();
+    assert_eq!(j["inputs"].as_array().unwrap().len(), 6);
+    assert!(j["summary"]["refused"].as_u64().unwrap() > 3000);
+    let mut parallel = vec!["-j", "4"];
+    parallel.extend_from_slice(&listed);
+    assert_eq!(report(&parallel).1, want, "-j 4 = -j 1");
+    let dir = caps.display().to_string();
+    let (code, got, err) = report(&[&dir]);
+    assert_eq!(code, Some(0));
+    assert_eq!(got, want, "the directory = its files");
+    assert_eq!(
+        err.trim(),
+        format!("synscope: {dir}: 1 file left out (not pcap/pcapng): README")
+    );
+    let glob = format!("{dir}/part*");
+    assert_eq!(report(&[&glob]).1, want, "a quoted glob = its files");
+    let none = format!("{dir}/nothing*");
+    let (code, _, err) = report(&[&none]);
+    assert_eq!(code, Some(2));
+    assert_eq!(err.trim(), format!("synscope: {none}: no file matches"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Splits a capture every `n` packets into files named as `tcpdump -C`
+/// names them (cap, cap1, cap2, ... cap10: the shell's and a plain sort put
+/// cap10 before cap2).
+fn rotate(src: &std::path::Path, dir: &std::path::Path, n: usize) -> usize {
+    use synscope::source::{FileSource, PacketSource, PcapWriter};
+    let mut s = FileSource::open(src, None).unwrap();
+    let link = s.link_type();
+    let mut files = 0;
+    let mut w: Option<PcapWriter> = None;
+    let mut count = 0;
+    while let Some(p) = s.next_packet().unwrap() {
+        if count % n == 0 {
+            if let Some(w) = w.take() {
+                w.finish().unwrap();
+            }
+            let name = if files == 0 {
+                "cap".to_string()
+            } else {
+                format!("cap{files}")
+            };
+            w = Some(PcapWriter::create(&dir.join(name), link).unwrap());
+            files += 1;
+        }
+        w.as_mut().unwrap().write(p.ts, p.len, p.data);
+        count += 1;
+    }
+    if let Some(w) = w {
+        w.finish().unwrap();
+    }
+    files
+}
+
+/// A rotation (`tcpdump -C`) analysed as a directory gives the report of
+/// the unsplit capture: attempts whose SYN ends one file and whose answer
+/// starts the next are still matched, whatever the order of the names.
+#[test]
+fn a_rotated_capture_reads_as_one() {
+    let d = scratch("rotation");
+    for f in ["nmap-v4.pcap", "nmap-v6.pcapng", "wrong-port.pcap"] {
+        let whole = root().join("captures").join(f);
+        let parts = d.join(f);
+        std::fs::create_dir_all(&parts).unwrap();
+        let files = rotate(&whole, &parts, 2);
+        assert!(files > 6, "{f}: {files} files");
+        let want = run(&["analyze", "-o", "json", whole.to_str().unwrap()]);
+        let want: Value = serde_json::from_slice(&want.stdout).unwrap();
+        for jobs in ["1", "2", "4"] {
+            let o = run(&["analyze", "-o", "json", "-j", jobs, parts.to_str().unwrap()]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(got["results"], want["results"], "{f}, -j {jobs}");
+            for k in [
+                "syns",
+                "replies",
+                "unsolicited",
+                "packets_read",
+                "retransmissions",
+            ] {
+                assert_eq!(got["summary"][k], want["summary"][k], "{f}: {k}");
+            }
+            // Inputs keep the order of the directory listing.
+            let names: Vec<&str> = got["inputs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["file"].as_str().unwrap())
+                .collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(names, sorted);
+        }
     }
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -16,8 +16,30 @@ fn diagnose(lab: &Lab, target: &str, wait: &str) -> Value {
         )
         .output()
         .unwrap();
-    assert!(o.status.success(), "diagnose {target}: {}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
+    let j = serde_json::from_slice(&o.stdout).unwrap();
+    assert_diagnose_exit(&o, &j, target);
+    j
+}
+
+/// README "Exit codes" for diagnose: 0 when the asked port answered open on
+/// every address of the name, 1 when it did not.
+fn assert_diagnose_exit(o: &std::process::Output, j: &Value, what: &str) {
+    let port = j["port"].as_u64().expect("the asked port");
+    let addrs = j["addresses"].as_array().unwrap();
+    let open = !addrs.is_empty()
+        && addrs.iter().all(|a| {
+            a["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["port"] == port && r["state"] == "open")
+        });
+    assert_eq!(
+        o.status.code(),
+        Some(if open { 0 } else { 1 }),
+        "diagnose {what}: {}",
+        stderr(o)
+    );
 }
 
 fn first_finding(d: &Value) -> &Value {
@@ -126,7 +148,7 @@ fn a_report_file_is_written_and_a_bad_address_needs_no_probe() {
         )
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "8081 is refused: {}", stderr(&o));
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(text.starts_with("# Why 203.0.113.2:8081?"), "{text}");
     assert!(
@@ -182,7 +204,7 @@ fn name_resolution_failures_are_told_apart_and_send_nothing() {
 
     // A name with both families: every address is probed.
     let (code, d) = run_json(&["target.lab:8081"]);
-    assert_eq!(code, Some(0));
+    assert_eq!(code, Some(1), "8081 is refused on both addresses");
     assert_eq!(d["resolution"]["outcome"], "resolved");
     let addrs: Vec<&str> = d["addresses"]
         .as_array()
@@ -282,7 +304,7 @@ fn html_report_renders_in_headless_chromium() {
         )
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "9004 is dropped: {}", stderr(&o));
     let text = std::fs::read_to_string(&html).unwrap();
     assert!(text.starts_with("<!DOCTYPE html>"));
     assert!(
@@ -355,8 +377,9 @@ fn unprivileged_mode_names_icmp_senders_as_a_plain_user() {
         args.extend_from_slice(&[b, "diagnose", target, "--format", "json", "--wait", "0.3"]);
         args.extend_from_slice(extra);
         let o = lab.exec('c', &args).output().unwrap();
-        assert!(o.status.success(), "{target}: {}", stderr(&o));
-        (stderr(&o), serde_json::from_slice(&o.stdout).unwrap())
+        let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_diagnose_exit(&o, &j, target);
+        (stderr(&o), j)
     };
     for (target, extra) in [
         ("203.0.113.2:9001", &["--unprivileged"][..]),
@@ -455,7 +478,7 @@ fn a_rate_limited_reject_is_reprobed_slowly_not_called_filtered() {
         )
         .output()
         .unwrap();
-    assert!(o.status.success());
+    assert_eq!(o.status.code(), Some(1), "9005 is not open: {}", stderr(&o));
     let warm: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
         warm["results"][0]["reason"], "port-unreach",

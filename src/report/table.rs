@@ -58,6 +58,13 @@ pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
         thousands(s.retransmissions),
         thousands(s.unsolicited)
     );
+    if let Some(&n) = reasons.get("truncated") {
+        let _ = writeln!(
+            out,
+            "Warning: {} packets were cut by the capture's snap length before the headers synscope reads; an answer among them (often an ICMP error, whose quoted packet is long) is missing from the verdicts. Capture with tcpdump -s 0, or a snap length of 128 bytes or more.",
+            thousands(n)
+        );
+    }
     if s.evicted > 0 {
         let _ = writeln!(
             out,

@@ -460,7 +460,7 @@ fn run_once(
             ..Default::default()
         })
         .collect();
-    let mut skipped = vec![[0u64; 5]; captures.len()];
+    let mut skipped = vec![[0u64; wire::Skip::ALL.len()]; captures.len()];
     let mut send_errors = 0u64;
     let mut due = Vec::new();
     let mut segs: Vec<(IpAddr, [u8; SYN_LEN])> = Vec::new();
@@ -486,7 +486,7 @@ fn run_once(
                 let pkt = match wire::parse(link, p.data) {
                     Ok(pkt) => pkt,
                     Err(s) => {
-                        skipped[ci][s as usize] += 1;
+                        skipped[ci][s.index()] += 1;
                         continue;
                     }
                 };
@@ -544,7 +544,7 @@ fn run_once(
         let b = indicatif::ProgressBar::new(probes.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} {pos}/{len} probes decided [{bar:30}] {per_sec} ETA {eta}",
+                "{spinner} {pos}/{len} probes decided {wide_bar} {per_sec} ETA {eta}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );

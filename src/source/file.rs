@@ -51,9 +51,30 @@ fn pcap_reason(e: &pcap::Error) -> String {
     }
 }
 
+// libpcap's own call, not bound by the pcap crate: the descriptor of the
+// file an offline handle reads (its stdio FILE's fileno).
+unsafe extern "C" {
+    fn pcap_get_selectable_fd(p: *mut libc::c_void) -> libc::c_int;
+}
+
 impl PacketSource for FileSource {
     fn link_type(&self) -> LinkType {
         self.link
+    }
+
+    /// How far into the file libpcap has read (its stdio buffer runs a few
+    /// KiB ahead of the packets handed out): for progress bars.
+    fn offset(&self) -> Option<u64> {
+        // SAFETY: the handle is alive as long as `self`; the call only reads
+        // the handle's descriptor field.
+        let fd = unsafe { pcap_get_selectable_fd(self.cap.as_ptr().cast()) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: lseek with SEEK_CUR and offset 0 moves nothing; it reads
+        // the position of a descriptor the handle owns.
+        let pos = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+        u64::try_from(pos).ok()
     }
 
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError> {

@@ -3,6 +3,7 @@
 //! is the same for all of them and is tested without root or files.
 
 mod file;
+pub mod inputs;
 mod live;
 mod memory;
 mod writer;
@@ -50,6 +51,10 @@ pub trait PacketSource {
     /// The next frame; `Ok(None)` at the end; `Err` when the rest of the
     /// source cannot be read (the frames before it are still good).
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError>;
+    /// Bytes of the underlying file read so far, where there is a file.
+    fn offset(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -67,13 +67,25 @@ impl Merger {
     }
 
     pub(super) fn absorb(&mut self, a: &Attempt) {
-        let (client, target, port) = a.ends();
-        let key = TripleKey {
-            client,
-            target,
-            port,
-            v6: a.key.v6(),
-        };
+        self.absorb_record(Merger::record_of(a));
+    }
+
+    /// Folds another merger's records into this one (files tracked on
+    /// other threads). The result does not depend on the order of merging:
+    /// counts add up, TTL sets unite, and the evidence kept is the one that
+    /// beats the others.
+    pub fn merge(&mut self, other: Merger) {
+        if self.records.is_empty() {
+            *self = other;
+            return;
+        }
+        for r in other.records {
+            self.absorb_record(r);
+        }
+    }
+
+    fn absorb_record(&mut self, rec: Record) {
+        let key = rec.key;
         let h = self.hasher.hash_one(key);
         let records = &mut self.records;
         let found = self
@@ -84,11 +96,11 @@ impl Merger {
             .copied();
         match found.and_then(|i| records.get_mut(i as usize)) {
             Some(r) => {
-                r.probes = r.probes.saturating_add(a.probes);
-                r.attempts = r.attempts.saturating_add(1);
-                r.first_syn = r.first_syn.min(a.first_syn);
-                r.ttls.union(&a.ttls);
-                if let Some(ev) = a.evidence
+                r.probes = r.probes.saturating_add(rec.probes);
+                r.attempts = r.attempts.saturating_add(rec.attempts);
+                r.first_syn = r.first_syn.min(rec.first_syn);
+                r.ttls.union(&rec.ttls);
+                if let Some(ev) = rec.evidence
                     && r.evidence.is_none_or(|cur| ev.beats(&cur))
                 {
                     r.evidence = Some(ev);
@@ -96,14 +108,7 @@ impl Merger {
             }
             None => {
                 let i = u32::try_from(records.len()).unwrap_or(u32::MAX);
-                records.push(Record {
-                    key,
-                    probes: a.probes,
-                    attempts: 1,
-                    first_syn: a.first_syn,
-                    evidence: a.evidence,
-                    ttls: a.ttls,
-                });
+                records.push(rec);
                 let (records, hasher) = (&self.records, &self.hasher);
                 self.index.insert_unique(h, i, |&j| {
                     records

@@ -82,6 +82,20 @@ pub struct Stats {
     pub evicted: u64,
 }
 
+impl Stats {
+    /// What was counted after `before` was taken (counters only grow).
+    pub fn since(&self, before: &Stats) -> Stats {
+        Stats {
+            syns: self.syns.saturating_sub(before.syns),
+            retransmissions: self.retransmissions.saturating_sub(before.retransmissions),
+            replies: self.replies.saturating_sub(before.replies),
+            unsolicited: self.unsolicited.saturating_sub(before.unsolicited),
+            other_tcp: self.other_tcp.saturating_sub(before.other_tcp),
+            evicted: self.evicted.saturating_sub(before.evicted),
+        }
+    }
+}
+
 /// An address in two words; the family lives in the key that holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Addr {

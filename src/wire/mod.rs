@@ -110,17 +110,28 @@ pub enum Skip {
     Fragment,
     /// Headers cut short or impossible (bad lengths, bad offsets).
     Malformed,
+    /// The capture's snap length cut the packet before the headers
+    /// synscope reads (a TCP header's first 14 bytes, or the IP header and
+    /// ports an ICMP error quotes): take captures with `-s 0` or at least
+    /// 128 bytes.
+    Truncated,
 }
 
 impl Skip {
     /// Every reason, in the order of their discriminants.
-    pub const ALL: [Skip; 5] = [
+    pub const ALL: [Skip; 6] = [
         Skip::UnsupportedLink,
         Skip::NotIp,
         Skip::NotTcp,
         Skip::Fragment,
         Skip::Malformed,
+        Skip::Truncated,
     ];
+
+    /// Its place in [`Skip::ALL`] (for counting in arrays).
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -129,6 +140,7 @@ impl Skip {
             Skip::NotTcp => "not-tcp",
             Skip::Fragment => "fragment",
             Skip::Malformed => "malformed",
+            Skip::Truncated => "truncated",
         }
     }
 }
@@ -164,7 +176,8 @@ fn ipv4(net: &[u8]) -> Result<Packet, Skip> {
         net.len()
     };
     let rest = net.get(hlen..end).ok_or(Skip::Malformed)?;
-    let body = transport(h.protocol(), rest, false)?;
+    let cut = total > net.len();
+    let body = transport(h.protocol(), rest, false, cut)?;
     Ok(Packet {
         src: IpAddr::V4(h.source_addr()),
         dst: IpAddr::V4(h.destination_addr()),
@@ -188,10 +201,10 @@ fn ipv6(net: &[u8]) -> Result<Packet, Skip> {
             plen
         };
     let mut rest = net.get(40..end).ok_or(Skip::Malformed)?;
+    let cut = plen > avail;
     let mut next = h.next_header();
     if next != IpNumber::TCP && next != IpNumber::IPV6_ICMP {
-        let (exts, n, r) =
-            Ipv6ExtensionsSlice::from_slice(next, rest).map_err(|_| Skip::Malformed)?;
+        let (exts, n, r) = Ipv6ExtensionsSlice::from_slice(next, rest).map_err(|_| short(cut))?;
         if exts.is_fragmenting_payload() {
             let first = exts.into_iter().any(|e| {
                 matches!(e, Ipv6ExtensionSlice::Fragment(f) if f.fragment_offset().value() == 0)
@@ -203,7 +216,7 @@ fn ipv6(net: &[u8]) -> Result<Packet, Skip> {
         next = n;
         rest = r;
     }
-    let body = transport(next, rest, true)?;
+    let body = transport(next, rest, true, cut)?;
     Ok(Packet {
         src: IpAddr::V6(h.source_addr()),
         dst: IpAddr::V6(h.destination_addr()),
@@ -213,23 +226,56 @@ fn ipv6(net: &[u8]) -> Result<Packet, Skip> {
     })
 }
 
-fn transport(proto: IpNumber, rest: &[u8], v6: bool) -> Result<Body, Skip> {
+/// Why headers could not be read: cut by the snap length (`cut`: the IP
+/// header says the packet was longer than what was captured), or malformed.
+fn short(cut: bool) -> Skip {
+    if cut {
+        Skip::Truncated
+    } else {
+        Skip::Malformed
+    }
+}
+
+/// The first 14 bytes of a TCP header whose options the snap length cut
+/// (tcpdump's old default of 68 bytes cuts a SYN's options): ports,
+/// numbers and flags are all there.
+fn tcp_prefix(rest: &[u8]) -> Option<Tcp> {
+    let b = rest.get(..14)?;
+    if b[12] >> 4 < 5 {
+        // A data offset below 5 words is impossible, cut or not.
+        return None;
+    }
+    let u16_at = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    let u32_at = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    Some(Tcp {
+        sport: u16_at(0),
+        dport: u16_at(2),
+        seq: u32_at(4),
+        ack: u32_at(8),
+        flags: b[13],
+    })
+}
+
+fn transport(proto: IpNumber, rest: &[u8], v6: bool, cut: bool) -> Result<Body, Skip> {
     match (proto, v6) {
-        (IpNumber::TCP, _) => {
-            let t = TcpHeaderSlice::from_slice(rest).map_err(|_| Skip::Malformed)?;
-            // Byte 13 holds the classic flags; the checked view holds at
-            // least 20 bytes, so the index exists.
-            let flags = t.slice().get(13).copied().unwrap_or(0);
-            Ok(Body::Tcp(Tcp {
-                sport: t.source_port(),
-                dport: t.destination_port(),
-                seq: t.sequence_number(),
-                ack: t.acknowledgment_number(),
-                flags,
-            }))
-        }
+        (IpNumber::TCP, _) => match TcpHeaderSlice::from_slice(rest) {
+            Ok(t) => {
+                // Byte 13 holds the classic flags; the checked view holds at
+                // least 20 bytes, so the index exists.
+                let flags = t.slice().get(13).copied().unwrap_or(0);
+                Ok(Body::Tcp(Tcp {
+                    sport: t.source_port(),
+                    dport: t.destination_port(),
+                    seq: t.sequence_number(),
+                    ack: t.acknowledgment_number(),
+                    flags,
+                }))
+            }
+            Err(_) if cut => tcp_prefix(rest).map(Body::Tcp).ok_or(Skip::Truncated),
+            Err(_) => Err(Skip::Malformed),
+        },
         (IpNumber::ICMP, false) => {
-            let i = Icmpv4Slice::from_slice(rest).map_err(|_| Skip::Malformed)?;
+            let i = Icmpv4Slice::from_slice(rest).map_err(|_| short(cut))?;
             let t = i.type_u8();
             if t != ICMP4_DEST_UNREACH && t != ICMP4_TIME_EXCEEDED {
                 return Err(Skip::NotTcp);
@@ -238,11 +284,11 @@ fn transport(proto: IpNumber, rest: &[u8], v6: bool) -> Result<Body, Skip> {
                 v6: false,
                 icmp_type: t,
                 code: i.code_u8(),
-                quoted: quoted(i.payload())?,
+                quoted: quoted(i.payload(), cut)?,
             })))
         }
         (IpNumber::IPV6_ICMP, true) => {
-            let i = Icmpv6Slice::from_slice(rest).map_err(|_| Skip::Malformed)?;
+            let i = Icmpv6Slice::from_slice(rest).map_err(|_| short(cut))?;
             let t = i.type_u8();
             if t != ICMP6_DEST_UNREACH && t != ICMP6_TIME_EXCEEDED {
                 return Err(Skip::NotTcp);
@@ -251,7 +297,7 @@ fn transport(proto: IpNumber, rest: &[u8], v6: bool) -> Result<Body, Skip> {
                 v6: true,
                 icmp_type: t,
                 code: i.code_u8(),
-                quoted: quoted(i.payload())?,
+                quoted: quoted(i.payload(), cut)?,
             })))
         }
         (IpNumber::UDP, _) => dns(rest),
@@ -293,9 +339,11 @@ fn dns(udp: &[u8]) -> Result<Body, Skip> {
 
 /// Reads the packet quoted by an ICMP error: its IP header (v4 or v6, with
 /// extension headers) and the first 4 to 8 bytes of its TCP header.
-fn quoted(data: &[u8]) -> Result<Quoted, Skip> {
+/// `cut`: the ICMP packet itself was cut by the snap length.
+fn quoted(data: &[u8], cut: bool) -> Result<Quoted, Skip> {
     let (ip, _) = LaxIpSlice::from_slice(data).map_err(|e| match e {
-        LaxHeaderSliceError::Len(_) | LaxHeaderSliceError::Content(_) => Skip::Malformed,
+        LaxHeaderSliceError::Len(_) => short(cut),
+        LaxHeaderSliceError::Content(_) => Skip::Malformed,
     })?;
     let payload = ip.payload();
     if payload.ip_number != IpNumber::TCP {
@@ -308,7 +356,7 @@ fn quoted(data: &[u8]) -> Result<Quoted, Skip> {
     let port =
         |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*tcp.get(i)?, *tcp.get(i + 1)?])) };
     let (Some(sport), Some(dport)) = (port(0), port(2)) else {
-        return Err(Skip::Malformed);
+        return Err(short(cut));
     };
     let seq = tcp
         .get(4..8)

@@ -103,50 +103,68 @@ impl Lab {
         c
     }
 
+    /// Starts dumpcap (Wireshark's capture engine: pcapng with interface
+    /// and statistics blocks) in the client namespace writing `file`, and
+    /// waits until it captures. Stop it with [`Capture::stop`] (its counts
+    /// are tcpdump's: ignore them) or by dropping it.
+    pub fn dumpcap(&self, iface: &str, file: &Path) -> Capture {
+        let mut c = self.exec(
+            'c',
+            &["dumpcap", "-i", iface, "-f", "tcp or icmp or icmp6", "-w"],
+        );
+        c.arg(file);
+        start_capture(c, "Capturing on", "dumpcap")
+    }
+
     /// Starts tcpdump in the client namespace writing `file`, and waits until
     /// it listens.
     pub fn capture(&self, iface: &str, file: &Path) -> Capture {
-        let mut child = self
-            .exec(
-                'c',
-                &[
-                    "tcpdump",
-                    "--immediate-mode",
-                    "-i",
-                    iface,
-                    "-U",
-                    "-B",
-                    "65536",
-                    "-s",
-                    "128",
-                    "-w",
-                ],
-            )
-            .arg(file)
-            .arg("tcp or icmp or icmp6")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcpdump");
-        let stderr = child.stderr.take().expect("tcpdump stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(l) if l.contains("listening on") => break,
-                Ok(_) => continue,
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("tcpdump did not start listening within 10 s");
-                }
+        let mut c = self.exec(
+            'c',
+            &[
+                "tcpdump",
+                "--immediate-mode",
+                "-i",
+                iface,
+                "-U",
+                "-B",
+                "65536",
+                "-s",
+                "128",
+                "-w",
+            ],
+        );
+        c.arg(file).arg("tcp or icmp or icmp6");
+        start_capture(c, "listening on", "tcpdump")
+    }
+}
+
+/// Spawns a capture tool and waits (10 s at most) for the stderr line
+/// that says it is capturing.
+fn start_capture(mut cmd: Command, ready: &str, name: &str) -> Capture {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let stderr = child.stderr.take().expect("capture stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) if l.contains(ready) => break,
+            Ok(_) => continue,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("{name} did not start capturing within 10 s");
             }
         }
-        Capture { child, lines: rx }
     }
+    Capture { child, lines: rx }
 }
 
 pub struct Capture {

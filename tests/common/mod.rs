@@ -103,3 +103,28 @@ pub fn public_copy(name: &str) -> (PathBuf, PathBuf) {
     }
     (dir, bin)
 }
+
+/// A run that completed: exit 0 (every verdict open) or 1 (some port not
+/// open), never an error code.
+pub fn assert_ran(o: &Output, what: &str) {
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(1)),
+        "{what}: exit {:?}: {}",
+        o.status.code(),
+        stderr(o)
+    );
+}
+
+/// The exit code follows the README's scheme for the verdicts of a JSON
+/// report: 0 when there are some and all are open, 1 otherwise.
+pub fn assert_exit_follows(o: &Output, j: &serde_json::Value, what: &str) {
+    assert_ran(o, what);
+    let r = j["results"].as_array().expect("a results array");
+    let all_open = !r.is_empty() && r.iter().all(|v| v["state"] == "open");
+    assert_eq!(
+        o.status.code(),
+        Some(if all_open { 0 } else { 1 }),
+        "{what}: {} results, all open: {all_open}",
+        r.len()
+    );
+}
