@@ -40,7 +40,9 @@ enum Command {
   synscope analyze captures/wrong-port.pcap
   synscope analyze --format json scan.pcapng | jq '.results[] | select(.state != \"open\")'
   synscope analyze --target 203.0.113.0/24 -p 80,443 --timeout 5 a.pcap b.pcap
-  synscope analyze --filter 'host 203.0.113.2' big.pcap")]
+  synscope analyze --filter 'host 203.0.113.2' big.pcap
+  synscope analyze /var/tmp/ring/          (every capture in it: a tcpdump -C rotation reads as one)
+  synscope analyze -p 443 'caps/*.pcap' && echo 'every attempt to 443 was answered open'")]
     Analyze(AnalyzeArgs),
     /// Send SYN probes and give every (target, port) a verdict (needs root or CAP_NET_RAW).
     #[command(after_help = "Examples:

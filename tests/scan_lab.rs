@@ -100,7 +100,12 @@ fn check_lab_scan(lab: &Lab, v6: bool, dir: &std::path::Path) {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let d: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(d["inputs"][0]["link_type"], "ETHERNET");
+    let magic = std::fs::read(&dumped).unwrap();
+    assert_eq!(
+        magic.get(..4),
+        Some(&[0x0a, 0x0d, 0x0d, 0x0a][..]),
+        "pcapng"
+    );
     let key = |r: &Value| {
         [
             "target",
@@ -215,6 +220,52 @@ fn loopback_scans_work_v4_and_v6() {
         );
         assert_eq!(find(&j, host, u64::from(open))["responder"], host);
         drop(listener);
+    }
+}
+
+/// README "Exit codes": `synscope scan HOST -p PORT && deploy` works like
+/// `nc -z`: 0 only when every asked port is open, 1 when one is refused,
+/// filtered or unreachable; diagnose likewise for its port.
+#[test]
+fn exit_codes_work_like_nc_z() {
+    let _machine = light();
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let shell = |cmd: &str| -> (Option<i32>, String) {
+        let o = lab
+            .exec(
+                'c',
+                &[
+                    "sh",
+                    "-c",
+                    &format!("\"$0\" {cmd} >/dev/null && echo deploy"),
+                    bin,
+                ],
+            )
+            .output()
+            .unwrap();
+        (o.status.code(), stdout(&o))
+    };
+    let fast = "-q --max-retries 1 --timeout 0.5 --wait 0.3";
+    for (args, want) in [
+        (format!("scan {TARGET4} -p 443 {fast}"), 0),
+        (format!("scan {TARGET4} -p 22,80,443,8080 {fast}"), 0),
+        (format!("scan {TARGET6} -p 443 -o json {fast}"), 0),
+        (format!("scan {TARGET4} -p 443,8081 {fast}"), 1),
+        (format!("scan {TARGET4} -p 9000 {fast}"), 1),
+        (format!("scan {TARGET4} -p 9002 -o csv {fast}"), 1),
+        (format!("diagnose {TARGET4}:443 --wait 0.3"), 0),
+        (format!("diagnose {TARGET4}:9001 --wait 0.3"), 1),
+    ] {
+        let (code, out) = shell(&args);
+        let deployed = out == "deploy\n";
+        assert_eq!(
+            (deployed, code),
+            (want == 0, Some(want)),
+            "synscope {args}: the shell's && ran deploy: {deployed}"
+        );
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 pub struct FileSource {
     cap: Capture<Offline>,
     link: LinkType,
+    /// Packets handed out so far.
+    read: u64,
 }
 
 impl FileSource {
@@ -32,7 +34,7 @@ impl FileSource {
                 .map_err(|e| format!("bad --filter {f:?}: {}", pcap_reason(&e)))?;
         }
         let link = LinkType(cap.get_datalink().0);
-        Ok(FileSource { cap, link })
+        Ok(FileSource { cap, link, read: 0 })
     }
 }
 
@@ -79,13 +81,24 @@ impl PacketSource for FileSource {
 
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError> {
         match self.cap.next_packet() {
-            Ok(p) => Ok(Some(RawPacket::from_pcap(&p))),
+            Ok(p) => {
+                self.read += 1;
+                Ok(Some(RawPacket::from_pcap(&p)))
+            }
             Err(pcap::Error::NoMorePackets) => Ok(None),
             Err(e) => {
                 let mut why = pcap_reason(&e);
                 if why.contains("different from the type of the first interface") {
                     why.push_str(
                         " (libpcap reads one link type per pcapng file: split it by interface, e.g. with tshark -r FILE -w PART -Y frame.interface_id==N)",
+                    );
+                }
+                if self.read <= 1 && why.contains("bigger than snaplen") {
+                    // Old patched tcpdumps wrote longer record headers
+                    // behind the standard magic number; Wireshark's
+                    // readers guess which, libpcap's do not.
+                    why.push_str(
+                        " (if an old patched tcpdump wrote it, as Red Hat 6.1's, SuSE 6.3's or Nokia IPSO's did, `editcap -F pcap FILE NEW` converts it)",
                     );
                 }
                 Err(SourceError::Read(why))
