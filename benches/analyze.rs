@@ -169,6 +169,10 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let filter = "tcp or icmp or icmp6";
+    println!(
+        "{} CPUs; synscope's default -j is one less (one thread tracks)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     let have_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
     let synscope = |args: &[&str], input: &Path| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_synscope"));
@@ -197,14 +201,15 @@ fn main() {
         part_packets += build_capture(&parts.join(format!("part{i}.pcap")), want / 4, i * 1000);
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let j = cpus.to_string();
     let mut many = vec![
-        (
-            format!("synscope analyze --format json DIR (-j {cpus}: all CPUs)"),
-            synscope(&["--format", "json"], &parts),
-        ),
         (
             "synscope analyze --format json -j 1 DIR".to_string(),
             synscope(&["--format", "json", "-j", "1"], &parts),
+        ),
+        (
+            format!("synscope analyze --format json -j {cpus} DIR"),
+            synscope(&["--format", "json", "-j", &j], &parts),
         ),
     ];
     if have_tcpdump {
