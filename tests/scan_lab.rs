@@ -25,6 +25,7 @@ fn scan_json(lab: Option<&Lab>, args: &[&str]) -> Value {
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
     let j = serde_json::from_slice(&o.stdout).unwrap();
     assert_exit_follows(&o, &j, &format!("scan {args:?}"));
+    assert_valid_report(&j, &format!("scan {args:?}"));
     j
 }
 
@@ -894,6 +895,8 @@ fn jsonl_streams_verdicts_while_the_scan_runs() {
     let mut ports = std::collections::HashSet::new();
     for l in std::iter::once(first).chain(lines.map_while(Result::ok)) {
         let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        let errors = verdict_errors(&v);
+        assert!(errors.is_empty(), "{l}: {errors:?}");
         assert!(v["state"].is_string() && v["target"] == "127.0.0.1");
         ports.insert(v["port"].as_u64().unwrap());
     }

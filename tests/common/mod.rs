@@ -128,3 +128,45 @@ pub fn assert_exit_follows(o: &Output, j: &serde_json::Value, what: &str) {
         r.len()
     );
 }
+
+fn schema_validator(def: Option<&str>) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("docs/report.schema.json"))
+        .expect("docs/report.schema.json");
+    let mut schema: serde_json::Value = serde_json::from_str(&text).expect("the schema is JSON");
+    if let Some(def) = def {
+        // The same document, entered at one of its definitions.
+        schema["$ref"] = serde_json::Value::from(format!("#/$defs/{def}"));
+        if let Some(o) = schema.as_object_mut() {
+            for k in ["type", "required", "properties", "additionalProperties"] {
+                o.remove(k);
+            }
+        }
+    }
+    jsonschema::draft202012::new(&schema).expect("a valid JSON Schema")
+}
+
+/// docs/report.schema.json's errors for a JSON report (empty: valid).
+pub fn report_errors(j: &serde_json::Value) -> Vec<String> {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(|| schema_validator(None))
+        .iter_errors(j)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// The same for one verdict (a JSON Lines line).
+pub fn verdict_errors(j: &serde_json::Value) -> Vec<String> {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(|| schema_validator(Some("verdict")))
+        .iter_errors(j)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+pub fn assert_valid_report(j: &serde_json::Value, what: &str) {
+    let errors = report_errors(j);
+    assert!(
+        errors.is_empty(),
+        "{what}: not as docs/report.schema.json says: {errors:#?}"
+    );
+}
