@@ -558,7 +558,7 @@ fn scan(args: ScanArgs) -> ExitCode {
     }
     let e = info.engine;
     let note = format!(
-        "{}Scan: {} probes ({} retransmitted, {} answered, {} unanswered) from port {} in {:.2} s; seed {}.\n",
+        "{}Scan: {} probes ({} retransmitted, {} answered, {} unanswered) from {} in {:.2} s; seed {}.\n",
         if info.partial {
             "PARTIAL: the scan did not end (interrupted, or its capture failed); the verdicts above are the ones reached so far.\n"
         } else {
@@ -568,7 +568,11 @@ fn scan(args: ScanArgs) -> ExitCode {
         e.retransmitted,
         e.answered,
         e.unanswered,
-        info.source_port,
+        if info.source_port == 0 {
+            "the kernel's ports (connect())".to_string()
+        } else {
+            format!("port {}", info.source_port)
+        },
         info.duration_s,
         info.seed
     );

@@ -18,6 +18,7 @@ fn diagnose(lab: &Lab, target: &str, wait: &str) -> Value {
         .unwrap();
     let j = serde_json::from_slice(&o.stdout).unwrap();
     assert_diagnose_exit(&o, &j, target);
+    assert_valid_diagnosis(&j, target);
     j
 }
 
@@ -179,10 +180,9 @@ fn name_resolution_failures_are_told_apart_and_send_nothing() {
         let mut full = vec![bin, "diagnose", "--format", "json", "--wait", "0.3"];
         full.extend_from_slice(args);
         let o = lab.exec('c', &full).output().unwrap();
-        (
-            o.status.code(),
-            serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
-        )
+        let j = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        assert_valid_diagnosis(&j, &format!("{args:?}"));
+        (o.status.code(), j)
     };
     let (code, d) = run_json(&["nosuch.lab:80"]);
     assert_eq!(code, Some(2));
@@ -379,6 +379,7 @@ fn unprivileged_mode_names_icmp_senders_as_a_plain_user() {
         let o = lab.exec('c', &args).output().unwrap();
         let j: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_diagnose_exit(&o, &j, target);
+        assert_valid_diagnosis(&j, target);
         (stderr(&o), j)
     };
     for (target, extra) in [

@@ -1,7 +1,8 @@
 //! The JSON report against its documented schema (docs/report.schema.json,
 //! explained field by field in docs/JSON.md): every output validates, the
 //! schema rejects what it should, and the document names every field.
-//! Live scans are validated in tests/scan_lab.rs (root).
+//! Live scans and diagnoses are validated in tests/scan_lab.rs and
+//! tests/diagnose_lab.rs (root).
 
 mod common;
 

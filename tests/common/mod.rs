@@ -170,3 +170,17 @@ pub fn assert_valid_report(j: &serde_json::Value, what: &str) {
         "{what}: not as docs/report.schema.json says: {errors:#?}"
     );
 }
+
+/// docs/report.schema.json's `$defs/diagnosis` for `diagnose -o json`.
+pub fn assert_valid_diagnosis(j: &serde_json::Value, what: &str) {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    let errors: Vec<String> = V
+        .get_or_init(|| schema_validator(Some("diagnosis")))
+        .iter_errors(j)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what}: not as docs/report.schema.json says: {errors:#?}"
+    );
+}
