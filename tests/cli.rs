@@ -300,31 +300,68 @@ fn scans_refuse_non_hosts_and_huge_jobs_before_sending_anything() {
     assert!(stderr(&o).contains("add --large"), "{}", stderr(&o));
 }
 
+/// CSV read by a CSV parser (the csv crate, strict about field counts):
+/// every row is its JSON verdict, for every shipped capture.
 #[test]
 fn csv_holds_the_same_verdicts_as_json() {
-    let f = root().join("captures/nmap-v6.pcapng");
-    let o = run(&["analyze", "--format", "csv", f.to_str().unwrap()]);
-    assert!(o.status.success());
-    let csv = stdout(&o);
-    let o = run(&["analyze", "--format", "json", f.to_str().unwrap()]);
-    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header[..5], ["client", "target", "port", "state", "reason"]);
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    let results = j["results"].as_array().unwrap();
-    assert_eq!(rows.len(), results.len());
-    for (row, r) in rows.iter().zip(results) {
-        assert_eq!(row.len(), header.len(), "{row:?}");
-        assert_eq!(row[1], r["target"].as_str().unwrap());
-        assert_eq!(row[2], r["port"].to_string());
-        assert_eq!(row[3], r["state"].as_str().unwrap());
-        assert_eq!(row[7], r["responder"].as_str().unwrap_or(""));
+    let mut dir: Vec<_> = std::fs::read_dir(root().join("captures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    dir.sort();
+    for f in dir {
+        let f = f.to_str().unwrap();
+        let o = run(&["analyze", "--format", "csv", f]);
+        assert!(o.status.success());
+        let mut rd = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(&o.stdout[..]);
+        let header: Vec<String> = rd.headers().unwrap().iter().map(str::to_string).collect();
+        assert_eq!(
+            header,
+            [
+                "client",
+                "target",
+                "port",
+                "state",
+                "reason",
+                "icmp_type",
+                "icmp_code",
+                "responder",
+                "ttl",
+                "hops",
+                "rtt_ms",
+                "probes",
+                "attempts",
+                "uncertain"
+            ]
+        );
+        let o = run(&["analyze", "--format", "json", f]);
+        let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let results = j["results"].as_array().unwrap();
+        let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), results.len(), "{f}");
+        for (row, r) in rows.iter().zip(results) {
+            for (i, k) in header.iter().enumerate() {
+                let want = match &r[k.as_str()] {
+                    // Absent from JSON unless true; CSV says false.
+                    Value::Null if k == "uncertain" => "false".to_string(),
+                    Value::Null => String::new(),
+                    Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                assert_eq!(&row[i], want, "{f}: {k} of {r}");
+            }
+        }
     }
 }
 
+/// Completions generate for bash, zsh and fish, each shell parses its own,
+/// and bash and fish complete a subcommand and an option with them.
 #[test]
 fn completions_and_man_page_generate() {
+    let d = scratch("completions");
     for shell in ["bash", "zsh", "fish"] {
         let o = run(&["completions", shell]);
         assert!(o.status.success(), "{shell}");
@@ -332,7 +369,57 @@ fn completions_and_man_page_generate() {
         for word in ["synscope", "analyze", "scan", "diagnose", "format"] {
             assert!(text.contains(word), "{shell} completions lack {word}");
         }
+        let f = d.join(format!("synscope.{shell}"));
+        std::fs::write(&f, &text).unwrap();
+        let Ok(check) = std::process::Command::new(shell).arg("-n").arg(&f).output() else {
+            skip_or_fail(&format!(
+                "needs {shell} to check its completions (installed by .ci/run)"
+            ));
+            continue;
+        };
+        assert!(check.status.success(), "{shell} -n: {}", stderr(&check));
     }
+    // Ask each shell for completions, as a user pressing Tab would.
+    let bash = |line: &str| -> String {
+        let words: Vec<&str> = line.split(' ').collect();
+        let script = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; _synscope synscope '{}' '{}'; echo \"${{COMPREPLY[@]}}\"",
+            d.join("synscope.bash").display(),
+            line,
+            words.len() - 1,
+            words[words.len() - 1],
+            words[words.len().saturating_sub(2)],
+        );
+        stdout(
+            &std::process::Command::new("bash")
+                .args(["-c", &script])
+                .output()
+                .unwrap(),
+        )
+    };
+    assert_eq!(bash("synscope an").trim(), "analyze");
+    assert!(bash("synscope analyze --for").contains("--format"));
+    if let Ok(o) = std::process::Command::new("fish")
+        .args([
+            "-c",
+            &format!(
+                "source {}; complete -C 'synscope analyze --for'; complete -C 'synscope di'",
+                d.join("synscope.fish").display()
+            ),
+        ])
+        .output()
+    {
+        let out = stdout(&o);
+        assert!(
+            out.contains("--format") && out.contains("diagnose"),
+            "{out}"
+        );
+    }
+    assert!(
+        std::fs::read_to_string(d.join("synscope.zsh"))
+            .unwrap()
+            .starts_with("#compdef synscope")
+    );
     let o = run(&["man"]);
     assert!(o.status.success());
     let man = stdout(&o);
@@ -340,6 +427,7 @@ fn completions_and_man_page_generate() {
         man.contains(".TH synscope 1") && man.contains("diagnose"),
         "{man}"
     );
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
