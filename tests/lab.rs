@@ -50,16 +50,7 @@ fn full_scan(lab: &Lab, v6: bool, dir: &std::path::Path) {
     let lost = cap.stop();
     println!("nmap -p- {target}: {:.1} s", start.elapsed().as_secs_f64());
 
-    let o = run(&[
-        "analyze",
-        "--format",
-        "json",
-        "--target",
-        target,
-        file.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let j = analyze_ok(&["--target", target, file.to_str().unwrap()]);
     let results = j["results"].as_array().unwrap();
     let by_port: HashMap<u64, &Value> = results
         .iter()

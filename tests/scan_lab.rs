@@ -91,16 +91,7 @@ fn check_lab_scan(lab: &Lab, v6: bool, dir: &std::path::Path) {
     tshark_reads_cleanly(&file);
     // What dumpcap wrote (pcapng) gives the same verdicts (its timestamps,
     // so RTTs, differ by microseconds).
-    let o = run(&[
-        "analyze",
-        "--format",
-        "json",
-        "--target",
-        target,
-        dumped.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = analyze_ok(&["--target", target, dumped.to_str().unwrap()]);
     let magic = std::fs::read(&dumped).unwrap();
     assert_eq!(
         magic.get(..4),

@@ -184,3 +184,12 @@ pub fn assert_valid_diagnosis(j: &serde_json::Value, what: &str) {
         "{what}: not as docs/report.schema.json says: {errors:#?}"
     );
 }
+
+/// `synscope analyze --format json ARGS...`, which must succeed.
+pub fn analyze_ok(args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["analyze", "--format", "json"];
+    full.extend_from_slice(args);
+    let o = run(&full);
+    assert!(o.status.success(), "analyze {args:?}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("a JSON report")
+}
