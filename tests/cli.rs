@@ -812,3 +812,25 @@ fn a_rotated_capture_reads_as_one() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Every subcommand's --help ends with examples, and exits 0.
+#[test]
+fn help_has_examples_for_each_subcommand() {
+    for sub in ["analyze", "scan", "diagnose", "completions", "man"] {
+        let o = run(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub} --help");
+        let text = stdout(&o);
+        let at = text
+            .find("Example")
+            .unwrap_or_else(|| panic!("{sub} --help has no examples"));
+        assert!(
+            text[at..].contains(&format!("synscope {sub}")),
+            "{sub} --help: examples do not show the command"
+        );
+    }
+    let o = run(&["--help"]);
+    assert!(o.status.success());
+    for sub in ["analyze", "scan", "diagnose"] {
+        assert!(stdout(&o).contains(sub));
+    }
+}
