@@ -89,3 +89,50 @@ fn every_corpus_capture_gives_a_report_or_one_line() {
     assert!(rss < MAX_RSS_KIB, "peak RSS {rss} KiB");
     assert_eq!(reports + refused, files.len());
 }
+
+/// The whole corpus as one directory, read on several threads: one line per
+/// bad file (the same lines as one file at a time), a report of every
+/// other, and the same report whatever -j.
+#[test]
+fn the_corpus_as_one_directory() {
+    let dir = root().join("../shared/corpus/tcpdump-tests");
+    if !dir.is_dir() {
+        skip_or_fail(&format!("no corpus at {}", dir.display()));
+        return;
+    }
+    let mut reports = Vec::new();
+    for jobs in ["1", "3"] {
+        let child = bin()
+            .args(["analyze", "--format", "json", "-j", jobs])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as libc::pid_t;
+        // Read both pipes while waiting (the report is larger than a pipe).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let Ok(o) = rx.recv_timeout(PER_FILE) else {
+            // SAFETY: kill on our own child's pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the corpus directory took more than {PER_FILE:?} (hang)");
+        };
+        let o = o.unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(o.status.code(), Some(2), "bad files among them: exit 2");
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a JSON report");
+        assert_valid_report(&j, "the corpus");
+        let inputs = j["inputs"].as_array().unwrap();
+        let files = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(inputs.len(), files, "one input per file");
+        let bad = inputs.iter().filter(|i| i["error"].is_string()).count();
+        assert_eq!(err.lines().count(), bad, "one line per bad file:\n{err}");
+        assert!(bad > 50 && bad < files, "{bad} of {files} bad");
+        reports.push(o.stdout);
+    }
+    assert_eq!(reports[0], reports[1], "-j 1 and -j 3 differ");
+}
