@@ -35,6 +35,9 @@ pub struct Options {
     pub selection: Selection,
     /// BPF filter applied by libpcap when reading files.
     pub filter: Option<String>,
+    /// Keep the DNS answers (for `--findings`), each distinct one once;
+    /// otherwise they are only counted.
+    pub keep_dns: bool,
 }
 
 /// What happened to one input.
@@ -335,6 +338,8 @@ fn decode_file(
                 let mut reader = Reader {
                     sum: &mut d.sum,
                     dns: &mut d.dns,
+                    keep_dns: opts.keep_dns,
+                    seen_dns: std::collections::HashSet::new(),
                     skipped: &mut skipped,
                     bar,
                     shown: 0,
@@ -400,6 +405,15 @@ fn count_unsupported(src: &mut dyn PacketSource, sum: &mut InputSummary) {
     ));
 }
 
+/// A DNS answer's identity: server, client, code, name, addresses.
+type DnsKey = (
+    std::net::IpAddr,
+    std::net::IpAddr,
+    u8,
+    String,
+    Vec<std::net::IpAddr>,
+);
+
 /// Packets between progress updates.
 const PROGRESS_EVERY: u64 = 16384;
 
@@ -408,6 +422,9 @@ const PROGRESS_EVERY: u64 = 16384;
 struct Reader<'a> {
     sum: &'a mut InputSummary,
     dns: &'a mut Vec<DnsEvent>,
+    /// Whether to keep DNS answers, and those kept so far (each once).
+    keep_dns: bool,
+    seen_dns: std::collections::HashSet<DnsKey>,
     skipped: &'a mut [u64; Skip::ALL.len()],
     bar: Option<&'a ProgressBar>,
     /// Bytes of this source already added to the bar.
@@ -438,14 +455,20 @@ impl Reader<'_> {
                             ..
                         }) => {
                             self.sum.dns += 1;
-                            self.dns.push(DnsEvent {
-                                ts_ns: p.ts,
-                                server: src,
-                                client: dst,
-                                name: a.name,
-                                rcode: a.rcode,
-                                addresses: a.addresses,
-                            });
+                            if self.keep_dns {
+                                let key = (src, dst, a.rcode, a.name, a.addresses);
+                                if !self.seen_dns.contains(&key) {
+                                    self.dns.push(DnsEvent {
+                                        ts_ns: p.ts,
+                                        server: src,
+                                        client: dst,
+                                        name: key.3.clone(),
+                                        rcode: key.2,
+                                        addresses: key.4.clone(),
+                                    });
+                                    self.seen_dns.insert(key);
+                                }
+                            }
                         }
                         Ok(pkt) => {
                             if !sink(p.ts, pkt) {

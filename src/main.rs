@@ -672,6 +672,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
             ports: args.ports.clone(),
         },
         filter: args.filter,
+        keep_dns: args.findings,
     };
     let inputs = synscope::source::inputs::expand(&args.files);
     let mut code = EXIT_OK;

@@ -834,3 +834,36 @@ fn help_has_examples_for_each_subcommand() {
         assert!(stdout(&o).contains(sub));
     }
 }
+
+/// A resolver's capture repeats the same answers: `--findings` keeps each
+/// distinct answer once (what it holds grows with distinct answers, not
+/// with the capture), and the count is still exact.
+#[test]
+fn repeated_dns_answers_are_kept_once() {
+    use synscope::source::{FileSource, PacketSource, PcapWriter};
+    let src = root().join("captures/name-failure.pcap");
+    let mut s = FileSource::open(&src, Some("udp src port 53")).unwrap();
+    let link = s.link_type();
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    while let Some(p) = s.next_packet().unwrap() {
+        answers.push(p.data.to_vec());
+    }
+    assert!(!answers.is_empty());
+    let d = scratch("dns-repeat");
+    let f = d.join("resolver.pcap");
+    let mut w = PcapWriter::create(&f, link).unwrap();
+    let copies = 200_000u64;
+    for i in 0..copies {
+        let a = &answers[i as usize % answers.len()];
+        w.write(1_700_000_000_000_000_000 + i * 1000, a.len() as u32, a);
+    }
+    w.finish().unwrap();
+    let o = run(&["analyze", "--findings", "-o", "json", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["summary"]["dns"], copies);
+    let kept = j["scan"]["dns"].as_array().unwrap().len();
+    assert!(kept >= 1 && kept <= answers.len(), "{kept} kept");
+    assert_eq!(j["scan"]["names"].as_array().unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&d);
+}

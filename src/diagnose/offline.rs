@@ -53,6 +53,7 @@ pub fn offline_findings(a: &Analysis) -> OfflineFindings {
         out.extend(fs);
     }
     let mut names = Vec::new();
+    let mut named = std::collections::HashSet::new();
     for d in &a.dns {
         let what = match d.rcode {
             3 => Some(format!(
@@ -73,11 +74,8 @@ pub fn offline_findings(a: &Analysis) -> OfflineFindings {
             )),
             _ => None,
         };
-        let seen = names.iter().any(|n: &NameFinding| {
-            n.name == d.name && n.server == d.server && n.client == d.client && n.rcode == d.rcode
-        });
         if let Some(summary) = what
-            && !seen
+            && named.insert((&d.name, d.server, d.client, d.rcode))
         {
             names.push(NameFinding {
                 name: d.name.clone(),
