@@ -942,5 +942,41 @@ fn progress_only_on_a_terminal_and_not_with_q() {
         serde_json::from_slice::<Value>(&o.stdout).is_ok(),
         "never mixed into the output"
     );
+    // JSON Lines on the same terminal as the bar: the bar is lifted while
+    // each line prints, so every line arrives whole.
+    let o = std::process::Command::new("script")
+        .args([
+            "-qc",
+            &format!(
+                "{} scan 127.0.0.1 -p 1-1500 --rate 1000 --wait 0.2 --timeout 0.5 -o jsonl",
+                env!("CARGO_BIN_EXE_synscope")
+            ),
+            "/dev/null",
+        ])
+        .env_remove("SUDO_UID")
+        .output()
+        .expect("script");
+    let screen = String::from_utf8_lossy(&o.stdout);
+    assert!(screen.contains("probes decided"), "a bar while it streams");
+    // A line may follow the escape codes that clear the bar; from its
+    // opening brace on it must be whole.
+    let lines: Vec<&str> = screen
+        .split(['\r', '\n'])
+        .filter_map(|l| l.find("{\"client\"").map(|at| &l[at..]))
+        .collect();
+    let torn: Vec<&&str> = lines
+        .iter()
+        .filter(|l| serde_json::from_str::<Value>(l).is_err())
+        .collect();
+    assert!(torn.is_empty(), "torn lines: {torn:?}");
+    // Nor does a line start where the bar's text still stands: on its
+    // terminal row, after the last carriage return, nothing of the bar.
+    let mixed = screen
+        .split('\n')
+        .filter_map(|row| row.find("{\"client\"").map(|at| &row[..at]))
+        .filter(|before| before.rsplit('\r').next().unwrap_or("").contains("probes"))
+        .count();
+    assert_eq!(mixed, 0, "lines printed after the bar's text on its row");
+    assert_eq!(lines.len(), 1500, "every line on the terminal");
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -288,21 +288,27 @@ fn run_inner(
 }
 
 /// Hands the attempts decided since the last call to `on_verdict`, once per
-/// (target, port) of this scan's own probes.
+/// (target, port) of this scan's own probes; the progress bar is lifted
+/// while they are printed, so a terminal shows lines, not torn bars.
 fn flush_streamed(
     tracker: &mut Tracker,
     sources: &FxHashSet<IpAddr>,
     index: &FxHashMap<(IpAddr, u16), u32>,
     streamed: &mut FxHashSet<(IpAddr, u16)>,
     on_verdict: &mut dyn FnMut(&Verdict),
+    bar: &indicatif::ProgressBar,
 ) {
-    for v in tracker.take_streamed() {
-        if sources.contains(&v.client)
-            && index.contains_key(&(v.target, v.port))
-            && streamed.insert((v.target, v.port))
-        {
-            on_verdict(&v);
-        }
+    let fresh: Vec<Verdict> = tracker
+        .take_streamed()
+        .into_iter()
+        .filter(|v| {
+            sources.contains(&v.client)
+                && index.contains_key(&(v.target, v.port))
+                && streamed.insert((v.target, v.port))
+        })
+        .collect();
+    if !fresh.is_empty() {
+        bar.suspend(|| fresh.iter().for_each(&mut *on_verdict));
     }
 }
 
@@ -616,7 +622,14 @@ fn run_once(
             cap_failed = Some(e);
             break;
         }
-        flush_streamed(&mut tracker, &sources, &index, &mut streamed, on_verdict);
+        flush_streamed(
+            &mut tracker,
+            &sources,
+            &index,
+            &mut streamed,
+            on_verdict,
+            &bar,
+        );
         let st = engine.stats();
         bar.set_position(st.answered + st.unanswered);
         if engine.finished() || privs::interrupted() {
@@ -650,7 +663,14 @@ fn run_once(
             cap_failed = Some(e);
             break;
         }
-        flush_streamed(&mut tracker, &sources, &index, &mut streamed, on_verdict);
+        flush_streamed(
+            &mut tracker,
+            &sources,
+            &index,
+            &mut streamed,
+            on_verdict,
+            &bar,
+        );
         let now = Instant::now();
         if now >= listen_until || privs::interrupted() {
             break;
