@@ -305,7 +305,11 @@ impl Analyzer {
 }
 
 /// The time of a file's first packet (through the filter), if it has one.
+/// Standard input cannot be read twice: it goes first among the readable.
 fn first_packet(path: &Path, filter: Option<&str>) -> Option<u64> {
+    if path == Path::new("-") {
+        return Some(0);
+    }
     let mut src = FileSource::open(path, filter).ok()?;
     src.next_packet().ok().flatten().map(|p| p.ts)
 }

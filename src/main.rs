@@ -42,6 +42,7 @@ enum Command {
   synscope analyze --target 203.0.113.0/24 -p 80,443 --timeout 5 a.pcap b.pcap
   synscope analyze --filter 'host 203.0.113.2' big.pcap
   synscope analyze /var/tmp/ring/          (every capture in it: a tcpdump -C rotation reads as one)
+  tcpdump -i eth0 -U -w - 'tcp or icmp or icmp6' | synscope analyze -   (verdicts when tcpdump stops)
   synscope analyze -p 443 'caps/*.pcap' && echo 'every attempt to 443 was answered open'")]
     Analyze(AnalyzeArgs),
     /// Send SYN probes and give every (target, port) a verdict (needs root or CAP_NET_RAW).
@@ -193,8 +194,9 @@ struct ReportArgs {
 
 #[derive(clap::Args)]
 struct AnalyzeArgs {
-    /// Capture files (pcap or pcapng), directories of them, or quoted globs
-    /// ('caps/*.pcap'); verdicts are merged across them.
+    /// Capture files (pcap or pcapng), directories of them, quoted globs
+    /// ('caps/*.pcap'), or - for standard input; verdicts are merged
+    /// across them.
     #[arg(required = true, value_name = "FILE|DIR|GLOB")]
     files: Vec<PathBuf>,
     /// Files read and decoded at once, besides the one tracking thread

@@ -867,3 +867,39 @@ fn repeated_dns_answers_are_kept_once() {
     assert_eq!(j["scan"]["names"].as_array().unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `-` reads a capture from standard input, as tcpdump and tshark do
+/// (`tcpdump -w - | synscope analyze -`), beside files.
+#[test]
+fn a_capture_on_standard_input() {
+    use std::io::Write;
+    for name in ["nmap-v4.pcap", "nmap-v6.pcapng"] {
+        let f = root().join("captures").join(name);
+        let want = analyze_ok(&[f.to_str().unwrap()]);
+        let mut child = bin()
+            .args(["analyze", "-o", "json", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let bytes = std::fs::read(&f).unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        });
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{name}");
+        let got: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(got["results"], want["results"], "{name} through stdin");
+        assert_eq!(got["inputs"][0]["file"], "-");
+    }
+    // Not a capture on stdin: one line, exit 2.
+    let o = bin()
+        .args(["analyze", "-"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("synscope: -: "));
+}

@@ -16,7 +16,12 @@ impl FileSource {
     /// Opens a pcap or pcapng file with nanosecond timestamps (libpcap
     /// scales microsecond files up) and an optional BPF filter.
     /// The error is one line, without the file name (callers add it).
+    /// `-` is standard input (`tcpdump -w - | synscope analyze -`), as for
+    /// tcpdump and tshark.
     pub fn open(path: &Path, filter: Option<&str>) -> Result<FileSource, String> {
+        if path == Path::new("-") {
+            return FileSource::from_libpcap(path, filter);
+        }
         let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
         if meta.is_dir() {
             return Err("is a directory, not a capture file".into());
@@ -27,6 +32,10 @@ impl FileSource {
         if path.to_str().is_none() {
             return Err("file name is not valid UTF-8; rename or link it".into());
         }
+        FileSource::from_libpcap(path, filter)
+    }
+
+    fn from_libpcap(path: &Path, filter: Option<&str>) -> Result<FileSource, String> {
         let mut cap = Capture::from_file_with_precision(path, Precision::Nano)
             .map_err(|e| format!("not a readable pcap/pcapng capture: {}", pcap_reason(&e)))?;
         if let Some(f) = filter {
