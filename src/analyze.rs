@@ -207,7 +207,12 @@ impl Analyzer {
         let filter = self.opts.filter.as_deref();
         // The order of their first packets (unreadable and empty files
         // first: they only report).
-        let first: Vec<Option<u64>> = paths.iter().map(|p| first_packet(p, filter)).collect();
+        let first: Vec<Option<u64>> = if paths.len() == 1 {
+            // One file: no order to find, and no need to open it twice.
+            vec![Some(0)]
+        } else {
+            paths.iter().map(|p| first_packet(p, filter)).collect()
+        };
         let mut order: Vec<usize> = (0..paths.len()).collect();
         order.sort_by_key(|&i| (first[i].is_some(), first[i].unwrap_or(0), i));
         let mut senders = Vec::with_capacity(order.len());
