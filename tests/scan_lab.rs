@@ -457,8 +457,24 @@ fn ctrl_c_prints_partial_verdicts_and_leaves_a_readable_capture() {
     let o = run(&["analyze", "--format", "json", file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let offline: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(offline["results"], j["results"]);
-    println!("interrupted after {n} verdicts; the capture reads back the same");
+    // Every verdict the scan printed reads back the same. The capture can
+    // also hold a last probe whose answer had not come when the scan
+    // stopped listening (a tenth of a second after the interrupt): the
+    // scan leaves it out, the capture shows it unanswered.
+    let live = j["results"].as_array().unwrap();
+    let read: Vec<&Value> = offline["results"].as_array().unwrap().iter().collect();
+    for v in live {
+        assert!(read.contains(&v), "not in the capture's verdicts: {v}");
+    }
+    let extra: Vec<&&Value> = read.iter().filter(|v| !live.contains(v)).collect();
+    assert!(
+        extra.len() <= 3 && extra.iter().all(|v| v["state"] == "filtered"),
+        "the capture's verdicts beyond the scan's: {extra:?}"
+    );
+    println!(
+        "interrupted after {n} verdicts; the capture reads back the same ({} unanswered at the stop)",
+        extra.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

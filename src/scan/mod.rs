@@ -130,6 +130,9 @@ pub(crate) fn pick_source_port(rng: &mut impl rand::Rng) -> u16 {
 /// order first (address, then port), then every n-th probe from the i-th
 /// on is kept. The shards of 1..=n are disjoint and together the whole
 /// list, with no coordinator.
+/// How long an interrupted scan still listens for answers in flight.
+const INTERRUPT_DRAIN: Duration = Duration::from_millis(100);
+
 pub fn shard(mut probes: Vec<(IpAddr, u16)>, i: u32, n: u32) -> Vec<(IpAddr, u16)> {
     if n <= 1 {
         return probes;
@@ -647,11 +650,15 @@ fn run_once(
         return Err(e);
     }
     // Late answers: ICMP from a router whose ARP failed, slow hosts.
-    let listen_until = if privs::interrupted() || cap_failed.is_some() {
+    // Interrupted: no more probes, but the answers already on their way
+    // (a tenth of a second at most) still go into the verdicts and the
+    // --write file, so both say the same of the last probes sent.
+    let mut listen_until = if cap_failed.is_some() {
         Instant::now()
     } else {
         Instant::now() + opts.wait
     };
+    let mut draining = false;
     while cap_failed.is_none() {
         if let Err(e) = drain(
             &mut captures,
@@ -672,7 +679,11 @@ fn run_once(
             &bar,
         );
         let now = Instant::now();
-        if now >= listen_until || privs::interrupted() {
+        if privs::interrupted() && !draining {
+            draining = true;
+            listen_until = listen_until.min(now + INTERRUPT_DRAIN);
+        }
+        if now >= listen_until {
             break;
         }
         poll(&fds, listen_until - now);
