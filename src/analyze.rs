@@ -149,14 +149,21 @@ pub struct Analyzer {
     jobs: usize,
 }
 
-/// From a decoding thread to the tracking one, per file: batches of
-/// packets, then what the file held besides.
+/// From a decoding thread to one tracking thread, per file: the file's
+/// start, batches of that tracker's packets, then the end of the file (the
+/// file's summary goes to tracker 0 only).
 enum Msg {
+    /// The time of the file's first tracked packet, before any batch.
+    Start(u64),
     Packets(Batch),
-    End(Box<Decoded>),
+    /// The time of the file's latest tracked packet (0: none).
+    End {
+        latest: u64,
+        summary: Option<Box<Decoded>>,
+    },
 }
 
-/// One file, read: its summary (the tracker adds the counters) and its DNS
+/// One file, read: its summary (the trackers add the counters) and its DNS
 /// answers.
 struct Decoded {
     sum: InputSummary,
@@ -193,14 +200,15 @@ impl Analyzer {
         self.add_files(&[path.to_path_buf()]);
     }
 
-    /// Reads capture files: up to `jobs` threads read and decode files (one
-    /// file each), while this thread tracks the packets file after file, in
-    /// the order of their first packets. One tracker follows them across
-    /// files, so an attempt whose SYN ends one file of a rotation
-    /// (`tcpdump -C` / `-G`) and whose answer starts the next is matched;
-    /// a file that starts before the previous one's clock (a capture of
-    /// its own, of the same time) gets a tracker of its own. Summaries are
-    /// kept in the order of `paths`; the result does not depend on `jobs`.
+    /// Reads capture files. Up to `jobs` threads read and decode files (a
+    /// file each) and as many track, each the attempts of one partition of
+    /// the flows ([`track::partition`]). Trackers take the files in the
+    /// order of their first packets and follow them across files, so an
+    /// attempt whose SYN ends one file of a rotation (`tcpdump -C` / `-G`)
+    /// and whose answer starts the next is matched; a file that starts
+    /// before the files so far end (a capture of its own, of the same
+    /// time) starts new trackers. Summaries are kept in the order of
+    /// `paths`; the result does not depend on `jobs`.
     pub fn add_files(&mut self, paths: &[std::path::PathBuf]) {
         use std::sync::Mutex;
         use std::sync::atomic::{AtomicUsize, Ordering};
@@ -215,81 +223,82 @@ impl Analyzer {
         };
         let mut order: Vec<usize> = (0..paths.len()).collect();
         order.sort_by_key(|&i| (first[i].is_some(), first[i].unwrap_or(0), i));
+        let parts = self.jobs;
+        // senders[k][p]: file k (in tracking order) to tracker p.
         let mut senders = Vec::with_capacity(order.len());
-        let mut receivers = Vec::with_capacity(order.len());
+        let mut receivers: Vec<Vec<mpsc::Receiver<Msg>>> = (0..parts)
+            .map(|_| Vec::with_capacity(order.len()))
+            .collect();
         for _ in &order {
-            let (tx, rx) = mpsc::sync_channel::<Msg>(BATCHES_IN_FLIGHT);
-            senders.push(Mutex::new(Some(tx)));
-            receivers.push(rx);
+            let mut row = Vec::with_capacity(parts);
+            for r in receivers.iter_mut() {
+                let (tx, rx) = mpsc::sync_channel::<Msg>(BATCHES_IN_FLIGHT);
+                row.push(tx);
+                r.push(rx);
+            }
+            senders.push(Mutex::new(Some(row)));
         }
         let pool: Mutex<Vec<Batch>> = Mutex::new(Vec::new());
         let next = AtomicUsize::new(0);
         let workers = self.jobs.min(order.len());
         let (opts, bar) = (&self.opts, self.progress.as_ref());
-        let mut decoded: Vec<Option<Decoded>> = paths.iter().map(|_| None).collect();
-        let mut dns = Vec::new();
         let cfg = self.opts.track;
-        let mut merged = std::mem::take(&mut self.merged);
-        std::thread::scope(|scope| {
+        let batch_len = (BATCH_PACKETS / parts).max(4096);
+        let (order, pool) = (&order, &pool);
+        let tracked: Vec<Tracked> = std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
                     // Files are claimed in tracking order, so the file the
-                    // tracker waits for is always being read.
+                    // trackers wait for is always being read.
                     loop {
                         let k = next.fetch_add(1, Ordering::Relaxed);
                         let (Some(&i), Some(slot)) = (order.get(k), senders.get(k)) else {
                             break;
                         };
-                        let tx = slot.lock().ok().and_then(|mut s| s.take());
-                        if let (Some(tx), Some(path)) = (tx, paths.get(i)) {
-                            decode_file(opts, path, &tx, &pool, bar);
+                        let txs = slot.lock().ok().and_then(|mut s| s.take());
+                        if let (Some(txs), Some(path)) = (txs, paths.get(i)) {
+                            decode_file(opts, path, &txs, pool, bar, batch_len);
                         }
                     }
                 });
             }
-            let mut tracker = Tracker::new(cfg);
-            for (k, rx) in receivers.into_iter().enumerate() {
-                let mut before = tracker.stats();
-                let mut first_batch = true;
-                for msg in rx {
-                    match msg {
-                        Msg::Packets(batch) => {
-                            if first_batch {
-                                first_batch = false;
-                                if batch
-                                    .packets
-                                    .first()
-                                    .is_some_and(|(ts, _)| *ts < tracker.clock())
-                                {
-                                    let done = std::mem::replace(&mut tracker, Tracker::new(cfg));
-                                    merged.merge(done.finish().0);
-                                    before = Stats::default();
-                                }
-                            }
-                            for (ts, p) in &batch.packets {
-                                tracker.observe(*ts, p);
-                            }
-                            if let Ok(mut pool) = pool.lock() {
-                                pool.push(batch.cleared());
-                            }
-                        }
-                        Msg::End(d) => {
-                            let mut d = *d;
-                            d.sum.stats = tracker.stats().since(&before);
-                            dns.append(&mut d.dns);
-                            if let Some(slot) = order.get(k).and_then(|&i| decoded.get_mut(i)) {
-                                *slot = Some(d);
-                            }
-                        }
-                    }
+            let trackers: Vec<_> = receivers
+                .into_iter()
+                .map(|rxs| scope.spawn(move || track_files(cfg, rxs, pool)))
+                .collect();
+            trackers
+                .into_iter()
+                .map(|t| match t.join() {
+                    Ok(t) => t,
+                    // Tracking does not panic; should it, the panic is
+                    // carried on as it was.
+                    Err(p) => std::panic::resume_unwind(p),
+                })
+                .collect()
+        });
+        // Merged in partition order, files in the order of `paths`.
+        let mut decoded: Vec<Option<Decoded>> = paths.iter().map(|_| None).collect();
+        let mut stats: Vec<Stats> = vec![Stats::default(); paths.len()];
+        for t in tracked {
+            self.merged.merge(t.merged);
+            for (k, s) in t.stats.iter().enumerate() {
+                if let Some(slot) = order.get(k).and_then(|&i| stats.get_mut(i)) {
+                    *slot = slot.plus(s);
                 }
             }
-            merged.merge(tracker.finish().0);
-        });
-        self.merged = merged;
-        self.dns.append(&mut dns);
-        self.inputs
-            .extend(decoded.into_iter().flatten().map(|d| d.sum));
+            for (k, d) in t.decoded {
+                if let Some(slot) = order.get(k).and_then(|&i| decoded.get_mut(i)) {
+                    *slot = Some(d);
+                }
+            }
+        }
+        for (i, d) in decoded.into_iter().enumerate() {
+            if let Some(mut d) = d {
+                d.sum.stats = stats.get(i).copied().unwrap_or_default();
+                self.dns.append(&mut d.dns);
+                self.inputs.push(d.sum);
+            }
+        }
     }
 
     pub fn finish(self) -> Analysis {
@@ -319,14 +328,73 @@ fn first_packet(path: &Path, filter: Option<&str>) -> Option<u64> {
     src.next_packet().ok().flatten().map(|p| p.ts)
 }
 
-/// Reads and decodes one file into `tx`: batches of packets for the
-/// tracker, then the file's summary. Batch buffers come from `pool`.
+/// What one tracking thread gives back: its verdicts, its counters per
+/// file (in tracking order), and the file summaries it was handed.
+struct Tracked {
+    merged: Merger,
+    stats: Vec<Stats>,
+    decoded: Vec<(usize, Decoded)>,
+}
+
+/// One tracking thread: the packets of its partition, file after file
+/// (`rxs` in tracking order). A file whose first tracked packet is earlier
+/// than the latest of the files before it starts a new tracker; every
+/// partition is told both times, so all decide alike.
+fn track_files(
+    cfg: track::Config,
+    rxs: Vec<mpsc::Receiver<Msg>>,
+    pool: &std::sync::Mutex<Vec<Batch>>,
+) -> Tracked {
+    let mut out = Tracked {
+        merged: Merger::new(),
+        stats: Vec::with_capacity(rxs.len()),
+        decoded: Vec::new(),
+    };
+    let mut tracker = Tracker::new(cfg);
+    let mut latest: u64 = 0;
+    for (k, rx) in rxs.into_iter().enumerate() {
+        let mut before = tracker.stats();
+        for msg in rx {
+            match msg {
+                Msg::Start(ts) => {
+                    if ts < latest {
+                        let done = std::mem::replace(&mut tracker, Tracker::new(cfg));
+                        out.merged.merge(done.finish().0);
+                        before = Stats::default();
+                    }
+                }
+                Msg::Packets(batch) => {
+                    for (ts, p) in &batch.packets {
+                        tracker.observe(*ts, p);
+                    }
+                    if let Ok(mut pool) = pool.lock() {
+                        pool.push(batch.cleared());
+                    }
+                }
+                Msg::End { latest: l, summary } => {
+                    latest = latest.max(l);
+                    if let Some(d) = summary {
+                        out.decoded.push((k, *d));
+                    }
+                }
+            }
+        }
+        out.stats.push(tracker.stats().since(&before));
+    }
+    out.merged.merge(tracker.finish().0);
+    out
+}
+
+/// Reads and decodes one file into `txs` (one sender per tracker): batches
+/// of each tracker's packets, then the end of the file, with the file's
+/// summary for tracker 0. Batch buffers come from `pool`.
 fn decode_file(
     opts: &Options,
     path: &Path,
-    tx: &mpsc::SyncSender<Msg>,
+    txs: &[mpsc::SyncSender<Msg>],
     pool: &std::sync::Mutex<Vec<Batch>>,
     bar: Option<&ProgressBar>,
+    batch_len: usize,
 ) {
     let mut d = Decoded {
         sum: InputSummary {
@@ -335,6 +403,8 @@ fn decode_file(
         },
         dns: Vec::new(),
     };
+    let parts = txs.len();
+    let mut latest = 0;
     match FileSource::open(path, opts.filter.as_deref()) {
         Err(e) => d.sum.error = Some(e),
         Ok(mut src) => {
@@ -344,6 +414,7 @@ fn decode_file(
                 count_unsupported(&mut src, &mut d.sum);
             } else {
                 let mut skipped = [0u64; Skip::ALL.len()];
+                let mut started = false;
                 let mut reader = Reader {
                     sum: &mut d.sum,
                     dns: &mut d.dns,
@@ -359,17 +430,30 @@ fn decode_file(
                         .and_then(|mut p| p.pop())
                         .unwrap_or_default()
                 };
-                let mut batch = fresh();
+                let mut batches: Vec<Batch> = (0..parts).map(|_| fresh()).collect();
                 reader.pump(&mut src, link, |ts, pkt| {
+                    if !started {
+                        started = true;
+                        for tx in txs {
+                            let _ = tx.send(Msg::Start(ts));
+                        }
+                    }
+                    latest = latest.max(ts);
+                    let p = track::partition(&pkt, parts);
+                    let (Some(batch), Some(tx)) = (batches.get_mut(p), txs.get(p)) else {
+                        return false;
+                    };
                     batch.packets.push((ts, pkt));
-                    if batch.packets.len() >= BATCH_PACKETS {
-                        let full = std::mem::replace(&mut batch, fresh());
+                    if batch.packets.len() >= batch_len {
+                        let full = std::mem::replace(batch, fresh());
                         return tx.send(Msg::Packets(full)).is_ok();
                     }
                     true
                 });
-                if !batch.packets.is_empty() {
-                    let _ = tx.send(Msg::Packets(batch));
+                for (batch, tx) in batches.into_iter().zip(txs) {
+                    if !batch.packets.is_empty() {
+                        let _ = tx.send(Msg::Packets(batch));
+                    }
                 }
                 for s in Skip::ALL {
                     let n = skipped[s.index()];
@@ -381,9 +465,15 @@ fn decode_file(
             }
         }
     }
-    // The tracker may be gone (it does not go before the end); then the
-    // summary is dropped with it.
-    let _ = tx.send(Msg::End(Box::new(d)));
+    // Trackers leave only at the end; a send to one that is gone drops
+    // the message with it.
+    let mut summary = Some(Box::new(d));
+    for tx in txs {
+        let _ = tx.send(Msg::End {
+            latest,
+            summary: summary.take(),
+        });
+    }
 }
 
 /// A link type synscope does not decode: count what is skipped, and say so.

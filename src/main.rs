@@ -199,8 +199,8 @@ struct AnalyzeArgs {
     /// across them.
     #[arg(required = true, value_name = "FILE|DIR|GLOB")]
     files: Vec<PathBuf>,
-    /// Files read and decoded at once, besides the one tracking thread
-    /// (default: one less than the CPUs, at least 1).
+    /// Threads that read and decode files (a file each), and as many that
+    /// track (a share of the flows each); default: half the CPUs, at least 1.
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
     /// No progress bar (drawn on stderr, only when it is a terminal and the
@@ -688,12 +688,9 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
             if names.len() > 3 { ", ..." } else { "" }
         );
     }
-    // One thread tracks; the other CPUs decode.
+    // As many threads track as decode: each side is about half the work.
     let jobs = args.jobs.map(usize::from).unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .saturating_sub(1)
-            .max(1)
+        (std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) / 2).max(1)
     });
     let mut analyzer = Analyzer::new(opts).with_jobs(jobs);
     if !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {

@@ -729,6 +729,13 @@ fn many_files_directories_and_globs_give_the_same_report() {
         err.trim(),
         format!("synscope: {dir}: 1 file left out (not pcap/pcapng): README")
     );
+    // One file, tracked by 1, 2 or 3 threads (a share of the flows each).
+    for f in &listed {
+        let one = report(&["-j", "1", f]).1;
+        for j in ["2", "3"] {
+            assert_eq!(report(&["-j", j, f]).1, one, "{f}: -j {j} = -j 1");
+        }
+    }
     let glob = format!("{dir}/part*");
     assert_eq!(report(&[&glob]).1, want, "a quoted glob = its files");
     let none = format!("{dir}/nothing*");

@@ -83,6 +83,18 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Both counts added (the partitions of one file).
+    pub fn plus(&self, o: &Stats) -> Stats {
+        Stats {
+            syns: self.syns + o.syns,
+            retransmissions: self.retransmissions + o.retransmissions,
+            replies: self.replies + o.replies,
+            unsolicited: self.unsolicited + o.unsolicited,
+            other_tcp: self.other_tcp + o.other_tcp,
+            evicted: self.evicted + o.evicted,
+        }
+    }
+
     /// What was counted after `before` was taken (counters only grow).
     pub fn since(&self, before: &Stats) -> Stats {
         Stats {
@@ -191,6 +203,31 @@ impl FlowKey {
     }
 }
 
+/// Which of `n` partitions tracks this packet. All packets of one attempt
+/// (its SYNs, the answers, the ICMP errors quoting it) share one
+/// direction-free key, and nothing else links attempts, so trackers that
+/// each see one partition decide what one tracker would. DNS answers go to
+/// partition 0 (they are not tracked).
+pub fn partition(pkt: &Packet, n: usize) -> usize {
+    use std::hash::{Hash, Hasher as _};
+    if n <= 1 {
+        return 0;
+    }
+    let key = match &pkt.body {
+        Body::Tcp(t) => FlowKey::of(pkt.src, t.sport, pkt.dst, t.dport).0,
+        Body::IcmpError(e) => {
+            let q = &e.quoted;
+            FlowKey::of(q.src, q.sport, q.dst, q.dport).0
+        }
+        Body::Dns(_) => return 0,
+    };
+    // A fixed hash (every thread and run agrees), its high bits spread
+    // over n.
+    let mut h = rustc_hash::FxHasher::default();
+    key.hash(&mut h);
+    ((u128::from(h.finish()) * n as u128) >> 64) as usize
+}
+
 /// (client, target, port): what a verdict is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Triple {
@@ -241,7 +278,12 @@ impl Evidence {
     /// earlier.
     fn beats(&self, other: &Evidence) -> bool {
         let (a, b) = (self.kind.rank(), other.kind.rank());
-        a > b || (a == b && self.at < other.at)
+        // On an exact tie in class and time, a fixed order of the rest, so
+        // the result does not depend on the order attempts are merged in.
+        a > b
+            || (a == b
+                && (self.at, self.responder, self.ttl, self.rtt)
+                    < (other.at, other.responder, other.ttl, other.rtt))
     }
 }
 

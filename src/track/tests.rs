@@ -418,3 +418,32 @@ fn a_late_reply_is_unsolicited_even_while_the_attempt_lingers() {
     assert_eq!(v.state, State::Filtered);
     assert_eq!(st.unsolicited, 1);
 }
+
+/// An attempt's SYN, its answers in both directions and the ICMP errors
+/// quoting it fall in one partition, whatever the number of partitions;
+/// many flows spread over all of them.
+#[test]
+fn partitions_keep_an_attempt_together() {
+    for port in [22u16, 80, 443, 8081, 9000] {
+        let s = syn(40000 + port, port, 7);
+        let packets = [
+            pkt(&s),
+            pkt(&s.reply(flags::SYN | flags::ACK, 63)),
+            pkt(&s.reply(flags::RST | flags::ACK, 63)),
+            icmp("198.51.100.1", 64, 3, 13, &s, 28),
+            icmp("203.0.113.2", 63, 3, 3, &s, 8 + 20),
+        ];
+        for n in 1..=8 {
+            let p = partition(&packets[0], n);
+            assert!(p < n);
+            for q in &packets[1..] {
+                assert_eq!(partition(q, n), p, "port {port}, {n} partitions");
+            }
+        }
+    }
+    let mut counts = [0usize; 4];
+    for port in 1..=4000u16 {
+        counts[partition(&pkt(&syn(50000, port, 1)), 4)] += 1;
+    }
+    assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+}
