@@ -591,7 +591,9 @@ impl Reader<'_> {
     }
 
     fn show(&mut self, src: &dyn PacketSource) {
-        if let (Some(bar), Some(at)) = (self.bar, src.offset())
+        // No bar, no lseek.
+        if let Some(bar) = self.bar
+            && let Some(at) = src.offset()
             && at > self.shown
         {
             bar.inc(at - self.shown);

@@ -14,10 +14,6 @@ use std::process::Command;
 
 const CAPTURES: [&str; 3] = ["nmap-v4.pcap", "nmap-v6.pcapng", "wrong-port.pcap"];
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-h").output().is_ok()
-}
-
 fn tools() -> bool {
     for t in ["editcap", "tshark", "mergecap", "tcpdump"] {
         if !have(t) {

@@ -396,11 +396,6 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(cfg: Config) -> Self {
-        Tracker::resume(cfg, Merger::new())
-    }
-
-    /// A tracker whose verdicts join those already in `merged`.
-    pub fn resume(cfg: Config, merged: Merger) -> Self {
         Tracker {
             cfg,
             now: 0,
@@ -408,7 +403,7 @@ impl Tracker {
             base: 0,
             index: HashTable::new(),
             hasher: Hasher::default(),
-            merged,
+            merged: Merger::new(),
             decided: 0,
             streamed: None,
             stats: Stats::default(),

@@ -1,7 +1,7 @@
 //! The network-namespace lab (tests/lab/lab.sh) as a guard: built on
 //! creation, torn down on drop, even when the test fails.
 
-use super::{is_root, root, skip_or_fail};
+use super::{have, is_root, root, skip_or_fail};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -48,14 +48,6 @@ pub struct Lab {
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 impl Lab {
     /// Builds a lab with a name of its own (tests run in parallel), or

@@ -63,6 +63,15 @@ pub fn write_small_scan(path: &Path) {
     w.finish().expect("finish pcap");
 }
 
+/// Whether `tool` is on the PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Whether this process runs as root (the lab needs it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
