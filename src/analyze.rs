@@ -224,27 +224,14 @@ impl Analyzer {
         let mut order: Vec<usize> = (0..paths.len()).collect();
         order.sort_by_key(|&i| (first[i].is_some(), first[i].unwrap_or(0), i));
         let parts = self.jobs;
-        // senders[k][p]: file k (in tracking order) to tracker p.
-        let mut senders = Vec::with_capacity(order.len());
-        let mut receivers: Vec<Vec<mpsc::Receiver<Msg>>> = (0..parts)
-            .map(|_| Vec::with_capacity(order.len()))
-            .collect();
-        for _ in &order {
-            let mut row = Vec::with_capacity(parts);
-            for r in receivers.iter_mut() {
-                let (tx, rx) = mpsc::sync_channel::<Msg>(BATCHES_IN_FLIGHT);
-                row.push(tx);
-                r.push(rx);
-            }
-            senders.push(Mutex::new(Some(row)));
-        }
+        let wiring = Wiring::new(order.len());
         let pool: Mutex<Vec<Batch>> = Mutex::new(Vec::new());
         let next = AtomicUsize::new(0);
         let workers = self.jobs.min(order.len());
         let (opts, bar) = (&self.opts, self.progress.as_ref());
         let cfg = self.opts.track;
         let batch_len = (BATCH_PACKETS / parts).max(4096);
-        let (order, pool) = (&order, &pool);
+        let (order, pool, wiring) = (&order, &pool, &wiring);
         let tracked: Vec<Tracked> = std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| {
@@ -252,19 +239,17 @@ impl Analyzer {
                     // trackers wait for is always being read.
                     loop {
                         let k = next.fetch_add(1, Ordering::Relaxed);
-                        let (Some(&i), Some(slot)) = (order.get(k), senders.get(k)) else {
+                        let Some(path) = order.get(k).and_then(|&i| paths.get(i)) else {
                             break;
                         };
-                        let txs = slot.lock().ok().and_then(|mut s| s.take());
-                        if let (Some(txs), Some(path)) = (txs, paths.get(i)) {
-                            decode_file(opts, path, &txs, pool, bar, batch_len);
-                        }
+                        let txs = wiring.connect(k, parts);
+                        decode_file(opts, path, &txs, pool, bar, batch_len);
                     }
                 });
             }
-            let trackers: Vec<_> = receivers
-                .into_iter()
-                .map(|rxs| scope.spawn(move || track_files(cfg, rxs, pool)))
+            let wiring = &wiring;
+            let trackers: Vec<_> = (0..parts)
+                .map(|p| scope.spawn(move || track_files(cfg, wiring, p, pool)))
                 .collect();
             trackers
                 .into_iter()
@@ -328,6 +313,56 @@ fn first_packet(path: &Path, filter: Option<&str>) -> Option<u64> {
     src.next_packet().ok().flatten().map(|p| p.ts)
 }
 
+/// The channels from the file being decoded to each tracker, made when a
+/// decoder takes the file (not before: memory stays the same for a
+/// hundred thousand files), and handed to the trackers as they get there.
+struct Wiring {
+    /// receivers[k][p]: file k (in tracking order) to tracker p; empty
+    /// until a decoder takes file k.
+    receivers: std::sync::Mutex<Vec<Vec<Option<mpsc::Receiver<Msg>>>>>,
+    made: std::sync::Condvar,
+}
+
+impl Wiring {
+    fn new(files: usize) -> Self {
+        Wiring {
+            receivers: std::sync::Mutex::new((0..files).map(|_| Vec::new()).collect()),
+            made: std::sync::Condvar::new(),
+        }
+    }
+
+    fn files(&self) -> usize {
+        self.receivers.lock().map_or(0, |r| r.len())
+    }
+
+    /// A decoder takes file `k`: one channel to each of `parts` trackers.
+    fn connect(&self, k: usize, parts: usize) -> Vec<mpsc::SyncSender<Msg>> {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..parts)
+            .map(|_| {
+                let (tx, rx) = mpsc::sync_channel::<Msg>(BATCHES_IN_FLIGHT);
+                (tx, Some(rx))
+            })
+            .unzip();
+        if let Ok(mut r) = self.receivers.lock()
+            && let Some(slot) = r.get_mut(k)
+        {
+            *slot = rxs;
+        }
+        self.made.notify_all();
+        txs
+    }
+
+    /// Tracker `part`'s channel from file `k`, once a decoder has taken it
+    /// (files are taken in order, so it comes).
+    fn take(&self, k: usize, part: usize) -> Option<mpsc::Receiver<Msg>> {
+        let mut r = self.receivers.lock().ok()?;
+        while r.get(k)?.is_empty() {
+            r = self.made.wait(r).ok()?;
+        }
+        r.get_mut(k)?.get_mut(part)?.take()
+    }
+}
+
 /// What one tracking thread gives back: its verdicts, its counters per
 /// file (in tracking order), and the file summaries it was handed.
 struct Tracked {
@@ -342,19 +377,24 @@ struct Tracked {
 /// partition is told both times, so all decide alike.
 fn track_files(
     cfg: track::Config,
-    rxs: Vec<mpsc::Receiver<Msg>>,
+    wiring: &Wiring,
+    part: usize,
     pool: &std::sync::Mutex<Vec<Batch>>,
 ) -> Tracked {
+    let files = wiring.files();
     let mut out = Tracked {
         merged: Merger::new(),
-        stats: Vec::with_capacity(rxs.len()),
+        stats: Vec::with_capacity(files),
         decoded: Vec::new(),
     };
     let mut tracker = Tracker::new(cfg);
     let mut latest: u64 = 0;
-    for (k, rx) in rxs.into_iter().enumerate() {
+    for k in 0..files {
         let mut before = tracker.stats();
-        for msg in rx {
+        // Nothing comes from a file whose channel cannot be had (a
+        // poisoned lock): it counts nothing.
+        let rx = wiring.take(k, part);
+        for msg in rx.iter().flat_map(|rx| rx.iter()) {
             match msg {
                 Msg::Start(ts) => {
                     if ts < latest {

@@ -200,8 +200,9 @@ struct AnalyzeArgs {
     #[arg(required = true, value_name = "FILE|DIR|GLOB")]
     files: Vec<PathBuf>,
     /// Threads that read and decode files (a file each), and as many that
-    /// track (a share of the flows each); default: half the CPUs, at least 1.
-    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    /// track (a share of the flows each); default: half the CPUs, at least 1;
+    /// at most 256.
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: Option<u16>,
     /// No progress bar (drawn on stderr, only when it is a terminal and the
     /// inputs add up to 16 MiB or more).
@@ -252,14 +253,10 @@ const PROGRESS_BYTES: u64 = 16 << 20;
 
 /// The bar of an analysis: bytes of the inputs read.
 fn analyze_bar(total: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} reading {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
+    synscope::report::progress_bar(
+        total,
+        "{spinner} reading {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    )
 }
 
 /// 0 when there is at least one verdict and every one is open (the port

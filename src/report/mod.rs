@@ -23,6 +23,17 @@ pub fn write_jsonl<W: std::io::Write>(
 pub use json::{SCHEMA_VERSION, write_json};
 pub use table::{TableOptions, render_table};
 
+/// A progress bar of `len` steps drawn with indicatif's `template` (on
+/// stderr, which indicatif draws to only when it is a terminal).
+pub fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file beside it, renamed
 /// over it when complete, so an existing file is never left half-written.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

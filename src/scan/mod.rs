@@ -550,14 +550,10 @@ fn run_once(
     let mut failed_batches = 0u32;
     let scan_start = Instant::now();
     let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(probes.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {pos}/{len} probes decided {wide_bar} {per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
+        crate::report::progress_bar(
+            probes.len() as u64,
+            "{spinner} {pos}/{len} probes decided {wide_bar} {per_sec} ETA {eta}",
+        )
     } else {
         indicatif::ProgressBar::hidden()
     };
