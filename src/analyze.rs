@@ -1,13 +1,13 @@
 //! The offline pipeline: source → wire → track, with results merged over
 //! every file of one call. Live scans feed the same [`Analyzer`].
 
+use crate::model::{Analysis, DnsEvent, InputSummary};
+use crate::model::{Stats, Verdict};
 use crate::select::Selection;
 use crate::source::{FileSource, PacketSource};
-use crate::track::{self, Merger, State, Stats, Tracker, Verdict};
+use crate::track::{self, Merger, Tracker};
 use crate::wire::{self, Skip};
 use indicatif::ProgressBar;
-use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -38,103 +38,6 @@ pub struct Options {
     /// Keep the DNS answers (for `--findings`), each distinct one once;
     /// otherwise they are only counted.
     pub keep_dns: bool,
-}
-
-/// What happened to one input.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct InputSummary {
-    pub file: String,
-    pub link_type: String,
-    pub packets_read: u64,
-    pub skipped: u64,
-    pub skipped_by_reason: BTreeMap<&'static str, u64>,
-    /// DNS responses seen (they go to `Analysis::dns`, not the tracker).
-    pub dns: u64,
-    #[serde(flatten)]
-    pub stats: Stats,
-    /// Why the input could not be read, or why reading stopped early.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// Totals over all inputs and results: the JSON `summary`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Summary {
-    pub dns: u64,
-    pub open: u64,
-    pub refused: u64,
-    pub filtered: u64,
-    pub unreachable: u64,
-    pub packets_read: u64,
-    pub skipped: u64,
-    pub unsolicited: u64,
-    pub syns: u64,
-    pub retransmissions: u64,
-    pub replies: u64,
-    pub other_tcp: u64,
-    pub evicted: u64,
-}
-
-/// A DNS response seen in a capture.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct DnsEvent {
-    /// Capture time, nanoseconds since the Unix epoch.
-    pub ts_ns: u64,
-    /// The resolver that answered, and whom.
-    pub server: std::net::IpAddr,
-    pub client: std::net::IpAddr,
-    pub name: String,
-    /// 0 no error, 2 server failure, 3 NXDOMAIN, 5 refused, ...
-    pub rcode: u8,
-    pub addresses: Vec<std::net::IpAddr>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Analysis {
-    /// Sorted by target, port, client.
-    pub results: Vec<Verdict>,
-    /// DNS responses in the inputs, in capture order.
-    pub dns: Vec<DnsEvent>,
-    pub inputs: Vec<InputSummary>,
-    pub summary: Summary,
-}
-
-impl Analysis {
-    /// An analysis of these results (sorted) from these inputs, with the
-    /// summary computed from both.
-    pub fn from_parts(results: Vec<Verdict>, inputs: Vec<InputSummary>) -> Analysis {
-        let mut summary = Summary::default();
-        for v in &results {
-            match v.state {
-                State::Open => summary.open += 1,
-                State::Refused => summary.refused += 1,
-                State::Filtered => summary.filtered += 1,
-                State::Unreachable => summary.unreachable += 1,
-            }
-        }
-        for i in &inputs {
-            summary.packets_read += i.packets_read;
-            summary.dns += i.dns;
-            summary.skipped += i.skipped;
-            summary.unsolicited += i.stats.unsolicited;
-            summary.syns += i.stats.syns;
-            summary.retransmissions += i.stats.retransmissions;
-            summary.replies += i.stats.replies;
-            summary.other_tcp += i.stats.other_tcp;
-            summary.evicted += i.stats.evicted;
-        }
-        Analysis {
-            results,
-            dns: Vec::new(),
-            inputs,
-            summary,
-        }
-    }
-
-    /// Inputs that could not be read in full.
-    pub fn errors(&self) -> impl Iterator<Item = &InputSummary> {
-        self.inputs.iter().filter(|i| i.error.is_some())
-    }
 }
 
 /// Runs capture files through the tracker, merging verdicts per

@@ -1,16 +1,22 @@
 //! synscope: which part is at fault when a TCP connection is refused or hangs.
 //!
-//! The pipeline, one module a stage:
+//! The pipeline, one module a stage (docs/ARCHITECTURE.md):
 //! [`source`] (capture file | memory | live) → [`wire`] (bytes → headers) →
 //! [`track`] (probe table, matching, verdicts; pure, packet time only) →
-//! [`report`] (table, JSON). [`analyze`] wires the stages for captures.
+//! [`diagnose`] (findings) → [`report`] (table, JSON, ...). [`model`] is
+//! the data they all speak and [`error`] their errors; [`analyze`] wires
+//! the stages for captures and [`scan`] for live probes.
 
 pub mod analyze;
 pub mod diagnose;
+pub mod error;
 pub mod fixture;
+pub mod model;
 pub mod report;
 pub mod scan;
 pub mod select;
 pub mod source;
 pub mod track;
 pub mod wire;
+
+pub use error::{Error, Result};

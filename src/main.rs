@@ -4,12 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use synscope::analyze::{Analyzer, Options};
+use synscope::model::NANOS_PER_SEC;
+use synscope::model::ScanInfo;
 use synscope::report::{TableOptions, render_table, write_json};
+use synscope::scan::ScanOptions;
 use synscope::scan::engine::EngineConfig;
 use synscope::scan::targets::{self, Family};
-use synscope::scan::{ScanInfo, ScanOptions};
 use synscope::select::{AddrSpec, PortSet, Selection};
-use synscope::track::{self, NANOS_PER_SEC};
+use synscope::track::{self};
 
 /// Exit codes (README, "Exit codes"): 0 = ran and every port asked about
 /// (scan, diagnose, analyze -p) answered as open, 1 = ran and some port is
@@ -262,8 +264,12 @@ fn analyze_bar(total: u64) -> indicatif::ProgressBar {
 /// 0 when there is at least one verdict and every one is open (the port
 /// answered with a SYN-ACK), 1 otherwise: `synscope scan host -p 443 && deploy`
 /// works like `nc -z`.
-fn verdict_code(results: &[synscope::track::Verdict]) -> u8 {
-    if !results.is_empty() && results.iter().all(|v| v.state == track::State::Open) {
+fn verdict_code(results: &[synscope::model::Verdict]) -> u8 {
+    if !results.is_empty()
+        && results
+            .iter()
+            .all(|v| v.state == synscope::model::State::Open)
+    {
         EXIT_OK
     } else {
         EXIT_NOT_OPEN
@@ -271,7 +277,7 @@ fn verdict_code(results: &[synscope::track::Verdict]) -> u8 {
 }
 
 /// The report was written (`written` is `EXIT_OK`): the verdicts decide.
-fn or_verdicts(written: ExitCode, results: &[synscope::track::Verdict]) -> ExitCode {
+fn or_verdicts(written: ExitCode, results: &[synscope::model::Verdict]) -> ExitCode {
     if written == ExitCode::from(EXIT_OK) {
         ExitCode::from(verdict_code(results))
     } else {
@@ -415,13 +421,13 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
                 .iter()
                 .flat_map(|a| a.results.iter().cloned())
                 .collect();
-            let a = synscope::analyze::Analysis::from_parts(results, Vec::new());
+            let a = synscope::model::Analysis::from_parts(results, Vec::new());
             let mut buf = Vec::new();
             let _ = synscope::report::write_nmap_xml(&a, &cli_args(), &mut buf);
             String::from_utf8_lossy(&buf).into_owned()
         }
         Format::Jsonl => {
-            let results: Vec<synscope::track::Verdict> = d
+            let results: Vec<synscope::model::Verdict> = d
                 .addresses
                 .iter()
                 .flat_map(|a| a.results.iter().cloned())
@@ -437,7 +443,7 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
                 .iter()
                 .flat_map(|a| a.results.iter().cloned())
                 .collect();
-            let a = synscope::analyze::Analysis::from_parts(results, Vec::new());
+            let a = synscope::model::Analysis::from_parts(results, Vec::new());
             let mut buf = Vec::new();
             let _ = synscope::report::write_csv(&a, &mut buf);
             String::from_utf8_lossy(&buf).into_owned()
@@ -458,7 +464,7 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
                 let every_address = d.addresses.iter().all(|a| {
                     a.results
                         .iter()
-                        .any(|v| v.port == port && v.state == track::State::Open)
+                        .any(|v| v.port == port && v.state == synscope::model::State::Open)
                 });
                 ExitCode::from(if every_address {
                     EXIT_OK
@@ -531,7 +537,7 @@ fn scan(args: ScanArgs) -> ExitCode {
         },
     };
     let stream = matches!(args.report.format, Format::Jsonl) && args.report.output.is_none();
-    let mut print_line = |v: &synscope::track::Verdict| {
+    let mut print_line = |v: &synscope::model::Verdict| {
         if stream {
             let mut out = std::io::stdout().lock();
             let line = serde_json::to_string(v).unwrap_or_default();
@@ -596,7 +602,7 @@ fn scan(args: ScanArgs) -> ExitCode {
 
 /// Prints the report; the exit code for what happened.
 fn emit(
-    analysis: &synscope::analyze::Analysis,
+    analysis: &synscope::model::Analysis,
     format: Format,
     all: bool,
     note: Option<&str>,
@@ -705,14 +711,14 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     let mut analysis = analyzer.finish();
     // Arguments that named no file take their place among the inputs, so
     // the error lines (and JSON `inputs`) follow the command line's order.
-    let mut entries: Vec<(usize, synscope::analyze::InputSummary)> = inputs
+    let mut entries: Vec<(usize, synscope::model::InputSummary)> = inputs
         .arg_of
         .iter()
         .copied()
         .zip(analysis.inputs.drain(..))
         .collect();
     entries.extend(inputs.errors.iter().map(|(n, arg, why)| {
-        let i = synscope::analyze::InputSummary {
+        let i = synscope::model::InputSummary {
             file: arg.clone(),
             error: Some(why.clone()),
             ..Default::default()
@@ -774,7 +780,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
                     struct Extra<'a> {
                         findings: &'a [synscope::diagnose::Finding],
                         names: &'a [synscope::diagnose::offline::NameFinding],
-                        dns: &'a [synscope::analyze::DnsEvent],
+                        dns: &'a [synscope::model::DnsEvent],
                     }
                     let extra = Extra {
                         findings: &f.findings,

@@ -50,8 +50,25 @@ impl PortSet {
                 list.len()
             ));
         }
-        let spec: Vec<String> = list[..n].iter().map(|p| p.to_string()).collect();
-        spec.join(",").parse()
+        Ok(PortSet::from_ports(&list[..n]))
+    }
+
+    /// These ports (0 is left out: it cannot be probed).
+    pub fn from_ports(ports: &[u16]) -> PortSet {
+        PortSet::from_ranges(ports.iter().filter(|&&p| p > 0).map(|&p| (p, p)).collect())
+    }
+
+    /// Inclusive ranges, sorted and merged where they touch.
+    fn from_ranges(mut ranges: Vec<(u16, u16)>) -> PortSet {
+        ranges.sort_unstable();
+        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        PortSet { ranges: merged }
     }
 
     pub fn all() -> Self {
@@ -128,15 +145,7 @@ impl FromStr for PortSet {
             }
             ranges.push((a, b));
         }
-        ranges.sort_unstable();
-        let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
-        for (a, b) in ranges {
-            match merged.last_mut() {
-                Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
-            }
-        }
-        Ok(PortSet { ranges: merged })
+        Ok(PortSet::from_ranges(ranges))
     }
 }
 

@@ -2,7 +2,7 @@
 //! refused (or hanging), and which part is at fault?", in plain language,
 //! each with the packets that show it. Pure: verdicts in, findings out.
 
-use crate::track::{Reason, State, Verdict};
+use crate::model::{Reason, State, Verdict};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -374,8 +374,8 @@ pub struct DropLocation {
 /// farther; the drop is at or just after the last hop that answered.
 pub fn locate_drop(
     target: IpAddr,
-    silent: &crate::scan::trace::PortTrace,
-    reference: &crate::scan::trace::PortTrace,
+    silent: &crate::model::PortTrace,
+    reference: &crate::model::PortTrace,
 ) -> Option<DropLocation> {
     if silent.reached_at().is_some() {
         return Some(DropLocation {

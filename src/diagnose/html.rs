@@ -3,7 +3,7 @@
 
 use super::findings::Kind;
 use super::run::Diagnosis;
-use crate::scan::trace::HopKind;
+use crate::model::HopKind;
 use std::fmt::Write;
 
 /// Escapes text for HTML element content and attribute values.
@@ -148,7 +148,7 @@ pub fn html(d: &Diagnosis) -> String {
             o,
             "<h3>Evidence</h3><table><tr><th>port</th><th>state</th><th>reason</th><th>responder</th><th>TTL/hops</th><th>RTT</th><th>probes</th></tr>"
         );
-        let mut rows: Vec<&crate::track::Verdict> = a.results.iter().collect();
+        let mut rows: Vec<&crate::model::Verdict> = a.results.iter().collect();
         rows.sort_by_key(|v| (v.port != d.port, v.port));
         for v in rows {
             let reason = match (v.icmp_type, v.icmp_code) {

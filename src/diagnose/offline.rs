@@ -3,7 +3,7 @@
 //! what the capture's DNS answers explain before any SYN.
 
 use super::findings::{self, Finding, Kind};
-use crate::analyze::Analysis;
+use crate::model::Analysis;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -33,7 +33,7 @@ pub struct OfflineFindings {
 }
 
 pub fn offline_findings(a: &Analysis) -> OfflineFindings {
-    let mut by_target: BTreeMap<IpAddr, Vec<crate::track::Verdict>> = BTreeMap::new();
+    let mut by_target: BTreeMap<IpAddr, Vec<crate::model::Verdict>> = BTreeMap::new();
     for v in &a.results {
         by_target.entry(v.target).or_default().push(v.clone());
     }
@@ -42,7 +42,7 @@ pub fn offline_findings(a: &Analysis) -> OfflineFindings {
     for (t, vs) in &by_target {
         let mut fs: Vec<Finding> = vs
             .iter()
-            .filter(|v| v.state != crate::track::State::Open)
+            .filter(|v| v.state != crate::model::State::Open)
             .filter_map(|v| findings::finding(*t, v.port, vs))
             .collect();
         let refused = fs.iter().filter(|f| f.kind == Kind::RefusedByHost).count();

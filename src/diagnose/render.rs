@@ -11,7 +11,7 @@ fn evidence_rows(out: &mut String, d: &super::run::AddressDiagnosis, port: u16) 
         "| port | state | reason | responder | TTL/hops | RTT | probes |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-    let mut rows: Vec<&crate::track::Verdict> = d.results.iter().collect();
+    let mut rows: Vec<&crate::model::Verdict> = d.results.iter().collect();
     // The asked port first, then the rest by port.
     rows.sort_by_key(|v| (v.port != port, v.port));
     for v in rows {
@@ -42,13 +42,8 @@ fn evidence_rows(out: &mut String, d: &super::run::AddressDiagnosis, port: u16) 
 }
 
 /// The path as a row of hops, and where the asked port's probes stop.
-fn path(
-    out: &mut String,
-    target: std::net::IpAddr,
-    port: u16,
-    traces: &[crate::scan::trace::PortTrace],
-) {
-    use crate::scan::trace::HopKind;
+fn path(out: &mut String, target: std::net::IpAddr, port: u16, traces: &[crate::model::PortTrace]) {
+    use crate::model::HopKind;
     let _ = writeln!(out, "### The path\n");
     for t in traces {
         let mut row = vec!["you".to_string()];

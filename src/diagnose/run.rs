@@ -3,11 +3,14 @@
 
 use super::findings::{self, DropLocation, Finding, HostProfile, Kind};
 use super::resolve::{self, Resolution};
+use crate::error::Error;
+use crate::model::PortTrace;
+use crate::model::ScanInfo;
+use crate::model::Verdict;
 use crate::scan::targets::Family;
-use crate::scan::trace::{self, PortTrace, TraceOptions};
-use crate::scan::{self, ScanInfo, ScanOptions};
+use crate::scan::trace::{self, TraceOptions};
+use crate::scan::{self, ScanOptions};
 use crate::select::PortSet;
-use crate::track::Verdict;
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -86,11 +89,11 @@ fn reprobe_slowly(
     base: &ScanOptions,
     target: IpAddr,
     port: u16,
-) -> Result<(Option<Verdict>, u32), String> {
+) -> Result<(Option<Verdict>, u32), Error> {
     let one_second = std::time::Duration::from_secs(1);
     let mut o = base.clone();
     o.targets = vec![target];
-    o.ports = port.to_string().parse()?;
+    o.ports = PortSet::from_ports(&[port]);
     o.write = None;
     o.engine = crate::scan::engine::EngineConfig {
         rate: 1,
@@ -101,22 +104,22 @@ fn reprobe_slowly(
         window: 1,
     };
     o.wait = one_second;
-    let out = scan::run(&o).map_err(|e| e.to_string())?;
+    let out = scan::run(&o)?;
     let probes = (out.info.engine.sent + out.info.engine.retransmitted) as u32;
     let v = out
         .analysis
         .results
         .into_iter()
-        .find(|v| v.port == port && v.state != crate::track::State::Filtered);
+        .find(|v| v.port == port && v.state != crate::model::State::Filtered);
     Ok((v, probes))
 }
 
-pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
+pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
     let resolution = resolve::resolve(&opts.host, opts.family);
     let summary = resolution.describe(&opts.host);
     let addresses = resolution.addresses().to_vec();
     let mut d = Diagnosis {
-        schema_version: crate::report::SCHEMA_VERSION,
+        schema_version: crate::model::SCHEMA_VERSION,
         host: opts.host.clone(),
         port: opts.port,
         resolution,
@@ -128,12 +131,12 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
         // Nothing to probe: the finding is the resolution itself.
         return Ok(d);
     }
-    let mut ports = vec![opts.port.to_string()];
-    ports.extend(opts.reference.iter().map(|p| p.to_string()));
+    let mut ports = vec![opts.port];
+    ports.extend(&opts.reference);
     if let Ok(top) = PortSet::top(REFERENCE_PORTS) {
-        ports.extend(top.iter().map(|p| p.to_string()));
+        ports.extend(top.iter());
     }
-    let ports: PortSet = ports.join(",").parse()?;
+    let ports = PortSet::from_ports(&ports);
     let mut sopts = opts.scan.clone();
     sopts.targets = addresses.clone();
     sopts.ports = ports;
@@ -141,16 +144,16 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
     let outcome = match scan::run(&sopts) {
         Ok(o) => o,
         // No raw sockets: fall back to connect() probes, and say so.
-        Err(e) if scan::is_permission_error(&e) && !sopts.unprivileged => {
+        Err(e) if e.is_permission() && !sopts.unprivileged => {
             sopts.unprivileged = true;
-            let mut o = scan::run(&sopts).map_err(|e| e.to_string())?;
+            let mut o = scan::run(&sopts)?;
             o.info.warnings.insert(
                 0,
                 format!("no raw sockets ({e}); falling back to connect() probes"),
             );
             o
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e),
     };
     let unprivileged = sopts.unprivileged;
     for a in addresses {
@@ -167,7 +170,7 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
         let mut slow_note = None;
         let silent = results
             .iter()
-            .any(|v| v.port == opts.port && v.state == crate::track::State::Filtered);
+            .any(|v| v.port == opts.port && v.state == crate::model::State::Filtered);
         if silent && !unprivileged {
             let (answered, probes) = reprobe_slowly(&sopts, a, opts.port)?;
             slow_note = Some(match answered {
@@ -218,8 +221,7 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, String> {
                 max_ttl: hops.saturating_add(1).min(30),
                 rounds: 2,
                 wait: std::time::Duration::from_millis(800),
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
             if let [silent, refp] = t.as_slice()
                 && let Some(l) = findings::locate_drop(a, silent, refp)
             {

@@ -2,7 +2,7 @@
 
 use super::findings::*;
 use crate::fixture::addr;
-use crate::track::{Reason, State, Verdict};
+use crate::model::{Reason, State, Verdict};
 
 fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Option<u8>) -> Verdict {
     Verdict {
@@ -15,7 +15,7 @@ fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Opti
         icmp_code: None,
         responder: responder.map(addr),
         ttl,
-        hops: ttl.map(crate::track::hops_from_ttl),
+        hops: ttl.map(crate::model::hops_from_ttl),
         rtt_ms: Some(0.2),
         probes: 1,
         attempts: 1,
@@ -220,7 +220,7 @@ fn application_errors_follow_linux() {
 
 mod drop_location {
     use super::*;
-    use crate::scan::trace::{Hop, HopKind, PortTrace};
+    use crate::model::{Hop, HopKind, PortTrace};
 
     fn te(ttl: u8, from: &str) -> Hop {
         Hop {

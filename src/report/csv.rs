@@ -1,7 +1,7 @@
 //! The CSV report: one row per verdict, the JSON result fields as columns
 //! (RFC 4180 quoting; empty for absent values).
 
-use crate::analyze::Analysis;
+use crate::model::Analysis;
 use std::io::Write;
 
 pub const COLUMNS: [&str; 14] = [

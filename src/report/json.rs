@@ -1,11 +1,8 @@
 //! The JSON report. Its contract is documented in docs/JSON.md; bump
 //! [`SCHEMA_VERSION`] on any incompatible change.
 
-use crate::analyze::{Analysis, InputSummary, Summary};
-use crate::track::Verdict;
+use crate::model::{Analysis, InputSummary, SCHEMA_VERSION, Summary, Verdict};
 use serde::Serialize;
-
-pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Serialize)]
 struct Document<'a, S: Serialize> {

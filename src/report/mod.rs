@@ -11,7 +11,7 @@ pub use nmapxml::write_nmap_xml;
 /// JSON Lines: one verdict per line (what DuckDB's read_json_auto and Spark
 /// read as they are).
 pub fn write_jsonl<W: std::io::Write>(
-    results: &[crate::track::Verdict],
+    results: &[crate::model::Verdict],
     mut w: W,
 ) -> std::io::Result<()> {
     for v in results {
@@ -20,7 +20,7 @@ pub fn write_jsonl<W: std::io::Write>(
     }
     w.flush()
 }
-pub use json::{SCHEMA_VERSION, write_json};
+pub use json::write_json;
 pub use table::{TableOptions, render_table};
 
 /// A progress bar of `len` steps drawn with indicatif's `template` (on

@@ -4,8 +4,8 @@
 //! name but "nmap", so `scanner="nmap"` names the format, and `args` and a
 //! comment name synscope.
 
-use crate::analyze::Analysis;
-use crate::track::{State, Verdict};
+use crate::model::Analysis;
+use crate::model::{State, Verdict};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::IpAddr;

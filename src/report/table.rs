@@ -1,8 +1,8 @@
 //! The terminal report: one table per target host, nmap-style summary lines.
 
 use super::thousands;
-use crate::analyze::Analysis;
-use crate::track::{Reason, State, Verdict};
+use crate::model::Analysis;
+use crate::model::{Reason, State, Verdict};
 use comfy_table::{Cell, CellAlignment, Color, ContentArrangement, Table, presets};
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -7,7 +7,8 @@
 //! the path looks like the host's own), the number of SYNs the kernel sent,
 //! and anything else on the wire.
 
-use crate::track::{Reason, State, Verdict};
+use crate::error::Error;
+use crate::model::{Reason, State, Verdict};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -183,7 +184,7 @@ fn verdict(
 
 /// connect() to every (target, port), `PARALLEL` at a time; silence for
 /// `timeout` is `filtered`.
-pub fn connect_scan(probes: &[(IpAddr, u16)], timeout: Duration) -> io::Result<Vec<Verdict>> {
+pub fn connect_scan(probes: &[(IpAddr, u16)], timeout: Duration) -> Result<Vec<Verdict>, Error> {
     let mut out = Vec::with_capacity(probes.len());
     let mut queue = probes.iter().copied();
     let mut pending: Vec<Pending> = Vec::new();
@@ -194,9 +195,14 @@ pub fn connect_scan(probes: &[(IpAddr, u16)], timeout: Duration) -> io::Result<V
             };
             let v6 = target.is_ipv6();
             let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-            let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-            sock.set_nonblocking(true)?;
-            enable_recverr(&sock, v6)?;
+            let fail = |source| Error::Connect {
+                target,
+                port,
+                source,
+            };
+            let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+            sock.set_nonblocking(true).map_err(fail)?;
+            enable_recverr(&sock, v6).map_err(fail)?;
             let p = Pending {
                 sock,
                 target,
@@ -210,12 +216,7 @@ pub fn connect_scan(probes: &[(IpAddr, u16)], timeout: Duration) -> io::Result<V
             {
                 Ok(()) => out.push(verdict(&p, State::Open, Reason::SynAck, None, Some(target))),
                 Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => pending.push(p),
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("connect to {target}:{port}: {e}"),
-                    ));
-                }
+                Err(e) => return Err(fail(e)),
             }
         }
         if pending.is_empty() {

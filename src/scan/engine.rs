@@ -7,6 +7,7 @@
 //! to `max_retries` times; a token bucket caps the rate; a window caps the
 //! probes in flight.
 
+pub use crate::model::EngineStats;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
@@ -43,18 +44,6 @@ enum Status {
     Sent,
     Answered,
     GaveUp,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct EngineStats {
-    /// Probes sent the first time.
-    pub sent: u64,
-    pub retransmitted: u64,
-    pub answered: u64,
-    /// Of those, answered only after a retransmission: loss on the path.
-    pub answered_after_retry: u64,
-    /// Probes given up after every retry.
-    pub unanswered: u64,
 }
 
 #[derive(Debug)]

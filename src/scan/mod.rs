@@ -17,10 +17,13 @@ pub mod send;
 pub mod targets;
 pub mod trace;
 
-use crate::analyze::{Analysis, InputSummary};
+use crate::error::Error;
+use crate::model::ScanInfo;
+use crate::model::{Analysis, InputSummary};
+use crate::model::{NANOS_PER_SEC, Reason, State, Verdict};
 use crate::select::PortSet;
-use crate::source::{CaptureStats, LiveSource, PcapWriter};
-use crate::track::{self, NANOS_PER_SEC, Reason, State, Tracker, Verdict};
+use crate::source::{LiveSource, PcapWriter};
+use crate::track::{self, Tracker};
 use crate::wire::{self, Body, flags};
 use engine::{Engine, EngineConfig, EngineStats};
 use probe::{IsnKey, SYN_LEN, build_syn};
@@ -74,40 +77,6 @@ pub struct ScanOutcome {
     pub info: ScanInfo,
 }
 
-/// How the scan went (the JSON report's `scan` object).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ScanInfo {
-    /// Interrupted (SIGINT/SIGTERM), or the capture failed: the verdicts so
-    /// far; probes still waiting were not given their full time.
-    pub partial: bool,
-    /// Why the capture stopped, if it failed mid-scan.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capture_error: Option<String>,
-    /// The uid the scan ran as after opening its handles.
-    pub ran_as_uid: u32,
-    pub engine: EngineStats,
-    pub captures: Vec<(String, CaptureStats)>,
-    /// Probes whose SYN the capture never saw (reported filtered, with a
-    /// warning: the capture, not the network, lost them).
-    pub not_captured: u64,
-    pub send_errors: u64,
-    pub seed: u64,
-    pub source_port: u16,
-    pub duration_s: f64,
-    pub warnings: Vec<String>,
-}
-
-/// A scan that could not run: one line saying why and what to do.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ScanError(pub String);
-
-pub(crate) fn permission_hint(what: &str) -> String {
-    format!(
-        "{what}: not permitted; raw sockets and capture need root or capabilities: run with sudo, or `sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)`"
-    )
-}
-
 /// The source port: one per scan, outside the kernel's ephemeral range (so
 /// no local connection can collide with it), as nmap does.
 pub(crate) fn pick_source_port(rng: &mut impl rand::Rng) -> u16 {
@@ -150,17 +119,11 @@ pub fn shard(mut probes: Vec<(IpAddr, u16)>, i: u32, n: u32) -> Vec<(IpAddr, u16
 /// What unprivileged mode cannot see, said with every such report.
 pub const UNPRIVILEGED_NOTE: &str = "unprivileged mode: connect() probes, ICMP errors read from the socket's error queue; no TTLs or hop distances are seen, so a reset forged on the path looks like the host's own, and silent ports cannot be located";
 
-/// Whether an error from [`run`] means raw sockets or capture are not
-/// allowed (so connect() probes may be used instead).
-pub fn is_permission_error(e: &ScanError) -> bool {
-    e.0.contains("not permitted")
-}
-
 /// The scan with connect() probes (see [`connect`]): no privileges needed.
-pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, Error> {
     let started = Instant::now();
     if opts.targets.is_empty() || opts.ports.is_empty() {
-        return Err(ScanError("nothing to scan: no target or no port".into()));
+        return Err(Error::NothingToScan);
     }
     let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -175,7 +138,7 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     }
     probes.shuffle(&mut rng);
     let timeout = Duration::from_nanos(opts.track.timeout).max(Duration::from_millis(100));
-    let results = connect::connect_scan(&probes, timeout).map_err(|e| ScanError(e.to_string()))?;
+    let results = connect::connect_scan(&probes, timeout)?;
     let answered = results
         .iter()
         .filter(|v| v.state != State::Filtered)
@@ -210,7 +173,7 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
     })
 }
 
-pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
+pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, Error> {
     run_inner(opts, &mut |_| {}, false)
 }
 
@@ -221,7 +184,7 @@ pub fn run(opts: &ScanOptions) -> Result<ScanOutcome, ScanError> {
 pub fn run_streaming(
     opts: &ScanOptions,
     on_verdict: &mut dyn FnMut(&Verdict),
-) -> Result<ScanOutcome, ScanError> {
+) -> Result<ScanOutcome, Error> {
     run_inner(opts, on_verdict, true)
 }
 
@@ -229,7 +192,7 @@ fn run_inner(
     opts: &ScanOptions,
     on_verdict: &mut dyn FnMut(&Verdict),
     stream: bool,
-) -> Result<ScanOutcome, ScanError> {
+) -> Result<ScanOutcome, Error> {
     if opts.unprivileged {
         let out = run_unprivileged(opts)?;
         for v in &out.analysis.results {
@@ -245,10 +208,7 @@ fn run_inner(
     // rule was lifted) leaves its earlier ports looking filtered: probe
     // those once more before calling them so.
     for (target, ports) in silent_before_first_answer(&out.analysis.results, NANOS_PER_SEC) {
-        let spec: Vec<String> = ports.iter().map(|p| p.to_string()).collect();
-        let Ok(portset) = spec.join(",").parse::<PortSet>() else {
-            continue;
-        };
+        let portset = PortSet::from_ports(&ports);
         let mut again = opts.clone();
         again.targets = vec![target];
         again.ports = portset;
@@ -354,10 +314,10 @@ fn run_once(
     opts: &ScanOptions,
     on_verdict: &mut dyn FnMut(&Verdict),
     stream: bool,
-) -> Result<ScanOutcome, ScanError> {
+) -> Result<ScanOutcome, Error> {
     let started = Instant::now();
     if opts.targets.is_empty() || opts.ports.is_empty() {
-        return Err(ScanError("nothing to scan: no target or no port".into()));
+        return Err(Error::NothingToScan);
     }
     let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -366,7 +326,7 @@ fn run_once(
         .unwrap_or_else(|| pick_source_port(&mut rng));
 
     // Where each target's packets leave from.
-    let routes = route::routes(&opts.targets).map_err(ScanError)?;
+    let routes = route::routes(&opts.targets)?;
     let sources: FxHashSet<IpAddr> = routes.iter().map(|r| r.source).collect();
 
     // Captures first, so the first probe is already seen.
@@ -391,43 +351,35 @@ fn run_once(
         let buffer = opts
             .capture_buffer
             .unwrap_or(crate::source::live_default_buffer());
-        let cap = LiveSource::open_with_buffer(device, &filter, buffer).map_err(|e| {
-            if e.contains("not permitted") || e.contains("permission") {
-                ScanError(permission_hint(&format!("capture on {device}")))
-            } else {
-                ScanError(e)
-            }
-        })?;
+        let cap = LiveSource::open_with_buffer(device, &filter, buffer)?;
         captures.push(cap);
     }
     let mut writer = match &opts.write {
         Some(path) => {
             let link = captures[0].link_type();
             if captures.iter().any(|c| c.link_type() != link) {
-                return Err(ScanError(format!(
-                    "{}: the scan captures on interfaces of different link types; scan IPv4 and IPv6 targets separately to write them",
-                    path.display()
-                )));
+                return Err(Error::Write {
+                    path: path.clone(),
+                    reason: "the scan captures on interfaces of different link types; scan IPv4 and IPv6 targets separately to write them".into(),
+                });
             }
-            Some(PcapWriter::create(path, link).map_err(ScanError)?)
+            Some(PcapWriter::create(path, link)?)
         }
         None => None,
     };
 
     let need_v4 = opts.targets.iter().any(|t| t.is_ipv4());
     let need_v6 = opts.targets.iter().any(|t| t.is_ipv6());
-    let mut sender = RawSender::open(need_v4, need_v6, opts.ttl).map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => ScanError(permission_hint("raw socket")),
-        _ => ScanError(format!("raw socket: {e}")),
-    })?;
+    let mut sender =
+        RawSender::open(need_v4, need_v6, opts.ttl).map_err(|e| Error::socket("", e))?;
 
     // Every privileged handle is open: drop root before the first packet
     // is read.
-    if let Some(id) = privs::target_identity(opts.user.as_deref()).map_err(ScanError)? {
+    if let Some(id) = privs::target_identity(opts.user.as_deref())? {
         if let Some(w) = writer.as_ref() {
-            w.chown(id.uid, id.gid).map_err(ScanError)?;
+            w.chown(id.uid, id.gid)?;
         }
-        privs::drop_to(id).map_err(ScanError)?;
+        privs::drop_to(id)?;
     }
     if opts.catch_signals {
         privs::catch_interrupts();
@@ -473,14 +425,14 @@ fn run_once(
     let mut send_errors = 0u64;
     let mut due = Vec::new();
     let mut segs: Vec<(IpAddr, [u8; SYN_LEN])> = Vec::new();
-    let mut fatal: Option<ScanError> = None;
+    let mut fatal: Option<Error> = None;
 
     let mut drain = |captures: &mut Vec<LiveSource>,
                      engine: &mut Engine,
                      tracker: &mut Tracker,
                      inputs: &mut Vec<InputSummary>,
                      writer: &mut Option<PcapWriter>|
-     -> Result<(), String> {
+     -> Result<(), Error> {
         for (ci, cap) in captures.iter_mut().enumerate() {
             let link = cap.link_type();
             // Bounded per call, so sending never starves.
@@ -582,7 +534,9 @@ fn run_once(
                     failed_batches = 0;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    fatal = Some(ScanError(permission_hint("sending probes")));
+                    fatal = Some(Error::NotPermitted {
+                        op: "sending probes".into(),
+                    });
                 }
                 // The interface is gone: nothing more can be sent or seen.
                 Err(e)
@@ -618,7 +572,7 @@ fn run_once(
             &mut inputs,
             &mut writer,
         ) {
-            cap_failed = Some(e);
+            cap_failed = Some(e.to_string());
             break;
         }
         flush_streamed(
@@ -663,7 +617,7 @@ fn run_once(
             &mut inputs,
             &mut writer,
         ) {
-            cap_failed = Some(e);
+            cap_failed = Some(e.to_string());
             break;
         }
         flush_streamed(
@@ -699,7 +653,7 @@ fn run_once(
             &mut writer,
         )
     {
-        cap_failed = Some(e);
+        cap_failed = Some(e.to_string());
     }
     if let Some(e) = &cap_failed {
         warnings_early.push(format!(
@@ -724,7 +678,7 @@ fn run_once(
         cap_stats.push((c.device().to_string(), s));
     }
     if let Some(w) = writer {
-        w.finish().map_err(ScanError)?;
+        w.finish()?;
     }
 
     let clock = tracker.clock();

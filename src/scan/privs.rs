@@ -8,6 +8,7 @@
 //! SIGINT and SIGTERM only set a flag; the scan loop sees it, stops
 //! probing, and reports what it has, marked partial.
 
+use crate::error::Error;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -43,17 +44,23 @@ pub struct Identity {
 
 /// The identity to drop to: `--user NAME` if given, else the sudo caller,
 /// else none (root was asked for directly, or we are not root).
-pub fn target_identity(user: Option<&str>) -> Result<Option<Identity>, String> {
+pub fn target_identity(user: Option<&str>) -> Result<Option<Identity>, Error> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
     if let Some(name) = user {
-        let c = CString::new(name).map_err(|_| format!("--user {name:?}: not a user name"))?;
+        let c = CString::new(name).map_err(|_| Error::User {
+            name: format!("{name:?}"),
+            reason: "not a user name".into(),
+        })?;
         // SAFETY: getpwnam with a valid C string; the result is read at once.
         let pw = unsafe { libc::getpwnam(c.as_ptr()) };
         if pw.is_null() {
-            return Err(format!("--user {name}: no such user"));
+            return Err(Error::User {
+                name: name.into(),
+                reason: "no such user".into(),
+            });
         }
         // SAFETY: pw is a valid passwd record.
         let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
@@ -67,22 +74,26 @@ pub fn target_identity(user: Option<&str>) -> Result<Option<Identity>, String> {
 }
 
 /// Becomes `id` for good (groups, gid, then uid), and checks it worked.
-pub fn drop_to(id: Identity) -> Result<(), String> {
+pub fn drop_to(id: Identity) -> Result<(), Error> {
     // SAFETY: plain credential syscalls; their results are checked.
     unsafe {
         if libc::setgroups(0, std::ptr::null()) != 0
             || libc::setresgid(id.gid, id.gid, id.gid) != 0
             || libc::setresuid(id.uid, id.uid, id.uid) != 0
         {
-            return Err(format!(
-                "cannot drop root to uid {} gid {}: {}",
-                id.uid,
-                id.gid,
-                std::io::Error::last_os_error()
-            ));
+            return Err(Error::DropPrivileges {
+                reason: format!(
+                    "cannot drop root to uid {} gid {}: {}",
+                    id.uid,
+                    id.gid,
+                    std::io::Error::last_os_error()
+                ),
+            });
         }
         if libc::geteuid() == 0 && id.uid != 0 {
-            return Err("still root after dropping privileges; stopping".into());
+            return Err(Error::DropPrivileges {
+                reason: "still root after dropping privileges; stopping".into(),
+            });
         }
     }
     Ok(())

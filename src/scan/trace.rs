@@ -5,65 +5,14 @@
 
 use super::probe::{IsnKey, SYN_LEN, build_syn};
 use super::send::{ProbeSink, RawSender};
-use super::{ScanError, permission_hint, pick_source_port, route};
+use super::{pick_source_port, route};
+use crate::error::Error;
+use crate::model::Reason;
+use crate::model::{Hop, HopKind, PortTrace};
 use crate::source::LiveSource;
-use crate::track::Reason;
 use crate::wire::{self, Body, flags};
-use serde::Serialize;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum HopKind {
-    /// A router's ICMP time-exceeded: the probe got this far.
-    TimeExceeded,
-    /// The target itself answered (SYN-ACK or RST).
-    Reached { reason: Reason },
-    /// An ICMP destination-unreachable at this TTL.
-    Rejected { reason: Reason },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Hop {
-    pub ttl: u8,
-    pub from: IpAddr,
-    #[serde(flatten)]
-    pub kind: HopKind,
-}
-
-/// What came back for one port, one entry per TTL that got an answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PortTrace {
-    pub port: u16,
-    pub hops: Vec<Hop>,
-}
-
-impl PortTrace {
-    /// The TTL at which the target itself answered.
-    pub fn reached_at(&self) -> Option<u8> {
-        self.hops
-            .iter()
-            .filter(|h| matches!(h.kind, HopKind::Reached { .. }))
-            .map(|h| h.ttl)
-            .min()
-    }
-
-    /// The farthest router that answered time-exceeded.
-    pub fn last_router(&self) -> Option<&Hop> {
-        self.hops
-            .iter()
-            .filter(|h| h.kind == HopKind::TimeExceeded)
-            .max_by_key(|h| h.ttl)
-    }
-
-    pub fn router_at(&self, ttl: u8) -> Option<IpAddr> {
-        self.hops
-            .iter()
-            .find(|h| h.ttl == ttl && h.kind == HopKind::TimeExceeded)
-            .map(|h| h.from)
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct TraceOptions {
@@ -75,7 +24,7 @@ pub struct TraceOptions {
     pub wait: Duration,
 }
 
-pub fn trace(opts: &TraceOptions) -> Result<Vec<PortTrace>, ScanError> {
+pub fn trace(opts: &TraceOptions) -> Result<Vec<PortTrace>, Error> {
     let max_ttl = opts.max_ttl.clamp(1, 30);
     let n_ports = opts.ports.len().min(4);
     let span = n_ports * usize::from(max_ttl);
@@ -87,29 +36,18 @@ pub fn trace(opts: &TraceOptions) -> Result<Vec<PortTrace>, ScanError> {
             break b;
         }
     };
-    let r = route::routes(&[opts.target]).map_err(ScanError)?;
+    let r = route::routes(&[opts.target])?;
     let Some(r) = r.into_iter().next() else {
-        return Err(ScanError(format!("{}: no route", opts.target)));
+        return Err(Error::Usage(format!("{}: no route", opts.target)));
     };
     let last = base as usize + span - 1;
     let filter = format!(
         "host {} and ((tcp portrange {base}-{last}) or icmp or icmp6)",
         r.source
     );
-    let mut cap = LiveSource::open(&r.device, &filter).map_err(|e| {
-        if e.contains("not permitted") {
-            ScanError(permission_hint(&format!("capture on {}", r.device)))
-        } else {
-            ScanError(e)
-        }
-    })?;
-    let sender =
-        RawSender::open(opts.target.is_ipv4(), opts.target.is_ipv6(), None).map_err(|e| match e
-            .kind()
-        {
-            std::io::ErrorKind::PermissionDenied => ScanError(permission_hint("raw socket")),
-            _ => ScanError(format!("raw socket: {e}")),
-        })?;
+    let mut cap = LiveSource::open(&r.device, &filter)?;
+    let sender = RawSender::open(opts.target.is_ipv4(), opts.target.is_ipv6(), None)
+        .map_err(|e| Error::socket("", e))?;
     let mut sender = sender;
     let key = IsnKey::new();
     let sport_of =
@@ -144,7 +82,7 @@ pub fn trace(opts: &TraceOptions) -> Result<Vec<PortTrace>, ScanError> {
         for ttl in 1..=max_ttl {
             sender
                 .set_ttl(ttl)
-                .map_err(|e| ScanError(format!("raw socket: cannot set TTL {ttl}: {e}")))?;
+                .map_err(|e| Error::socket(&format!("cannot set TTL {ttl}: "), e))?;
             let mut segs = Vec::new();
             for (pi, &port) in opts.ports[..n_ports].iter().enumerate() {
                 let sport = sport_of(pi, ttl);
@@ -155,14 +93,15 @@ pub fn trace(opts: &TraceOptions) -> Result<Vec<PortTrace>, ScanError> {
                 }
             }
             let batch: Vec<(IpAddr, &[u8])> = segs.iter().map(|s| (opts.target, &s[..])).collect();
-            sender
-                .send(&batch)
-                .map_err(|e| ScanError(format!("sending trace probes: {e}")))?;
+            sender.send(&batch).map_err(|e| Error::Send {
+                op: "sending trace probes".into(),
+                reason: e.to_string(),
+            })?;
         }
         let until = Instant::now() + opts.wait;
         let link = cap.link_type();
         loop {
-            while let Some(p) = cap.try_next().map_err(ScanError)? {
+            while let Some(p) = cap.try_next()? {
                 let Ok(pkt) = wire::parse(link, p.data) else {
                     continue;
                 };

@@ -3,6 +3,8 @@
 //! mode on Linux, so the caller polls the file descriptor instead).
 
 use super::RawPacket;
+use crate::error::Error;
+use crate::model::CaptureStats;
 use crate::wire::LinkType;
 use pcap::{Active, Capture, Precision};
 use std::os::fd::{AsRawFd, RawFd};
@@ -18,27 +20,20 @@ pub struct LiveSource {
     device: String,
 }
 
-/// Kernel counters at the end of a capture.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, PartialEq, Eq)]
-pub struct CaptureStats {
-    pub received: u64,
-    /// Dropped by the kernel because the buffer was full.
-    pub dropped: u64,
-    /// Dropped by the interface or its driver.
-    pub if_dropped: u64,
-}
-
 impl LiveSource {
     /// Opens `device` for capture with a BPF `filter`. Errors are one line
     /// naming the device and what to do.
-    pub fn open(device: &str, filter: &str) -> Result<LiveSource, String> {
+    pub fn open(device: &str, filter: &str) -> Result<LiveSource, Error> {
         LiveSource::open_with_buffer(device, filter, DEFAULT_BUFFER_BYTES)
     }
 
     /// As [`LiveSource::open`], with a kernel buffer of `buffer` bytes.
-    pub fn open_with_buffer(device: &str, filter: &str, buffer: i32) -> Result<LiveSource, String> {
-        let inactive =
-            Capture::from_device(device).map_err(|e| format!("capture on {device}: {e}"))?;
+    pub fn open_with_buffer(device: &str, filter: &str, buffer: i32) -> Result<LiveSource, Error> {
+        let fail = |reason: String| Error::Capture {
+            device: device.to_string(),
+            reason,
+        };
+        let inactive = Capture::from_device(device).map_err(|e| fail(e.to_string()))?;
         let cap = inactive
             .immediate_mode(true)
             .buffer_size(buffer)
@@ -46,18 +41,20 @@ impl LiveSource {
             .precision(Precision::Nano)
             .open()
             .map_err(|e| match e {
-                pcap::Error::PcapError(ref s) if s.contains("permission") || s.contains("Operation not permitted") => {
-                    format!(
-                        "capture on {device}: not permitted; run synscope as root (sudo) or give it the capabilities: sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)"
-                    )
+                pcap::Error::PcapError(ref s)
+                    if s.contains("permission") || s.contains("Operation not permitted") =>
+                {
+                    Error::NotPermitted {
+                        op: format!("capture on {device}"),
+                    }
                 }
-                e => format!("capture on {device}: {e}"),
+                e => fail(e.to_string()),
             })?;
         let mut cap = cap
             .setnonblock()
-            .map_err(|e| format!("capture on {device}: cannot make it non-blocking: {e}"))?;
+            .map_err(|e| fail(format!("cannot make it non-blocking: {e}")))?;
         cap.filter(filter, true)
-            .map_err(|e| format!("capture on {device}: filter {filter:?}: {e}"))?;
+            .map_err(|e| fail(format!("filter {filter:?}: {e}")))?;
         let link = LinkType(cap.get_datalink().0);
         Ok(LiveSource {
             cap,
@@ -79,11 +76,14 @@ impl LiveSource {
     }
 
     /// The next captured frame if one is waiting, `Ok(None)` if not.
-    pub fn try_next(&mut self) -> Result<Option<RawPacket<'_>>, String> {
+    pub fn try_next(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
         match self.cap.next_packet() {
             Ok(p) => Ok(Some(RawPacket::from_pcap(&p))),
             Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),
-            Err(e) => Err(format!("capture on {}: {e}", self.device)),
+            Err(e) => Err(Error::Capture {
+                device: self.device.clone(),
+                reason: e.to_string(),
+            }),
         }
     }
 

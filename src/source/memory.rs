@@ -1,7 +1,7 @@
 //! A source of frames held in memory: test fixtures and fuzzing.
 
 use super::{PacketSource, RawPacket, SourceError};
-use crate::track::Nanos;
+use crate::model::Nanos;
 use crate::wire::LinkType;
 
 #[derive(Debug, Clone)]

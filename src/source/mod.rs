@@ -9,7 +9,7 @@ mod memory;
 mod writer;
 
 pub use file::FileSource;
-pub use live::{CaptureStats, LiveSource};
+pub use live::LiveSource;
 
 /// The live capture's default kernel buffer, in bytes.
 pub fn live_default_buffer() -> i32 {
@@ -18,7 +18,7 @@ pub fn live_default_buffer() -> i32 {
 pub use memory::MemorySource;
 pub use writer::PcapWriter;
 
-use crate::track::{NANOS_PER_SEC, Nanos};
+use crate::model::{NANOS_PER_SEC, Nanos};
 use crate::wire::LinkType;
 
 /// One captured frame, borrowed from its source until the next call.

@@ -3,7 +3,8 @@
 //! a tie), probes and attempts add up, TTLs seen are united.
 
 use super::verdict::{self, TtlSet};
-use super::{Addr, Attempt, Evidence, Hasher, Nanos, Verdict};
+use super::{Addr, Attempt, Evidence, Hasher};
+use crate::model::{Nanos, Verdict};
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 

@@ -26,12 +26,11 @@
 mod merge;
 mod verdict;
 
+use crate::model::{NANOS_PER_SEC, Nanos, Stats, Verdict};
 pub use merge::Merger;
-pub use verdict::{Reason, State, Verdict, hops_from_ttl};
 
 use crate::wire::{Body, Packet, Tcp, flags};
 use hashbrown::HashTable;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -40,11 +39,6 @@ use std::net::IpAddr;
 /// (foldhash), seeded at random per table, so a capture crafted to make
 /// keys collide cannot turn lookups quadratic.
 type Hasher = hashbrown::DefaultHashBuilder;
-
-/// Nanoseconds since the Unix epoch, from the packet headers.
-pub type Nanos = u64;
-
-pub const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
@@ -59,51 +53,6 @@ impl Default for Config {
         Config {
             timeout: 3 * NANOS_PER_SEC,
             max_attempts: 1 << 18,
-        }
-    }
-}
-
-/// Counters of what the tracker saw; all packets it was handed are in
-/// exactly one of `syns`, `replies`, `unsolicited`, `other_tcp`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Stats {
-    /// SYNs without ACK sent by clients (first sends and retransmissions).
-    pub syns: u64,
-    /// Of those, retransmissions on an already open attempt.
-    pub retransmissions: u64,
-    /// SYN-ACKs, RSTs, SYNs and ICMP errors matched to an attempt.
-    pub replies: u64,
-    /// SYN-ACKs, RSTs and ICMP errors that matched no attempt (wrong
-    /// addresses, ports or sequence numbers, or too late).
-    pub unsolicited: u64,
-    /// Other TCP segments (data, ACKs, FINs, the client's own RSTs).
-    pub other_tcp: u64,
-    /// Attempts decided before their timeout because the table was full.
-    pub evicted: u64,
-}
-
-impl Stats {
-    /// Both counts added (the partitions of one file).
-    pub fn plus(&self, o: &Stats) -> Stats {
-        Stats {
-            syns: self.syns + o.syns,
-            retransmissions: self.retransmissions + o.retransmissions,
-            replies: self.replies + o.replies,
-            unsolicited: self.unsolicited + o.unsolicited,
-            other_tcp: self.other_tcp + o.other_tcp,
-            evicted: self.evicted + o.evicted,
-        }
-    }
-
-    /// What was counted after `before` was taken (counters only grow).
-    pub fn since(&self, before: &Stats) -> Stats {
-        Stats {
-            syns: self.syns.saturating_sub(before.syns),
-            retransmissions: self.retransmissions.saturating_sub(before.retransmissions),
-            replies: self.replies.saturating_sub(before.replies),
-            unsolicited: self.unsolicited.saturating_sub(before.unsolicited),
-            other_tcp: self.other_tcp.saturating_sub(before.other_tcp),
-            evicted: self.evicted.saturating_sub(before.evicted),
         }
     }
 }
@@ -226,14 +175,6 @@ pub fn partition(pkt: &Packet, n: usize) -> usize {
     let mut h = rustc_hash::FxHasher::default();
     key.hash(&mut h);
     ((u128::from(h.finish()) * n as u128) >> 64) as usize
-}
-
-/// (client, target, port): what a verdict is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Triple {
-    pub client: IpAddr,
-    pub target: IpAddr,
-    pub port: u16,
 }
 
 /// Up to this many distinct initial sequence numbers are kept per attempt

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::fixture::{self, Seg, addr};
+use crate::model::{NANOS_PER_SEC, Reason, State, hops_from_ttl};
 use crate::wire::{self, LinkType, Packet, flags};
 
 const MS: Nanos = 1_000_000;

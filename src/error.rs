@@ -1,0 +1,85 @@
+//! The errors of every stage, one enum: each variant carries the operation
+//! and the device, address or file it concerns, so callers match variants
+//! (never text) and the message tells the user what to do.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// What to do when raw sockets or capture are refused.
+pub const PRIVILEGES_HINT: &str = "raw sockets and capture need root or capabilities: run with sudo, or `sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)`";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Raw sockets or capture are not allowed (no root, no capabilities):
+    /// connect() probes still work.
+    #[error("{op}: not permitted; {PRIVILEGES_HINT}")]
+    NotPermitted { op: String },
+
+    #[error("nothing to scan: no target or no port")]
+    NothingToScan,
+
+    #[error("{target}: cannot open a socket to find the route: {source}")]
+    RouteSocket { target: IpAddr, source: io::Error },
+    #[error("{target}: no route to it ({source}); check the address and `ip route get {target}`")]
+    NoRoute { target: IpAddr, source: io::Error },
+    #[error("{target}: no source address: {source}")]
+    NoSourceAddress { target: IpAddr, source: io::Error },
+    #[error("cannot list interfaces: {reason}")]
+    Interfaces { reason: String },
+    #[error("{target}: no capture interface has the source address {source_addr}")]
+    NoCaptureInterface { target: IpAddr, source_addr: IpAddr },
+
+    /// Opening, filtering or reading a live capture failed.
+    #[error("capture on {device}: {reason}")]
+    Capture { device: String, reason: String },
+
+    /// A raw socket could not be opened or set up.
+    #[error("raw socket: {op}{source}")]
+    Socket { op: String, source: io::Error },
+    /// Sending failed for good (the interface is gone, the route too).
+    #[error("{op}: {reason}")]
+    Send { op: String, reason: String },
+    #[error("connect to {target}:{port}: {source}")]
+    Connect {
+        target: IpAddr,
+        port: u16,
+        source: io::Error,
+    },
+
+    /// A capture or report file could not be written.
+    #[error("{}: {reason}", path.display())]
+    Write { path: PathBuf, reason: String },
+
+    #[error("--user {name}: {reason}")]
+    User { name: String, reason: String },
+    #[error("{reason}")]
+    DropPrivileges { reason: String },
+
+    /// The command line asked for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Whether raw sockets or capture were refused (connect() probes may
+    /// be used instead).
+    pub fn is_permission(&self) -> bool {
+        matches!(self, Error::NotPermitted { .. })
+    }
+
+    pub(crate) fn socket(op: &str, source: io::Error) -> Error {
+        if source.kind() == io::ErrorKind::PermissionDenied {
+            Error::NotPermitted {
+                op: "raw socket".into(),
+            }
+        } else {
+            Error::Socket {
+                op: op.to_string(),
+                source,
+            }
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
