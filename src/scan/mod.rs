@@ -70,6 +70,31 @@ pub struct ScanOptions {
     pub track: track::Config,
 }
 
+impl Default for ScanOptions {
+    /// No target and no port yet; the scan defaults otherwise (the ones
+    /// `synscope scan` has without flags), and no Ctrl-C handling, no
+    /// progress bar, no privilege drop.
+    fn default() -> Self {
+        ScanOptions {
+            targets: Vec::new(),
+            ports: PortSet::all(),
+            engine: EngineConfig::default(),
+            wait: Duration::from_secs(3),
+            ttl: None,
+            seed: None,
+            write: None,
+            source_port: None,
+            unprivileged: false,
+            user: None,
+            catch_signals: false,
+            capture_buffer: None,
+            shard: None,
+            progress: false,
+            track: track::Config::default(),
+        }
+    }
+}
+
 /// What a scan found, and how the scan itself went.
 #[derive(Debug)]
 pub struct ScanOutcome {
