@@ -4,7 +4,7 @@
 use crate::model::{Analysis, DnsEvent, InputSummary};
 use crate::model::{Stats, Verdict};
 use crate::select::Selection;
-use crate::source::{FileSource, PacketSource};
+use crate::source::{FileSource, PacketSource, Reader};
 use crate::track::{self, Merger, Tracker};
 use crate::wire::{self, Skip};
 use indicatif::ProgressBar;
@@ -349,24 +349,15 @@ fn decode_file(
     let parts = txs.len();
     let mut latest = 0;
     match FileSource::open(path, opts.filter.as_deref()) {
-        Err(e) => d.sum.error = Some(e),
+        Err(e) => d.sum.error = Some(e.to_string()),
         Ok(mut src) => {
             let link = src.link_type();
-            d.sum.link_type = link.name();
+            d.sum.link_type = crate::source::link_name(link);
             if !link.is_supported() {
                 count_unsupported(&mut src, &mut d.sum);
             } else {
-                let mut skipped = [0u64; Skip::ALL.len()];
                 let mut started = false;
-                let mut reader = Reader {
-                    sum: &mut d.sum,
-                    dns: &mut d.dns,
-                    keep_dns: opts.keep_dns,
-                    seen_dns: std::collections::HashSet::new(),
-                    skipped: &mut skipped,
-                    bar,
-                    shown: 0,
-                };
+                let mut reader = Reader::new(d.sum.file.clone(), link, opts.keep_dns);
                 let fresh = || {
                     pool.lock()
                         .ok()
@@ -374,7 +365,7 @@ fn decode_file(
                         .unwrap_or_default()
                 };
                 let mut batches: Vec<Batch> = (0..parts).map(|_| fresh()).collect();
-                reader.pump(&mut src, link, |ts, pkt| {
+                let read = reader.pump(&mut src, usize::MAX, None, bar, |ts, pkt| {
                     if !started {
                         started = true;
                         for tx in txs {
@@ -393,18 +384,16 @@ fn decode_file(
                     }
                     true
                 });
+                let error = read.err().map(|e| {
+                    format!("stopped after packet {}: {e}", reader.packets_read())
+                });
                 for (batch, tx) in batches.into_iter().zip(txs) {
                     if !batch.packets.is_empty() {
                         let _ = tx.send(Msg::Packets(batch));
                     }
                 }
-                for s in Skip::ALL {
-                    let n = skipped[s.index()];
-                    d.sum.skipped += n;
-                    if n > 0 {
-                        d.sum.skipped_by_reason.insert(s.as_str(), n);
-                    }
-                }
+                (d.sum, d.dns) = reader.finish();
+                d.sum.error = error;
             }
         }
     }
@@ -442,105 +431,7 @@ fn count_unsupported(src: &mut dyn PacketSource, sum: &mut InputSummary) {
     }
     sum.error = Some(format!(
         "{} is not a link type synscope decodes (it reads Ethernet, Linux SLL/SLL2, raw IP, NULL/LOOP); {n} packets skipped{}",
-        link.name(),
+        crate::source::link_name(link),
         read_err.map(|e| format!(", then: {e}")).unwrap_or_default()
     ));
-}
-
-/// A DNS answer's identity: server, client, code, name, addresses.
-type DnsKey = (
-    std::net::IpAddr,
-    std::net::IpAddr,
-    u8,
-    String,
-    Vec<std::net::IpAddr>,
-);
-
-/// Packets between progress updates.
-const PROGRESS_EVERY: u64 = 16384;
-
-/// The reading stage: frames from the source, decoded; DNS answers kept,
-/// the rest handed on, what cannot be decoded counted.
-struct Reader<'a> {
-    sum: &'a mut InputSummary,
-    dns: &'a mut Vec<DnsEvent>,
-    /// Whether to keep DNS answers, and those kept so far (each once).
-    keep_dns: bool,
-    seen_dns: std::collections::HashSet<DnsKey>,
-    skipped: &'a mut [u64; Skip::ALL.len()],
-    bar: Option<&'a ProgressBar>,
-    /// Bytes of this source already added to the bar.
-    shown: u64,
-}
-
-impl Reader<'_> {
-    /// Reads `src` to its end; `sink` takes each decoded packet and returns
-    /// false to stop.
-    fn pump(
-        &mut self,
-        src: &mut dyn PacketSource,
-        link: wire::LinkType,
-        mut sink: impl FnMut(u64, wire::Packet) -> bool,
-    ) {
-        loop {
-            if self.sum.packets_read.is_multiple_of(PROGRESS_EVERY) {
-                self.show(src);
-            }
-            match src.next_packet() {
-                Ok(Some(p)) => {
-                    self.sum.packets_read += 1;
-                    match wire::parse(link, p.data) {
-                        Ok(wire::Packet {
-                            src,
-                            dst,
-                            body: wire::Body::Dns(a),
-                            ..
-                        }) => {
-                            self.sum.dns += 1;
-                            if self.keep_dns {
-                                let key = (src, dst, a.rcode, a.name, a.addresses);
-                                if !self.seen_dns.contains(&key) {
-                                    self.dns.push(DnsEvent {
-                                        ts_ns: p.ts,
-                                        server: src,
-                                        client: dst,
-                                        name: key.3.clone(),
-                                        rcode: key.2,
-                                        addresses: key.4.clone(),
-                                    });
-                                    self.seen_dns.insert(key);
-                                }
-                            }
-                        }
-                        Ok(pkt) => {
-                            if !sink(p.ts, pkt) {
-                                break;
-                            }
-                        }
-                        Err(s) => self.skipped[s.index()] += 1,
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.sum.error = Some(format!(
-                        "stopped after packet {}: {e}",
-                        self.sum.packets_read
-                    ));
-                    break;
-                }
-            }
-        }
-        self.show(src);
-    }
-
-    fn show(&mut self, src: &dyn PacketSource) {
-        // No bar, no lseek.
-        if let Some(bar) = self.bar
-            && let Some(at) = src.offset()
-            && at > self.shown
-        {
-            bar.inc(at - self.shown);
-            self.shown = at;
-        }
-    }
 }

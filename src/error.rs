@@ -47,6 +47,10 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A capture file (or standard input) could not be read on.
+    #[error("{reason}")]
+    Read { reason: String },
+
     /// A capture or report file could not be written.
     #[error("{}: {reason}", path.display())]
     Write { path: PathBuf, reason: String },

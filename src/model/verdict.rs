@@ -149,6 +149,30 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Silence: `filtered`, no response, nothing seen yet.
+    pub fn silent(client: IpAddr, target: IpAddr, port: u16) -> Verdict {
+        Verdict {
+            client,
+            target,
+            port,
+            state: State::Filtered,
+            reason: Reason::NoResponse,
+            icmp_type: None,
+            icmp_code: None,
+            responder: None,
+            ttl: None,
+            hops: None,
+            rtt_ms: None,
+            probes: 0,
+            attempts: 0,
+            ttls: Vec::new(),
+            ip_id: None,
+            first_probe_ns: 0,
+            decided_ns: None,
+            uncertain: false,
+        }
+    }
+
     pub fn triple(&self) -> Triple {
         Triple {
             client: self.client,

@@ -10,26 +10,30 @@
 
 pub mod connect;
 pub mod engine;
+// pub mod fake;
+pub mod net;
+pub mod plan;
 pub mod privs;
 pub mod probe;
 pub mod route;
+pub mod run;
 pub mod send;
 pub mod targets;
 pub mod trace;
 
+pub use plan::shard;
+
 use crate::error::Error;
-use crate::model::ScanInfo;
-use crate::model::{Analysis, InputSummary};
-use crate::model::{NANOS_PER_SEC, Reason, State, Verdict};
+use crate::model::{Analysis, EngineStats, InputSummary, NANOS_PER_SEC, ScanInfo, State, Verdict};
 use crate::select::PortSet;
-use crate::source::{LiveSource, PcapWriter};
+use crate::source::PcapWriter;
 use crate::track::{self, Tracker};
-use crate::wire::{self, Body, flags};
-use engine::{Engine, EngineConfig, EngineStats};
-use probe::{IsnKey, SYN_LEN, build_syn};
+use engine::EngineConfig;
+use net::{Network, RawNetwork};
+use plan::Plan;
+use probe::IsnKey;
 use rand::{RngExt, SeedableRng, seq::SliceRandom};
-use rustc_hash::{FxHashMap, FxHashSet};
-use send::{ProbeSink, RawSender};
+use rustc_hash::FxHashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -120,27 +124,6 @@ pub(crate) fn pick_source_port(rng: &mut impl rand::Rng) -> u16 {
     }
 }
 
-/// Shard `i` of `n` (1-based) of a probe list: the list is put in a fixed
-/// order first (address, then port), then every n-th probe from the i-th
-/// on is kept. The shards of 1..=n are disjoint and together the whole
-/// list, with no coordinator.
-/// How long an interrupted scan still listens for answers in flight.
-const INTERRUPT_DRAIN: Duration = Duration::from_millis(100);
-
-pub fn shard(mut probes: Vec<(IpAddr, u16)>, i: u32, n: u32) -> Vec<(IpAddr, u16)> {
-    if n <= 1 {
-        return probes;
-    }
-    probes.sort_unstable();
-    probes.dedup();
-    probes
-        .into_iter()
-        .enumerate()
-        .filter(|(k, _)| (*k as u64) % u64::from(n) == u64::from(i.saturating_sub(1)))
-        .map(|(_, p)| p)
-        .collect()
-}
-
 /// What unprivileged mode cannot see, said with every such report.
 pub const UNPRIVILEGED_NOTE: &str = "unprivileged mode: connect() probes, ICMP errors read from the socket's error queue; no TTLs or hop distances are seen, so a reset forged on the path looks like the host's own, and silent ports cannot be located";
 
@@ -152,15 +135,7 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, Error> {
     }
     let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut probes: Vec<(IpAddr, u16)> = Vec::with_capacity(opts.targets.len() * opts.ports.len());
-    for t in &opts.targets {
-        for p in opts.ports.iter() {
-            probes.push((*t, p));
-        }
-    }
-    if let Some((i, n)) = opts.shard {
-        probes = shard(probes, i, n);
-    }
+    let mut probes = plan::pairs(&opts.targets, &opts.ports, opts.shard);
     probes.shuffle(&mut rng);
     let timeout = Duration::from_nanos(opts.track.timeout).max(Duration::from_millis(100));
     let results = connect::connect_scan(&probes, timeout)?;
@@ -275,31 +250,6 @@ fn run_inner(
     Ok(out)
 }
 
-/// Hands the attempts decided since the last call to `on_verdict`, once per
-/// (target, port) of this scan's own probes; the progress bar is lifted
-/// while they are printed, so a terminal shows lines, not torn bars.
-fn flush_streamed(
-    tracker: &mut Tracker,
-    sources: &FxHashSet<IpAddr>,
-    index: &FxHashMap<(IpAddr, u16), u32>,
-    streamed: &mut FxHashSet<(IpAddr, u16)>,
-    on_verdict: &mut dyn FnMut(&Verdict),
-    bar: &indicatif::ProgressBar,
-) {
-    let fresh: Vec<Verdict> = tracker
-        .take_streamed()
-        .into_iter()
-        .filter(|v| {
-            sources.contains(&v.client)
-                && index.contains_key(&(v.target, v.port))
-                && streamed.insert((v.target, v.port))
-        })
-        .collect();
-    if !fresh.is_empty() {
-        bar.suspend(|| fresh.iter().for_each(&mut *on_verdict));
-    }
-}
-
 /// Per target: when the target said nothing for at least `gap` from its
 /// first probe, then answered, and no port probed after its first answer is
 /// silent (the pattern of a host that came up mid-scan, not of a
@@ -335,6 +285,8 @@ fn silent_before_first_answer(results: &[Verdict], gap: u64) -> Vec<(IpAddr, Vec
     out
 }
 
+/// One pass of a raw scan: open the captures and sockets, drop root, run
+/// the loop, and finish the verdicts.
 fn run_once(
     opts: &ScanOptions,
     on_verdict: &mut dyn FnMut(&Verdict),
@@ -344,60 +296,34 @@ fn run_once(
     if opts.targets.is_empty() || opts.ports.is_empty() {
         return Err(Error::NothingToScan);
     }
-    let seed = opts.seed.unwrap_or_else(|| rand::rng().random());
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let sport = opts
-        .source_port
-        .unwrap_or_else(|| pick_source_port(&mut rng));
-
     // Where each target's packets leave from.
     let routes = route::routes(&opts.targets)?;
-    let sources: FxHashSet<IpAddr> = routes.iter().map(|r| r.source).collect();
-
-    // Captures first, so the first probe is already seen.
-    let mut by_device: Vec<(String, Vec<IpAddr>)> = Vec::new();
-    for r in &routes {
-        match by_device.iter_mut().find(|(d, _)| *d == r.device) {
-            Some((_, srcs)) => {
-                if !srcs.contains(&r.source) {
-                    srcs.push(r.source);
-                }
-            }
-            None => by_device.push((r.device.clone(), vec![r.source])),
-        }
-    }
-    let mut captures = Vec::new();
-    for (device, srcs) in &by_device {
-        let hosts: Vec<String> = srcs.iter().map(|s| format!("host {s}")).collect();
-        let filter = format!(
-            "({}) and ((tcp port {sport}) or icmp or icmp6)",
-            hosts.join(" or ")
-        );
-        let buffer = opts
-            .capture_buffer
-            .unwrap_or(crate::source::live_default_buffer());
-        let cap = LiveSource::open_with_buffer(device, &filter, buffer)?;
-        captures.push(cap);
-    }
+    let (plan, sport) = Plan::scan(
+        &opts.targets,
+        &opts.ports,
+        opts.shard,
+        opts.seed,
+        opts.source_port,
+        opts.ttl,
+        |t| routes.iter().find(|r| r.target == t).map(|r| r.source),
+    );
+    let buffer = opts
+        .capture_buffer
+        .unwrap_or(crate::source::live_default_buffer());
+    let filter = format!("(tcp port {sport}) or icmp or icmp6");
+    let mut net = RawNetwork::open(&routes, &filter, buffer)?;
     let mut writer = match &opts.write {
         Some(path) => {
-            let link = captures[0].link_type();
-            if captures.iter().any(|c| c.link_type() != link) {
+            let Some(link) = net.link_type() else {
                 return Err(Error::Write {
                     path: path.clone(),
                     reason: "the scan captures on interfaces of different link types; scan IPv4 and IPv6 targets separately to write them".into(),
                 });
-            }
+            };
             Some(PcapWriter::create(path, link)?)
         }
         None => None,
     };
-
-    let need_v4 = opts.targets.iter().any(|t| t.is_ipv4());
-    let need_v6 = opts.targets.iter().any(|t| t.is_ipv6());
-    let mut sender =
-        RawSender::open(need_v4, need_v6, opts.ttl).map_err(|e| Error::socket("", e))?;
-
     // Every privileged handle is open: drop root before the first packet
     // is read.
     if let Some(id) = privs::target_identity(opts.user.as_deref())? {
@@ -409,310 +335,138 @@ fn run_once(
     if opts.catch_signals {
         privs::catch_interrupts();
     }
-
-    // The probes, in random (or seeded) order.
-    let mut probes: Vec<(IpAddr, u16)> = Vec::with_capacity(opts.targets.len() * opts.ports.len());
-    for t in &opts.targets {
-        for p in opts.ports.iter() {
-            probes.push((*t, p));
-        }
+    let mut out = scan_on(&mut net, &plan, opts, writer.as_mut(), on_verdict, stream)?;
+    if let Some(w) = writer {
+        w.finish()?;
     }
-    if let Some((i, n)) = opts.shard {
-        probes = shard(probes, i, n);
-    }
-    probes.shuffle(&mut rng);
-    let index: FxHashMap<(IpAddr, u16), u32> = probes
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (*k, i as u32))
-        .collect();
-    let source_of: FxHashMap<IpAddr, IpAddr> =
-        routes.iter().map(|r| (r.target, r.source)).collect();
+    out.info.source_port = sport;
+    out.info.duration_s = started.elapsed().as_secs_f64();
+    Ok(out)
+}
 
-    let key = IsnKey::new();
-    let mut engine = Engine::new(probes.len(), opts.engine, Instant::now());
-    let mut tracker = Tracker::new(opts.track);
-    // Each attempt's verdict as it is decided, only for a caller that
-    // streams them (it costs a verdict per attempt).
-    if stream {
-        tracker.stream_verdicts();
-    }
-    let mut streamed: FxHashSet<(IpAddr, u16)> = FxHashSet::default();
-    let mut inputs: Vec<InputSummary> = captures
-        .iter()
-        .map(|c| InputSummary {
-            file: format!("live:{}", c.device()),
-            link_type: c.link_type().name(),
-            ..Default::default()
-        })
-        .collect();
-    let mut skipped = vec![[0u64; wire::Skip::ALL.len()]; captures.len()];
-    let mut send_errors = 0u64;
-    let mut due = Vec::new();
-    let mut segs: Vec<(IpAddr, [u8; SYN_LEN])> = Vec::new();
-    let mut fatal: Option<Error> = None;
-
-    let mut drain = |captures: &mut Vec<LiveSource>,
-                     engine: &mut Engine,
-                     tracker: &mut Tracker,
-                     inputs: &mut Vec<InputSummary>,
-                     writer: &mut Option<PcapWriter>|
-     -> Result<(), Error> {
-        for (ci, cap) in captures.iter_mut().enumerate() {
-            let link = cap.link_type();
-            // Bounded per call, so sending never starves.
-            for _ in 0..65536 {
-                let Some(p) = cap.try_next()? else {
-                    break;
-                };
-                inputs[ci].packets_read += 1;
-                if let Some(w) = writer.as_mut() {
-                    w.write(p.ts, p.len, p.data);
-                }
-                let pkt = match wire::parse(link, p.data) {
-                    Ok(pkt) => pkt,
-                    Err(s) => {
-                        skipped[ci][s.index()] += 1;
-                        continue;
-                    }
-                };
-                tracker.observe(p.ts, &pkt);
-                // Tell the scheduler about valid answers (stateless check).
-                let answer = match &pkt.body {
-                    Body::Tcp(t)
-                        if t.dport == sport && t.flags & (flags::SYN | flags::RST) != 0 =>
-                    {
-                        let isn = key.isn(pkt.dst, sport, pkt.src, t.sport);
-                        let ok = if t.flags & flags::RST != 0 {
-                            t.ack.wrapping_sub(1) == isn || t.ack == isn
-                        } else {
-                            t.flags & flags::ACK != 0 && t.ack.wrapping_sub(1) == isn
-                        };
-                        ok.then_some((pkt.src, t.sport))
-                    }
-                    Body::IcmpError(e) if e.quoted.sport == sport => {
-                        let q = &e.quoted;
-                        let isn = key.isn(q.src, sport, q.dst, q.dport);
-                        q.seq.is_none_or(|s| s == isn).then_some((q.dst, q.dport))
-                    }
-                    _ => None,
-                };
-                if let Some(k) = answer
-                    && let Some(&i) = index.get(&k)
-                {
-                    engine.answered(i, Instant::now());
-                }
-            }
-        }
-        Ok(())
+/// The scan of `plan` on any network (the raw one, or a fake in tests):
+/// the run loop, then the finishing step.
+pub fn scan_on(
+    net: &mut dyn Network,
+    plan: &Plan,
+    opts: &ScanOptions,
+    writer: Option<&mut PcapWriter>,
+    on_verdict: &mut dyn FnMut(&Verdict),
+    stream: bool,
+) -> Result<ScanOutcome, Error> {
+    let cfg = run::RunConfig {
+        engine: opts.engine,
+        track: opts.track,
+        wait: opts.wait,
+        keep_dns: false,
+        // Each attempt's verdict as it is decided, only for a caller that
+        // streams them (it costs a verdict per attempt).
+        stream,
     };
-
-    let fds: Vec<libc::pollfd> = captures
-        .iter()
-        .map(|c| libc::pollfd {
-            fd: c.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let poll = |fds: &[libc::pollfd], wait: Duration| {
-        let mut fds = fds.to_vec();
-        let ms = wait.as_millis().min(50) as libc::c_int;
-        // SAFETY: fds is a valid array of pollfd of the given length.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    };
-
-    let mut warnings_early: Vec<String> = Vec::new();
-    let mut cap_failed: Option<String> = None;
-    let mut failed_batches = 0u32;
-    let scan_start = Instant::now();
     let bar = if opts.progress {
         crate::report::progress_bar(
-            probes.len() as u64,
+            plan.len() as u64,
             "{spinner} {pos}/{len} probes decided {wide_bar} {per_sec} ETA {eta}",
         )
     } else {
         indicatif::ProgressBar::hidden()
     };
-    loop {
-        let now = Instant::now();
-        due.clear();
-        engine.due(now, &mut due);
-        segs.clear();
-        let tsval = scan_start.elapsed().as_millis() as u32;
-        for &i in &due {
-            let (target, port) = probes[i as usize];
-            let Some(&src) = source_of.get(&target) else {
-                continue;
-            };
-            let isn = key.isn(src, sport, target, port);
-            let mut seg = [0u8; SYN_LEN];
-            if build_syn(&mut seg, src, sport, target, port, isn, tsval).is_some() {
-                segs.push((target, seg));
-            }
-        }
-        if !segs.is_empty() {
-            let batch: Vec<(IpAddr, &[u8])> = segs.iter().map(|(t, s)| (*t, &s[..])).collect();
-            match sender.send(&batch) {
-                Ok(n) => {
-                    send_errors += (batch.len() - n) as u64;
-                    failed_batches = 0;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                    fatal = Some(Error::NotPermitted {
-                        op: "sending probes".into(),
-                    });
-                }
-                // The interface is gone: nothing more can be sent or seen.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ENETDOWN) | Some(libc::ENODEV) | Some(libc::ENXIO)
-                    ) =>
-                {
-                    send_errors += batch.len() as u64;
-                    cap_failed = Some(format!("sending failed: {e}; did the interface go down?"));
-                }
-                Err(e) => {
-                    send_errors += batch.len() as u64;
-                    failed_batches += 1;
-                    // Every send refused, batch after batch: the route or
-                    // the interface is gone (e.g. "Network is unreachable"
-                    // once a link is down).
-                    if failed_batches >= 20 {
-                        cap_failed = Some(format!(
-                            "sending failed {failed_batches} times in a row: {e}; is the interface down or the route gone?"
-                        ));
-                    }
-                }
-            }
-        }
-        if fatal.is_some() || cap_failed.is_some() {
-            break;
-        }
-        if let Err(e) = drain(
-            &mut captures,
-            &mut engine,
-            &mut tracker,
-            &mut inputs,
-            &mut writer,
-        ) {
-            cap_failed = Some(e.to_string());
-            break;
-        }
-        flush_streamed(
-            &mut tracker,
-            &sources,
-            &index,
-            &mut streamed,
-            on_verdict,
-            &bar,
-        );
-        let st = engine.stats();
-        bar.set_position(st.answered + st.unanswered);
-        if engine.finished() || privs::interrupted() {
-            break;
-        }
-        let now = Instant::now();
-        let wake = engine
-            .next_event(now)
-            .unwrap_or(now + Duration::from_millis(10));
-        if wake > now {
-            poll(&fds, wake - now);
-        }
-    }
-    if let Some(e) = fatal {
-        return Err(e);
-    }
-    // Late answers: ICMP from a router whose ARP failed, slow hosts.
-    // Interrupted: no more probes, but the answers already on their way
-    // (a tenth of a second at most) still go into the verdicts and the
-    // --write file, so both say the same of the last probes sent.
-    let mut listen_until = if cap_failed.is_some() {
-        Instant::now()
-    } else {
-        Instant::now() + opts.wait
+    let mut obs = Streamer {
+        plan,
+        streamed: FxHashSet::default(),
+        on_verdict,
+        bar: &bar,
     };
-    let mut draining = false;
-    while cap_failed.is_none() {
-        if let Err(e) = drain(
-            &mut captures,
-            &mut engine,
-            &mut tracker,
-            &mut inputs,
-            &mut writer,
-        ) {
-            cap_failed = Some(e.to_string());
-            break;
-        }
-        flush_streamed(
-            &mut tracker,
-            &sources,
-            &index,
-            &mut streamed,
-            on_verdict,
-            &bar,
-        );
-        let now = Instant::now();
-        if privs::interrupted() && !draining {
-            draining = true;
-            listen_until = listen_until.min(now + INTERRUPT_DRAIN);
-        }
-        if now >= listen_until {
-            break;
-        }
-        poll(&fds, listen_until - now);
-    }
+    let key = IsnKey::new();
+    let done = run::run(net, plan, &key, &cfg, writer, &mut obs)?;
     bar.finish_and_clear();
-    if privs::interrupted() {
-        warnings_early.push(
+    let captures = net.capture_stats();
+    Ok(finish(done, plan, opts, captures, obs))
+}
+
+/// Hands the attempts decided so far to `on_verdict`, once per (target,
+/// port) of this scan's own probes, and moves the progress bar; the bar is
+/// lifted while lines are printed, so a terminal shows lines, not torn
+/// bars.
+struct Streamer<'a> {
+    plan: &'a Plan,
+    streamed: FxHashSet<(IpAddr, u16)>,
+    on_verdict: &'a mut dyn FnMut(&Verdict),
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl Streamer<'_> {
+    fn ours(&self, v: &Verdict) -> bool {
+        self.plan
+            .probes
+            .first()
+            .is_some_and(|p| self.plan.contains(v.client, p.sport, v.target, v.port))
+    }
+}
+
+impl run::Observer for Streamer<'_> {
+    fn drained(&mut self, tracker: &mut Tracker, engine: &EngineStats) {
+        let fresh: Vec<Verdict> = tracker
+            .take_streamed()
+            .into_iter()
+            .filter(|v| self.ours(v) && self.streamed.insert((v.target, v.port)))
+            .collect();
+        if !fresh.is_empty() {
+            let f = &mut *self.on_verdict;
+            self.bar.suspend(|| fresh.iter().for_each(f));
+        }
+        self.bar.set_position(engine.answered + engine.unanswered);
+    }
+}
+
+/// The finishing step: the verdicts of this scan's own probes, with what
+/// the run could not back said on each (probes the capture never saw,
+/// silence while the capture lost packets, an interrupted or failed run),
+/// and the scan's own account.
+fn finish(
+    done: run::Finished,
+    plan: &Plan,
+    opts: &ScanOptions,
+    captures: Vec<(String, crate::model::CaptureStats)>,
+    mut obs: Streamer<'_>,
+) -> ScanOutcome {
+    let run::Finished {
+        tracker,
+        engine,
+        mut inputs,
+        send_errors,
+        stopped,
+        interrupted,
+    } = done;
+    let mut warnings = Vec::new();
+    if interrupted {
+        warnings.push(
             "interrupted: these are the verdicts so far (partial); probes still waiting were not given their full time and show as filtered".to_string(),
         );
     }
-    if cap_failed.is_none()
-        && let Err(e) = drain(
-            &mut captures,
-            &mut engine,
-            &mut tracker,
-            &mut inputs,
-            &mut writer,
-        )
-    {
-        cap_failed = Some(e.to_string());
-    }
-    if let Some(e) = &cap_failed {
-        warnings_early.push(format!(
+    if let Some(e) = &stopped {
+        warnings.push(format!(
             "the scan stopped early ({e}): these are the verdicts so far (partial); probes after that were not sent or their answers not seen, so ports shown filtered are not certain"
         ));
     }
-    let partial = privs::interrupted() || cap_failed.is_some();
-
-    let mut warnings = warnings_early;
-    let mut cap_stats = Vec::new();
-    for c in captures.iter_mut() {
-        let s = c.stats();
+    let partial = interrupted || stopped.is_some();
+    for (device, s) in &captures {
         if s.dropped > 0 || s.if_dropped > 0 {
             warnings.push(format!(
-                "capture on {} lost {} packets (kernel buffer full: {}, interface: {}); replies may be missing and ports shown filtered wrongly: scan again with a lower --rate",
-                c.device(),
+                "capture on {device} lost {} packets (kernel buffer full: {}, interface: {}); replies may be missing and ports shown filtered wrongly: scan again with a lower --rate",
                 s.dropped + s.if_dropped,
                 s.dropped,
                 s.if_dropped
             ));
         }
-        cap_stats.push((c.device().to_string(), s));
     }
-    if let Some(w) = writer {
-        w.finish()?;
-    }
-
     let clock = tracker.clock();
     let (merged, stats) = tracker.finish();
     // Only our own probes: other traffic of this host may be in the capture.
     let mut results: Vec<Verdict> = merged
         .into_verdicts()
         .into_iter()
-        .filter(|v| sources.contains(&v.client) && index.contains_key(&(v.target, v.port)))
+        .filter(|v| obs.ours(v))
         .collect();
     let seen: FxHashSet<(IpAddr, u16)> = results.iter().map(|v| (v.target, v.port)).collect();
     if partial {
@@ -730,37 +484,17 @@ fn run_once(
         }
     }
     let mut not_captured = 0u64;
-    for (i, (target, port)) in probes.iter().enumerate() {
+    for (i, p) in plan.probes.iter().enumerate() {
         // Never sent (an interrupted scan): no verdict at all.
-        if !engine.was_sent(i as u32) {
+        if !engine.was_sent(i as u32) || seen.contains(&(p.target, p.port)) {
             continue;
         }
-        if !seen.contains(&(*target, *port)) {
-            not_captured += 1;
-            // A scan that stopped early gives no verdict it cannot back.
-            if partial {
-                continue;
-            }
-            results.push(Verdict {
-                client: source_of.get(target).copied().unwrap_or(*target),
-                target: *target,
-                port: *port,
-                state: State::Filtered,
-                reason: Reason::NoResponse,
-                icmp_type: None,
-                icmp_code: None,
-                responder: None,
-                ttl: None,
-                hops: None,
-                rtt_ms: None,
-                probes: 0,
-                attempts: 0,
-                ttls: Vec::new(),
-                ip_id: None,
-                first_probe_ns: 0,
-                decided_ns: None,
-                uncertain: true,
-            });
+        not_captured += 1;
+        // A scan that stopped early gives no verdict it cannot back.
+        if !partial {
+            let mut v = Verdict::silent(p.source, p.target, p.port);
+            v.uncertain = true;
+            results.push(v);
         }
     }
     if not_captured > 0 && partial {
@@ -776,10 +510,7 @@ fn run_once(
         warnings.push(format!("{send_errors} sends failed (and were retried)"));
     }
     // Lost packets make every silence doubtful: say so on each.
-    let lost: u64 = cap_stats
-        .iter()
-        .map(|(_, s)| s.dropped + s.if_dropped)
-        .sum();
+    let lost: u64 = captures.iter().map(|(_, s)| s.dropped + s.if_dropped).sum();
     if lost > 0 {
         for v in results.iter_mut().filter(|v| v.state == State::Filtered) {
             v.uncertain = true;
@@ -789,37 +520,30 @@ fn run_once(
     // Whatever was not streamed yet (decided at the end) goes out now.
     for v in &results {
         // Marked uncertain only now (the capture lost packets): again.
-        if streamed.insert((v.target, v.port)) || v.uncertain {
-            on_verdict(v);
+        if obs.streamed.insert((v.target, v.port)) || v.uncertain {
+            (obs.on_verdict)(v);
         }
     }
     for (i, inp) in inputs.iter_mut().enumerate() {
         inp.stats = if i == 0 { stats } else { Default::default() };
-        for (k, n) in skipped[i].iter().enumerate() {
-            if *n > 0 {
-                inp.skipped += n;
-                inp.skipped_by_reason
-                    .insert(wire::Skip::ALL[k].as_str(), *n);
-            }
-        }
     }
-    Ok(ScanOutcome {
+    ScanOutcome {
         analysis: Analysis::from_parts(results, inputs),
         info: ScanInfo {
             partial,
-            capture_error: cap_failed,
+            capture_error: stopped,
             // SAFETY: geteuid has no preconditions.
             ran_as_uid: unsafe { libc::geteuid() },
             engine: engine.stats(),
-            captures: cap_stats,
+            captures,
             not_captured,
             send_errors,
-            seed,
-            source_port: sport,
-            duration_s: started.elapsed().as_secs_f64(),
+            seed: plan.seed,
+            source_port: plan.probes.first().map_or(0, |p| p.sport),
+            duration_s: 0.0,
             warnings,
         },
-    })
+    }
 }
 
 #[cfg(test)]

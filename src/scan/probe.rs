@@ -4,6 +4,7 @@
 //! 4-tuple: any reply is checked without keeping state, and forged or stale
 //! replies fail the check.
 
+use crate::wire::Seq;
 use pnet_packet::tcp::{self, MutableTcpPacket, TcpFlags, TcpOption};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -21,8 +22,8 @@ impl IsnKey {
         IsnKey::default()
     }
 
-    pub fn isn(&self, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> u32 {
-        self.0.hash_one((src, sport, dst, dport)) as u32
+    pub fn isn(&self, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Seq {
+        Seq(self.0.hash_one((src, sport, dst, dport)) as u32)
     }
 }
 
@@ -35,7 +36,7 @@ pub fn build_syn(
     sport: u16,
     dst: IpAddr,
     dport: u16,
-    isn: u32,
+    isn: Seq,
     tsval: u32,
 ) -> Option<&[u8]> {
     let seg = buf.get_mut(..SYN_LEN)?;
@@ -43,7 +44,7 @@ pub fn build_syn(
     let mut p = MutableTcpPacket::new(seg)?;
     p.set_source(sport);
     p.set_destination(dport);
-    p.set_sequence(isn);
+    p.set_sequence(isn.0);
     p.set_acknowledgement(0);
     p.set_data_offset((SYN_LEN / 4) as u8);
     p.set_flags(TcpFlags::SYN);

@@ -1,6 +1,7 @@
 //! Capture files (pcap and pcapng) read through libpcap.
 
-use super::{PacketSource, RawPacket, SourceError};
+use super::{PacketSource, RawPacket};
+use crate::error::Error;
 use crate::wire::LinkType;
 use pcap::{Capture, Offline, Precision};
 use std::path::Path;
@@ -18,29 +19,38 @@ impl FileSource {
     /// The error is one line, without the file name (callers add it).
     /// `-` is standard input (`tcpdump -w - | synscope analyze -`), as for
     /// tcpdump and tshark.
-    pub fn open(path: &Path, filter: Option<&str>) -> Result<FileSource, String> {
+    pub fn open(path: &Path, filter: Option<&str>) -> Result<FileSource, Error> {
         if path == Path::new("-") {
             return FileSource::from_libpcap(path, filter);
         }
-        let meta = std::fs::metadata(path).map_err(|e| io_reason(&e))?;
+        let unreadable = |reason: String| Error::Read { reason };
+        let meta = std::fs::metadata(path).map_err(|e| unreadable(io_reason(&e)))?;
         if meta.is_dir() {
-            return Err("is a directory, not a capture file".into());
+            return Err(unreadable("is a directory, not a capture file".into()));
         }
         if meta.len() == 0 {
-            return Err("empty file, not a capture".into());
+            return Err(unreadable("empty file, not a capture".into()));
         }
         if path.to_str().is_none() {
-            return Err("file name is not valid UTF-8; rename or link it".into());
+            return Err(unreadable(
+                "file name is not valid UTF-8; rename or link it".into(),
+            ));
         }
         FileSource::from_libpcap(path, filter)
     }
 
-    fn from_libpcap(path: &Path, filter: Option<&str>) -> Result<FileSource, String> {
+    fn from_libpcap(path: &Path, filter: Option<&str>) -> Result<FileSource, Error> {
+        let unreadable = |reason: String| Error::Read { reason };
         let mut cap = Capture::from_file_with_precision(path, Precision::Nano)
-            .map_err(|e| format!("not a readable pcap/pcapng capture: {}", pcap_reason(&e)))?;
+            .map_err(|e| {
+                unreadable(format!(
+                    "not a readable pcap/pcapng capture: {}",
+                    pcap_reason(&e)
+                ))
+            })?;
         if let Some(f) = filter {
             cap.filter(f, true)
-                .map_err(|e| format!("bad --filter {f:?}: {}", pcap_reason(&e)))?;
+                .map_err(|e| unreadable(format!("bad --filter {f:?}: {}", pcap_reason(&e))))?;
         }
         let link = LinkType(cap.get_datalink().0);
         Ok(FileSource { cap, link, read: 0 })
@@ -88,7 +98,7 @@ impl PacketSource for FileSource {
         u64::try_from(pos).ok()
     }
 
-    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError> {
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
         match self.cap.next_packet() {
             Ok(p) => {
                 self.read += 1;
@@ -110,7 +120,7 @@ impl PacketSource for FileSource {
                         " (if an old patched tcpdump wrote it, as Red Hat 6.1's, SuSE 6.3's or Nokia IPSO's did, `editcap -F pcap FILE NEW` converts it)",
                     );
                 }
-                Err(SourceError::Read(why))
+                Err(Error::Read { reason: why })
             }
         }
     }

@@ -2,7 +2,7 @@
 //! non-blocking reads (libpcap's read timeout is not reliable in immediate
 //! mode on Linux, so the caller polls the file descriptor instead).
 
-use super::RawPacket;
+use super::{PacketSource, RawPacket};
 use crate::error::Error;
 use crate::model::CaptureStats;
 use crate::wire::LinkType;
@@ -67,25 +67,6 @@ impl LiveSource {
         &self.device
     }
 
-    pub fn link_type(&self) -> LinkType {
-        self.link
-    }
-
-    pub fn fd(&self) -> RawFd {
-        self.cap.as_raw_fd()
-    }
-
-    /// The next captured frame if one is waiting, `Ok(None)` if not.
-    pub fn try_next(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
-        match self.cap.next_packet() {
-            Ok(p) => Ok(Some(RawPacket::from_pcap(&p))),
-            Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),
-            Err(e) => Err(Error::Capture {
-                device: self.device.clone(),
-                reason: e.to_string(),
-            }),
-        }
-    }
 
     pub fn stats(&mut self) -> CaptureStats {
         match self.cap.stats() {
@@ -96,5 +77,27 @@ impl LiveSource {
             },
             Err(_) => CaptureStats::default(),
         }
+    }
+}
+
+impl PacketSource for LiveSource {
+    fn link_type(&self) -> LinkType {
+        self.link
+    }
+
+    /// The next captured frame if one is waiting, `Ok(None)` if not.
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
+        match self.cap.next_packet() {
+            Ok(p) => Ok(Some(RawPacket::from_pcap(&p))),
+            Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),
+            Err(e) => Err(Error::Capture {
+                device: self.device.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn fd(&self) -> Option<RawFd> {
+        Some(self.cap.as_raw_fd())
     }
 }

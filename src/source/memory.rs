@@ -1,6 +1,7 @@
 //! A source of frames held in memory: test fixtures and fuzzing.
 
-use super::{PacketSource, RawPacket, SourceError};
+use super::{PacketSource, RawPacket};
+use crate::error::Error;
 use crate::model::Nanos;
 use crate::wire::LinkType;
 
@@ -26,7 +27,7 @@ impl PacketSource for MemorySource {
         self.link
     }
 
-    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError> {
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
         let Some((ts, data)) = self.frames.get(self.next) else {
             return Ok(None);
         };

@@ -6,6 +6,7 @@ mod file;
 pub mod inputs;
 mod live;
 mod memory;
+mod reader;
 mod writer;
 
 pub use file::FileSource;
@@ -16,10 +17,25 @@ pub fn live_default_buffer() -> i32 {
     live::DEFAULT_BUFFER_BYTES
 }
 pub use memory::MemorySource;
+pub use reader::{Pumped, Reader};
 pub use writer::PcapWriter;
 
+use crate::error::Error;
 use crate::model::{NANOS_PER_SEC, Nanos};
+use std::os::fd::RawFd;
 use crate::wire::LinkType;
+
+/// A link type's name for reports: synscope's own for the types it
+/// decodes, libpcap's for the rest.
+pub fn link_name(link: LinkType) -> String {
+    match link.name() {
+        Some(n) => n.to_string(),
+        None => match pcap::Linktype(link.0).get_name() {
+            Ok(name) => format!("link type {} ({name})", link.0),
+            Err(_) => format!("link type {}", link.0),
+        },
+    }
+}
 
 /// One captured frame, borrowed from its source until the next call.
 #[derive(Debug, Clone, Copy)]
@@ -45,20 +61,22 @@ impl<'a> RawPacket<'a> {
     }
 }
 
-/// A stream of captured frames of one link type.
+/// A stream of captured frames of one link type: a file, a live capture
+/// or frames in memory. Every reader of packets (analyze, scan, trace)
+/// takes them through [`Reader`].
 pub trait PacketSource {
     fn link_type(&self) -> LinkType;
-    /// The next frame; `Ok(None)` at the end; `Err` when the rest of the
-    /// source cannot be read (the frames before it are still good).
-    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, SourceError>;
+    /// The next frame. `Ok(None)`: the end of a file, or, for a live
+    /// capture (non-blocking), nothing waiting now. `Err` when the rest of
+    /// the source cannot be read (the frames before it are still good).
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, Error>;
     /// Bytes of the underlying file read so far, where there is a file.
     fn offset(&self) -> Option<u64> {
         None
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("{0}")]
-    Read(String),
+    /// A live capture's descriptor, to wait on with poll(2) until a frame
+    /// is there; None for sources that never wait (files, memory).
+    fn fd(&self) -> Option<RawFd> {
+        None
+    }
 }

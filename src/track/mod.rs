@@ -29,7 +29,7 @@ mod verdict;
 use crate::model::{NANOS_PER_SEC, Nanos, Stats, Verdict};
 pub use merge::Merger;
 
-use crate::wire::{Body, Packet, Tcp, flags};
+use crate::wire::{Body, Packet, Seq, SynAnswer, Tcp};
 use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -181,6 +181,20 @@ pub fn partition(pkt: &Packet, n: usize) -> usize {
 /// (a client may re-use a 4-tuple with a new ISN); more are ignored.
 const MAX_ISNS: usize = 4;
 
+/// A packet that answered an attempt: which one (its 4-tuple, from the
+/// client's side), how, and who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub client: IpAddr,
+    pub sport: u16,
+    pub target: IpAddr,
+    pub port: u16,
+    pub kind: EvidenceKind,
+    /// The source of the answering packet (for an ICMP error, the router).
+    pub responder: IpAddr,
+    pub ttl: u8,
+}
+
 /// What answered an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvidenceKind {
@@ -236,7 +250,7 @@ struct Attempt {
     client_is_a: bool,
     /// `key`'s hash in the index.
     hash: u64,
-    isns: [u32; MAX_ISNS],
+    isns: [Seq; MAX_ISNS],
     n_isns: u8,
     /// A SYN-ACK (or split-handshake SYN) was matched: later segments are
     /// the connection's own traffic, not replies.
@@ -262,11 +276,41 @@ impl Attempt {
         }
     }
 
-    fn has_isn(&self, isn: u32) -> bool {
-        self.isns[..usize::from(self.n_isns)].contains(&isn)
+    fn isns(&self) -> &[Seq] {
+        &self.isns[..usize::from(self.n_isns)]
     }
 
-    fn add_isn(&mut self, isn: u32) {
+    fn has_isn(&self, isn: Seq) -> bool {
+        self.isns().contains(&isn)
+    }
+
+    /// How `tcp`, sent back by the target, answers one of the attempt's
+    /// SYNs (the rule is [`Tcp::answer_to`]).
+    fn answered_by(&self, tcp: &Tcp) -> Option<SynAnswer> {
+        self.isns().iter().filter_map(|&isn| tcp.answer_to(isn)).min()
+    }
+
+    /// What answering this attempt looks like to the caller.
+    fn answer_of(&self, kind: EvidenceKind, pkt: &Packet) -> Answer {
+        let k = &self.key;
+        let v6 = k.v6();
+        let (client, sport, target, port) = if self.client_is_a {
+            (k.a, k.port_a(), k.b, k.port_b())
+        } else {
+            (k.b, k.port_b(), k.a, k.port_a())
+        };
+        Answer {
+            client: client.ip(v6),
+            sport,
+            target: target.ip(v6),
+            port,
+            kind,
+            responder: pkt.src,
+            ttl: pkt.ttl,
+        }
+    }
+
+    fn add_isn(&mut self, isn: Seq) {
         if !self.has_isn(isn) && usize::from(self.n_isns) < MAX_ISNS {
             self.isns[usize::from(self.n_isns)] = isn;
             self.n_isns += 1;
@@ -278,7 +322,8 @@ impl Attempt {
     }
 
     /// Records a matched reply, unless it came after the deadline (expiry
-    /// is lazy, so the deadline is checked here, exactly).
+    /// is lazy, so the deadline is checked here, exactly); what it
+    /// answered, if it counts.
     fn answer(
         &mut self,
         stats: &mut Stats,
@@ -286,10 +331,10 @@ impl Attempt {
         kind: EvidenceKind,
         ts: Nanos,
         pkt: &Packet,
-    ) {
+    ) -> Option<Answer> {
         if ts > self.deadline(timeout) {
             stats.unsolicited += 1;
-            return;
+            return None;
         }
         stats.replies += 1;
         if matches!(kind, EvidenceKind::SynAck | EvidenceKind::SplitSyn) {
@@ -309,6 +354,7 @@ impl Attempt {
         if self.evidence.is_none_or(|cur| ev.beats(&cur)) {
             self.evidence = Some(ev);
         }
+        Some(self.answer_of(kind, pkt))
     }
 }
 
@@ -407,18 +453,21 @@ impl Tracker {
         self.ring.get_mut(i)
     }
 
-    /// Hands one decoded packet, captured at `ts`, to the table.
-    pub fn observe(&mut self, ts: Nanos, pkt: &Packet) {
+    /// Hands one decoded packet, captured at `ts`, to the table. Returns
+    /// the attempt it answered, if it answered one (a SYN-ACK, RST, split
+    /// SYN or ICMP error that counts): the one decision, for every caller,
+    /// of whether a packet answers a probe.
+    pub fn observe(&mut self, ts: Nanos, pkt: &Packet) -> Option<Answer> {
         // The clock never goes back, even if timestamps do.
         self.now = self.now.max(ts);
         self.expire(false);
         let ts = self.now;
         let timeout = self.cfg.timeout;
-        match &pkt.body {
+        let answer = match &pkt.body {
             Body::Tcp(tcp) => self.tcp(ts, pkt, tcp),
             // Name resolution is not the probe table's business: callers
             // collect DNS answers themselves (it only moves the clock).
-            Body::Dns(_) => {}
+            Body::Dns(_) => None,
             Body::IcmpError(icmp) => {
                 let q = &icmp.quoted;
                 let (key, sender_is_a) = FlowKey::of(q.src, q.sport, q.dst, q.dport);
@@ -428,31 +477,36 @@ impl Tracker {
                     code: icmp.code,
                 };
                 let mut stats = self.stats;
-                match self.slot(&key) {
-                    Some(a) if a.established => stats.other_tcp += 1,
+                let answer = match self.slot(&key) {
+                    Some(a) if a.established => {
+                        stats.other_tcp += 1;
+                        None
+                    }
                     // It must quote the client's own SYN.
                     Some(a)
                         if sender_is_a == a.client_is_a && q.seq.is_none_or(|s| a.has_isn(s)) =>
                     {
                         a.answer(&mut stats, timeout, kind, ts, pkt)
                     }
-                    _ => stats.unsolicited += 1,
-                }
+                    _ => {
+                        stats.unsolicited += 1;
+                        None
+                    }
+                };
                 self.stats = stats;
+                answer
             }
-        }
+        };
         if self.ring.len() > self.cfg.max_attempts {
             self.expire(true);
         }
+        answer
     }
 
-    fn tcp(&mut self, ts: Nanos, pkt: &Packet, tcp: &Tcp) {
+    fn tcp(&mut self, ts: Nanos, pkt: &Packet, tcp: &Tcp) -> Option<Answer> {
         let (key, sender_is_a) = FlowKey::of(pkt.src, tcp.sport, pkt.dst, tcp.dport);
         let h = self.hasher.hash_one(key);
-        let syn = tcp.flags & flags::SYN != 0;
-        let ack = tcp.flags & flags::ACK != 0;
-        let rst = tcp.flags & flags::RST != 0;
-        let bare_syn = syn && !ack && !rst;
+        let (syn, rst, bare_syn) = (tcp.syn(), tcp.rst(), tcp.bare_syn());
         let timeout = self.cfg.timeout;
         let Some(i) = self.find_hashed(&key, h) else {
             if bare_syn {
@@ -463,12 +517,10 @@ impl Tracker {
                 // Traffic of connections opened before the capture began.
                 self.stats.other_tcp += 1;
             }
-            return;
+            return None;
         };
         let stats = &mut self.stats;
-        let Some(a) = self.ring.get_mut(i) else {
-            return;
-        };
+        let a = self.ring.get_mut(i)?;
         // A self-connection (both ends equal) counts as the client's.
         if sender_is_a == a.client_is_a || key.a == key.b && key.port_a() == key.port_b() {
             if bare_syn {
@@ -483,36 +535,39 @@ impl Tracker {
                 a.last_seen = ts;
                 stats.other_tcp += 1;
             }
-            return;
+            return None;
         }
-        match a {
-            // The "server" sends a bare SYN back: a split handshake.
-            a if bare_syn => a.answer(stats, timeout, EvidenceKind::SplitSyn, ts, pkt),
-            a if a.established => {
+        // The "server" sends a bare SYN back: a split handshake.
+        if bare_syn {
+            return a.answer(stats, timeout, EvidenceKind::SplitSyn, ts, pkt);
+        }
+        if a.established {
+            a.last_seen = ts;
+            stats.other_tcp += 1;
+            return None;
+        }
+        match a.answered_by(tcp) {
+            Some(SynAnswer::SynAck) => a.answer(stats, timeout, EvidenceKind::SynAck, ts, pkt),
+            Some(SynAnswer::Reset) => a.answer(stats, timeout, EvidenceKind::Reset, ts, pkt),
+            None if syn || rst => {
+                stats.unsolicited += 1;
+                None
+            }
+            None => {
                 a.last_seen = ts;
                 stats.other_tcp += 1;
-            }
-            a if syn && ack && a.has_isn(tcp.ack.wrapping_sub(1)) => {
-                a.answer(stats, timeout, EvidenceKind::SynAck, ts, pkt)
-            }
-            a if rst && (a.has_isn(tcp.ack.wrapping_sub(1)) || a.has_isn(tcp.ack)) => {
-                a.answer(stats, timeout, EvidenceKind::Reset, ts, pkt)
-            }
-            _ if syn || rst => stats.unsolicited += 1,
-            a => {
-                a.last_seen = ts;
-                stats.other_tcp += 1;
+                None
             }
         }
     }
 
-    fn new_attempt(&mut self, key: FlowKey, h: u64, client_is_a: bool, isn: u32, ts: Nanos) {
+    fn new_attempt(&mut self, key: FlowKey, h: u64, client_is_a: bool, isn: Seq, ts: Nanos) {
         self.stats.syns += 1;
         self.push(Attempt {
             key,
             client_is_a,
             hash: h,
-            isns: [isn, 0, 0, 0],
+            isns: [isn, Seq(0), Seq(0), Seq(0)],
             n_isns: 1,
             established: false,
             probes: 1,

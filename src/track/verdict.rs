@@ -48,26 +48,15 @@ impl TtlSet {
 }
 
 pub(super) fn build(r: &Record) -> Verdict {
-    let mut v = Verdict {
-        client: r.key.client.ip(r.key.v6),
-        target: r.key.target.ip(r.key.v6),
-        port: r.key.port,
-        state: State::Filtered,
-        reason: Reason::NoResponse,
-        icmp_type: None,
-        icmp_code: None,
-        responder: None,
-        ttl: None,
-        hops: None,
-        rtt_ms: None,
-        probes: r.probes,
-        attempts: r.attempts,
-        ttls: r.ttls.to_vec(),
-        ip_id: None,
-        first_probe_ns: r.first_syn,
-        decided_ns: None,
-        uncertain: false,
-    };
+    let mut v = Verdict::silent(
+        r.key.client.ip(r.key.v6),
+        r.key.target.ip(r.key.v6),
+        r.key.port,
+    );
+    v.probes = r.probes;
+    v.attempts = r.attempts;
+    v.ttls = r.ttls.to_vec();
+    v.first_probe_ns = r.first_syn;
     if let Some(ev) = &r.evidence {
         apply(&mut v, ev);
     }

@@ -43,21 +43,20 @@ impl LinkType {
         )
     }
 
-    pub fn name(self) -> String {
-        match self {
-            LinkType::NULL => "NULL".into(),
-            LinkType::ETHERNET => "EN10MB (Ethernet)".into(),
-            LinkType::RAW | LinkType::RAW_OPENBSD | LinkType::LINKTYPE_RAW => "RAW".into(),
-            LinkType::LOOP => "LOOP".into(),
-            LinkType::LINUX_SLL => "LINUX_SLL".into(),
-            LinkType::IPV4 => "IPV4".into(),
-            LinkType::IPV6 => "IPV6".into(),
-            LinkType::LINUX_SLL2 => "LINUX_SLL2".into(),
-            LinkType(n) => match pcap::Linktype(n).get_name() {
-                Ok(name) => format!("link type {n} ({name})"),
-                Err(_) => format!("link type {n}"),
-            },
-        }
+    /// The name of a link type synscope decodes (None for the others:
+    /// the capture library that read the file knows their names).
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            LinkType::NULL => "NULL",
+            LinkType::ETHERNET => "EN10MB (Ethernet)",
+            LinkType::RAW | LinkType::RAW_OPENBSD | LinkType::LINKTYPE_RAW => "RAW",
+            LinkType::LOOP => "LOOP",
+            LinkType::LINUX_SLL => "LINUX_SLL",
+            LinkType::IPV4 => "IPV4",
+            LinkType::IPV6 => "IPV6",
+            LinkType::LINUX_SLL2 => "LINUX_SLL2",
+            _ => return None,
+        })
     }
 }
 

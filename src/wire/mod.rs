@@ -60,12 +60,35 @@ pub struct DnsAnswer {
     pub addresses: Vec<IpAddr>,
 }
 
+/// A TCP sequence number: arithmetic wraps modulo 2^32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Seq(pub u32);
+
+impl Seq {
+    /// The number `n` after this one, modulo 2^32.
+    pub fn plus(self, n: u32) -> Seq {
+        Seq(self.0.wrapping_add(n))
+    }
+}
+
+impl PartialEq<u32> for Seq {
+    fn eq(&self, other: &u32) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::fmt::Display for Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tcp {
     pub sport: u16,
     pub dport: u16,
-    pub seq: u32,
-    pub ack: u32,
+    pub seq: Seq,
+    pub ack: Seq,
     /// Flag bits, see [`flags`].
     pub flags: u8,
 }
@@ -74,6 +97,46 @@ impl Tcp {
     pub fn has(&self, bits: u8) -> bool {
         self.flags & bits == bits
     }
+
+    pub fn syn(&self) -> bool {
+        self.flags & flags::SYN != 0
+    }
+
+    pub fn ack_flag(&self) -> bool {
+        self.flags & flags::ACK != 0
+    }
+
+    pub fn rst(&self) -> bool {
+        self.flags & flags::RST != 0
+    }
+
+    /// A SYN without ACK or RST: a connection attempt (or, sent back by
+    /// the server, a split handshake).
+    pub fn bare_syn(&self) -> bool {
+        self.syn() && !self.ack_flag() && !self.rst()
+    }
+
+    /// What this segment, sent back to a SYN whose initial sequence number
+    /// was `isn`, says of it: a SYN-ACK acknowledges `isn + 1`; a RST
+    /// carries `isn + 1` (the usual reset of a closed port) or `isn` (some
+    /// stacks and middleboxes). The one place this rule is written.
+    pub fn answer_to(&self, isn: Seq) -> Option<SynAnswer> {
+        if self.syn() && self.ack_flag() && self.ack == isn.plus(1) {
+            Some(SynAnswer::SynAck)
+        } else if self.rst() && (self.ack == isn.plus(1) || self.ack == isn) {
+            Some(SynAnswer::Reset)
+        } else {
+            None
+        }
+    }
+}
+
+/// How a segment answers a SYN (see [`Tcp::answer_to`]); a SYN-ACK ranks
+/// before a RST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SynAnswer {
+    SynAck,
+    Reset,
 }
 
 /// An ICMP error (ICMPv4 type 3 / 11, ICMPv6 type 1 / 3) quoting a TCP segment.
@@ -94,7 +157,7 @@ pub struct Quoted {
     pub sport: u16,
     pub dport: u16,
     /// Present when the quote holds at least 8 TCP bytes.
-    pub seq: Option<u32>,
+    pub seq: Option<Seq>,
 }
 
 /// Why a packet was not decoded into a [`Packet`]. Counted, never fatal.
@@ -250,8 +313,8 @@ fn tcp_prefix(rest: &[u8]) -> Option<Tcp> {
     Some(Tcp {
         sport: u16_at(0),
         dport: u16_at(2),
-        seq: u32_at(4),
-        ack: u32_at(8),
+        seq: Seq(u32_at(4)),
+        ack: Seq(u32_at(8)),
         flags: b[13],
     })
 }
@@ -266,8 +329,8 @@ fn transport(proto: IpNumber, rest: &[u8], v6: bool, cut: bool) -> Result<Body, 
                 Ok(Body::Tcp(Tcp {
                     sport: t.source_port(),
                     dport: t.destination_port(),
-                    seq: t.sequence_number(),
-                    ack: t.acknowledgment_number(),
+                    seq: Seq(t.sequence_number()),
+                    ack: Seq(t.acknowledgment_number()),
                     flags,
                 }))
             }
@@ -360,7 +423,7 @@ fn quoted(data: &[u8], cut: bool) -> Result<Quoted, Skip> {
     };
     let seq = tcp
         .get(4..8)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        .map(|b| Seq(u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
     Ok(Quoted {
         src: ip.source_addr(),
         dst: ip.destination_addr(),

@@ -22,7 +22,7 @@ fn expect_tcp(link: LinkType, frame: &[u8], s: &Seg) {
     };
     assert_eq!(
         (t.sport, t.dport, t.seq, t.ack),
-        (s.sport, s.dport, s.seq, s.ack)
+        (s.sport, s.dport, Seq(s.seq), Seq(s.ack))
     );
     assert_eq!(t.flags, s.flags);
 }
@@ -137,7 +137,7 @@ fn icmpv4_errors_every_code_quote_the_probe() {
                 dst: s.dst,
                 sport: s.sport,
                 dport: s.dport,
-                seq: Some(s.seq)
+                seq: Some(Seq(s.seq))
             }
         );
     }
@@ -153,7 +153,7 @@ fn icmpv6_errors_every_code_quote_the_probe() {
         let Body::IcmpError(e) = p.body else { panic!() };
         let e = *e;
         assert_eq!((e.v6, e.icmp_type, e.code), (true, ty, code));
-        assert_eq!(e.quoted.seq, Some(s.seq));
+        assert_eq!(e.quoted.seq, Some(Seq(s.seq)));
         assert_eq!((e.quoted.sport, e.quoted.dport), (s.sport, s.dport));
         assert_eq!(e.quoted.src, s.src);
     }
@@ -275,7 +275,7 @@ fn snap_length_cuts() {
     let Body::Tcp(t) = p.body else { panic!() };
     assert_eq!(
         (t.sport, t.dport, t.seq, t.flags),
-        (40000, 80, s.seq, flags::SYN)
+        (40000, 80, Seq(s.seq), flags::SYN)
     );
     // Not cut (the IP length says 40 bytes) but claiming options past its
     // end: malformed, as before.

@@ -1,0 +1,288 @@
+//! The run loop, for scans, traces and diagnose's slow re-probes alike:
+//! send what the scheduler says is due, read what the captures saw
+//! through the one reading stage into the tracker, tell the scheduler
+//! which probes the tracker found answered, wait; then listen for late
+//! answers. Every packet decision is the tracker's; every timing decision
+//! is the engine's; the network is a trait, so all of it runs against a
+//! fake in tests.
+
+use super::engine::{Engine, EngineConfig};
+use super::net::{Network, Outgoing};
+use super::plan::Plan;
+use super::probe::{IsnKey, SYN_LEN, build_syn};
+use crate::error::Error;
+use crate::model::{EngineStats, InputSummary};
+use crate::source::{PcapWriter, Reader};
+use crate::track::{self, Answer, Tracker};
+use std::time::{Duration, Instant};
+
+/// How an interrupted run still listens for answers in flight.
+const INTERRUPT_DRAIN: Duration = Duration::from_millis(100);
+/// Frames read from one capture before the loop sends again.
+const DRAIN_LIMIT: usize = 65536;
+/// Batches in a row whose every send failed before the run gives up.
+const FAILED_BATCHES: u32 = 20;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunConfig {
+    pub engine: EngineConfig,
+    pub track: track::Config,
+    /// How long to keep listening once every probe is answered or given up.
+    pub wait: Duration,
+    /// Keep DNS answers (they are counted either way).
+    pub keep_dns: bool,
+    /// Keep each attempt's verdict as it is decided (for streaming).
+    pub stream: bool,
+}
+
+/// What the loop tells its caller as it goes. Every method has a default
+/// that does nothing.
+pub trait Observer {
+    /// A captured packet answered an attempt (of this run or not: check
+    /// with [`Plan::index_of`]).
+    fn answered(&mut self, _a: &Answer) {}
+    /// The captures were read; `tracker` holds what was decided so far.
+    fn drained(&mut self, _tracker: &mut Tracker, _engine: &EngineStats) {}
+}
+
+/// An observer that wants nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What a run leaves: the tracker with everything it saw, the scheduler
+/// (which probes went out), each capture's summary, and how it ended.
+pub struct Finished {
+    pub tracker: Tracker,
+    pub engine: Engine,
+    /// One per capture, tracker counters not yet added.
+    pub inputs: Vec<InputSummary>,
+    pub send_errors: u64,
+    /// Why the run stopped before its end (capture failed, interface
+    /// gone).
+    pub stopped: Option<String>,
+    /// Ctrl-C came.
+    pub interrupted: bool,
+}
+
+/// Runs `plan` on `net`. `tee` receives every captured frame (`--write`).
+pub fn run(
+    net: &mut dyn Network,
+    plan: &Plan,
+    key: &IsnKey,
+    cfg: &RunConfig,
+    mut tee: Option<&mut PcapWriter>,
+    obs: &mut dyn Observer,
+) -> Result<Finished, Error> {
+    let start = net.now();
+    let mut engine = Engine::new(plan.len(), cfg.engine, start);
+    let mut tracker = Tracker::new(cfg.track);
+    if cfg.stream {
+        tracker.stream_verdicts();
+    }
+    let mut readers: Vec<Reader> = (0..net.captures())
+        .map(|i| {
+            let link = net.capture(i).link_type();
+            Reader::new(format!("live:{}", net.device(i)), link, cfg.keep_dns)
+        })
+        .collect();
+    let mut loop_ = Loop {
+        plan,
+        key,
+        engine: &mut engine,
+        tracker: &mut tracker,
+        readers: &mut readers,
+        obs,
+        send_errors: 0,
+        failed_batches: 0,
+        start,
+    };
+    let mut stopped = loop_.probe(net, &mut tee)?;
+    if stopped.is_none() {
+        stopped = loop_.listen(net, cfg.wait, &mut tee);
+    }
+    let send_errors = loop_.send_errors;
+    let interrupted = net.interrupted();
+    Ok(Finished {
+        tracker,
+        engine,
+        inputs: readers.into_iter().map(|r| r.finish().0).collect(),
+        send_errors,
+        stopped,
+        interrupted,
+    })
+}
+
+struct Loop<'a> {
+    plan: &'a Plan,
+    key: &'a IsnKey,
+    engine: &'a mut Engine,
+    tracker: &'a mut Tracker,
+    readers: &'a mut Vec<Reader>,
+    obs: &'a mut dyn Observer,
+    send_errors: u64,
+    failed_batches: u32,
+    start: Instant,
+}
+
+impl Loop<'_> {
+    /// Sends until every probe is answered or given up (or Ctrl-C); the
+    /// reason if it had to stop early.
+    fn probe(
+        &mut self,
+        net: &mut dyn Network,
+        tee: &mut Option<&mut PcapWriter>,
+    ) -> Result<Option<String>, Error> {
+        let mut due = Vec::new();
+        loop {
+            due.clear();
+            self.engine.due(net.now(), &mut due);
+            if let Some(stop) = self.send(net, &due)? {
+                return Ok(Some(stop));
+            }
+            if let Err(e) = self.drain(net, tee) {
+                return Ok(Some(e.to_string()));
+            }
+            if self.engine.finished() || net.interrupted() {
+                return Ok(None);
+            }
+            let now = net.now();
+            let wake = self
+                .engine
+                .next_event(now)
+                .unwrap_or(now + Duration::from_millis(10));
+            if wake > now {
+                net.wait(wake);
+            }
+        }
+    }
+
+    /// Builds and sends the SYNs of probes `due`; the reason to stop, if
+    /// sending cannot go on.
+    fn send(&mut self, net: &mut dyn Network, due: &[u32]) -> Result<Option<String>, Error> {
+        if due.is_empty() {
+            return Ok(None);
+        }
+        let tsval = net.now().saturating_duration_since(self.start).as_millis() as u32;
+        let mut segs: Vec<([u8; SYN_LEN], usize)> = Vec::with_capacity(due.len());
+        for &i in due {
+            let Some(p) = self.plan.probes.get(i as usize) else {
+                continue;
+            };
+            let isn = self.key.isn(p.source, p.sport, p.target, p.port);
+            let mut seg = [0u8; SYN_LEN];
+            if build_syn(&mut seg, p.source, p.sport, p.target, p.port, isn, tsval).is_some() {
+                segs.push((seg, i as usize));
+            }
+        }
+        let batch: Vec<Outgoing<'_>> = segs
+            .iter()
+            .map(|(seg, i)| {
+                let p = &self.plan.probes[*i];
+                Outgoing {
+                    target: p.target,
+                    segment: &seg[..],
+                    ttl: p.ttl,
+                }
+            })
+            .collect();
+        match net.send(&batch) {
+            Ok(n) => {
+                self.send_errors += (batch.len() - n) as u64;
+                self.failed_batches = 0;
+                Ok(None)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(Error::NotPermitted {
+                    op: "sending probes".into(),
+                })
+            }
+            // The interface is gone: nothing more can be sent or seen.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENETDOWN) | Some(libc::ENODEV) | Some(libc::ENXIO)
+                ) =>
+            {
+                self.send_errors += batch.len() as u64;
+                Ok(Some(format!(
+                    "sending failed: {e}; did the interface go down?"
+                )))
+            }
+            Err(e) => {
+                self.send_errors += batch.len() as u64;
+                self.failed_batches += 1;
+                // Every send refused, batch after batch: the route or the
+                // interface is gone (e.g. "Network is unreachable" once a
+                // link is down).
+                Ok((self.failed_batches >= FAILED_BATCHES).then(|| {
+                    format!(
+                        "sending failed {} times in a row: {e}; is the interface down or the route gone?",
+                        self.failed_batches
+                    )
+                }))
+            }
+        }
+    }
+
+    /// Reads what every capture holds (a bounded amount each, so sending
+    /// never starves) through the reading stage into the tracker; tells the
+    /// scheduler what the tracker found answered.
+    fn drain(
+        &mut self,
+        net: &mut dyn Network,
+        tee: &mut Option<&mut PcapWriter>,
+    ) -> Result<(), Error> {
+        let now = net.now();
+        let (plan, engine, tracker, obs) = (
+            self.plan,
+            &mut *self.engine,
+            &mut *self.tracker,
+            &mut *self.obs,
+        );
+        for (i, reader) in self.readers.iter_mut().enumerate() {
+            let src = net.capture(i);
+            reader.pump(src, DRAIN_LIMIT, tee.as_deref_mut(), None, |ts, pkt| {
+                if let Some(a) = tracker.observe(ts, &pkt) {
+                    if let Some(i) = plan.index_of(&a) {
+                        engine.answered(i, now);
+                    }
+                    obs.answered(&a);
+                }
+                true
+            })?;
+        }
+        let stats = engine.stats();
+        obs.drained(tracker, &stats);
+        Ok(())
+    }
+
+    /// Listens for late answers (a router's host-unreachable after its ARP
+    /// failed, slow hosts) for `wait`, or a tenth of a second once Ctrl-C
+    /// came (the answers already on their way still go into the verdicts
+    /// and the `--write` file, so both say the same of the last probes).
+    fn listen(
+        &mut self,
+        net: &mut dyn Network,
+        wait: Duration,
+        tee: &mut Option<&mut PcapWriter>,
+    ) -> Option<String> {
+        let mut until = net.now() + wait;
+        let mut draining = false;
+        loop {
+            if let Err(e) = self.drain(net, tee) {
+                return Some(e.to_string());
+            }
+            let now = net.now();
+            if net.interrupted() && !draining {
+                draining = true;
+                until = until.min(now + INTERRUPT_DRAIN);
+            }
+            if now >= until {
+                break;
+            }
+            net.wait(until);
+        }
+        // What came in while the last wait ended.
+        self.drain(net, tee).err().map(|e| e.to_string())
+    }
+}

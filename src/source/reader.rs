@@ -1,0 +1,165 @@
+//! The reading stage, the same for every source: frames in, decoded
+//! packets out. It counts every frame read and every one that does not
+//! decode (by reason), collects DNS answers (each distinct one once, when
+//! asked), optionally copies every frame into a `--write` capture, and
+//! hands the rest on. analyze, scan and trace all read through it.
+
+use super::{PacketSource, PcapWriter, link_name};
+use crate::error::Error;
+use crate::model::{DnsEvent, InputSummary, Nanos};
+use crate::wire::{self, Body, LinkType, Packet, Skip};
+use indicatif::ProgressBar;
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+/// A DNS answer's identity: server, client, code, name, addresses.
+type DnsKey = (IpAddr, IpAddr, u8, String, Vec<IpAddr>);
+
+/// Frames between progress updates.
+const PROGRESS_EVERY: u64 = 16384;
+
+/// Why [`Reader::pump`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    /// The source had nothing more: a file's end, or nothing waiting on a
+    /// live capture.
+    Drained,
+    /// `limit` frames were read (more may be waiting).
+    Limit,
+    /// The sink asked to stop.
+    Stopped,
+}
+
+/// One source's reading: its summary so far.
+#[derive(Debug)]
+pub struct Reader {
+    sum: InputSummary,
+    link: LinkType,
+    skipped: [u64; Skip::ALL.len()],
+    keep_dns: bool,
+    seen_dns: HashSet<DnsKey>,
+    dns: Vec<DnsEvent>,
+    /// Bytes of the source already added to a progress bar.
+    shown: u64,
+}
+
+impl Reader {
+    /// A reader of a source named `name` (a file, `live:DEVICE`) of link
+    /// type `link`; `keep_dns` keeps the DNS answers (for findings), else
+    /// they are only counted.
+    pub fn new(name: String, link: LinkType, keep_dns: bool) -> Reader {
+        Reader {
+            sum: InputSummary {
+                file: name,
+                link_type: link_name(link),
+                ..Default::default()
+            },
+            link,
+            skipped: [0; Skip::ALL.len()],
+            keep_dns,
+            seen_dns: HashSet::new(),
+            dns: Vec::new(),
+            shown: 0,
+        }
+    }
+
+    pub fn packets_read(&self) -> u64 {
+        self.sum.packets_read
+    }
+
+    /// Reads up to `limit` frames from `src`: each is copied to `tee` if
+    /// given, decoded, and (unless it is a DNS answer) handed to `sink`,
+    /// which returns false to stop. `bar` advances by the file bytes read.
+    /// An error is the source's: what was read before it still counts.
+    pub fn pump(
+        &mut self,
+        src: &mut dyn PacketSource,
+        limit: usize,
+        mut tee: Option<&mut PcapWriter>,
+        bar: Option<&ProgressBar>,
+        mut sink: impl FnMut(Nanos, Packet) -> bool,
+    ) -> Result<Pumped, Error> {
+        let mut outcome = Pumped::Limit;
+        for _ in 0..limit {
+            if bar.is_some() && self.sum.packets_read.is_multiple_of(PROGRESS_EVERY) {
+                self.show(src, bar);
+            }
+            let p = match src.next_packet() {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    outcome = Pumped::Drained;
+                    break;
+                }
+                Err(e) => {
+                    self.show(src, bar);
+                    return Err(e);
+                }
+            };
+            self.sum.packets_read += 1;
+            if let Some(w) = tee.as_deref_mut() {
+                w.write(p.ts, p.len, p.data);
+            }
+            match wire::parse(self.link, p.data) {
+                Ok(Packet {
+                    src,
+                    dst,
+                    body: Body::Dns(a),
+                    ..
+                }) => self.dns_answer(p.ts, src, dst, *a),
+                Ok(pkt) => {
+                    if !sink(p.ts, pkt) {
+                        outcome = Pumped::Stopped;
+                        break;
+                    }
+                }
+                Err(s) => self.skipped[s.index()] += 1,
+            }
+        }
+        self.show(src, bar);
+        Ok(outcome)
+    }
+
+    fn dns_answer(&mut self, ts: Nanos, server: IpAddr, client: IpAddr, a: wire::DnsAnswer) {
+        self.sum.dns += 1;
+        if !self.keep_dns {
+            return;
+        }
+        let key = (server, client, a.rcode, a.name, a.addresses);
+        if !self.seen_dns.contains(&key) {
+            self.dns.push(DnsEvent {
+                ts_ns: ts,
+                server,
+                client,
+                name: key.3.clone(),
+                rcode: key.2,
+                addresses: key.4.clone(),
+            });
+            self.seen_dns.insert(key);
+        }
+    }
+
+    fn show(&mut self, src: &dyn PacketSource, bar: Option<&ProgressBar>) {
+        // No bar, no lseek.
+        if let Some(bar) = bar
+            && let Some(at) = src.offset()
+            && at > self.shown
+        {
+            bar.inc(at - self.shown);
+            self.shown = at;
+        }
+    }
+
+    /// The source's summary (skips folded in by reason) and the DNS
+    /// answers kept. The tracker's counters are the caller's to add.
+    pub fn finish(self) -> (InputSummary, Vec<DnsEvent>) {
+        let mut sum = self.sum;
+        for s in Skip::ALL {
+            let n = self.skipped[s.index()];
+            if n > 0 {
+                sum.skipped += n;
+                sum.skipped_by_reason.insert(s.as_str(), n);
+            }
+        }
+        (sum, self.dns)
+    }
+}
