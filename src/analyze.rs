@@ -384,9 +384,9 @@ fn decode_file(
                     }
                     true
                 });
-                let error = read.err().map(|e| {
-                    format!("stopped after packet {}: {e}", reader.packets_read())
-                });
+                let error = read
+                    .err()
+                    .map(|e| format!("stopped after packet {}: {e}", reader.packets_read()));
                 for (batch, tx) in batches.into_iter().zip(txs) {
                     if !batch.packets.is_empty() {
                         let _ = tx.send(Msg::Packets(batch));

@@ -8,7 +8,8 @@
 //! and anything else on the wire.
 
 use crate::error::Error;
-use crate::model::{Reason, State, Verdict};
+use crate::model::Verdict;
+use crate::track::{self, EvidenceKind, Outcome};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -145,13 +146,9 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn verdict(
-    p: &Pending,
-    state: State,
-    reason: Reason,
-    icmp: Option<QueuedIcmp>,
-    responder: Option<IpAddr>,
-) -> Verdict {
+/// The verdict of one connect(), by the tracker's rules: `answer` is what
+/// decided it (kind and sender), None for silence.
+fn verdict(p: &Pending, answer: Option<(EvidenceKind, Option<IpAddr>)>) -> Verdict {
     let client = p
         .sock
         .local_addr()
@@ -159,27 +156,23 @@ fn verdict(
         .and_then(|a| a.as_socket())
         .map(|a| a.ip())
         .unwrap_or(p.target);
-    let decided = state != State::Filtered;
-    Verdict {
-        client,
-        target: p.target,
-        port: p.port,
-        state,
-        reason,
-        icmp_type: icmp.map(|i| i.icmp_type),
-        icmp_code: icmp.map(|i| i.code),
-        responder,
-        ttl: None,
-        hops: None,
-        rtt_ms: decided.then(|| (p.started.elapsed().as_micros() as f64) / 1000.0),
-        probes: 1,
-        attempts: 1,
-        ttls: Vec::new(),
-        ip_id: None,
-        first_probe_ns: p.started_ns,
-        decided_ns: decided.then(now_ns),
-        uncertain: false,
+    let mut v = Verdict::silent(client, p.target, p.port);
+    v.probes = 1;
+    v.attempts = 1;
+    v.first_probe_ns = p.started_ns;
+    if let Some((kind, responder)) = answer {
+        let outcome = Outcome {
+            kind,
+            responder,
+            // connect() sees no TTL, and no IP header at all.
+            ttl: None,
+            ip_id: None,
+            at: now_ns(),
+            rtt: p.started.elapsed().as_nanos() as u64,
+        };
+        track::decide(&mut v, &outcome);
     }
+    v
 }
 
 /// connect() to every (target, port), `PARALLEL` at a time; silence for
@@ -214,7 +207,7 @@ pub fn connect_scan(probes: &[(IpAddr, u16)], timeout: Duration) -> Result<Vec<V
                 .sock
                 .connect(&SockAddr::from(SocketAddr::new(target, port)))
             {
-                Ok(()) => out.push(verdict(&p, State::Open, Reason::SynAck, None, Some(target))),
+                Ok(()) => out.push(verdict(&p, Some((EvidenceKind::SynAck, Some(target))))),
                 Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => pending.push(p),
                 Err(e) => return Err(fail(e)),
             }
@@ -237,20 +230,25 @@ pub fn connect_scan(probes: &[(IpAddr, u16)], timeout: Duration) -> Result<Vec<V
             if fd.revents != 0 {
                 let icmp = read_error_queue(&p.sock);
                 let err = p.sock.take_error().ok().flatten();
-                let v = match (icmp, err) {
-                    (Some(i), _) => {
-                        let reason = Reason::from_icmp(i.v6, i.icmp_type, i.code);
-                        verdict(&p, State::Unreachable, reason, Some(i), i.offender)
-                    }
-                    (None, None) => verdict(&p, State::Open, Reason::SynAck, None, Some(p.target)),
+                let answer = match (icmp, err) {
+                    (Some(i), _) => Some((
+                        EvidenceKind::Icmp {
+                            v6: i.v6,
+                            icmp_type: i.icmp_type,
+                            code: i.code,
+                        },
+                        i.offender,
+                    )),
+                    (None, None) => Some((EvidenceKind::SynAck, Some(p.target))),
                     (None, Some(e)) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
-                        verdict(&p, State::Refused, Reason::Reset, None, Some(p.target))
+                        Some((EvidenceKind::Reset, Some(p.target)))
                     }
-                    (None, Some(_)) => verdict(&p, State::Filtered, Reason::NoResponse, None, None),
+                    (None, Some(_)) => None,
                 };
+                let v = verdict(&p, answer);
                 out.push(v);
             } else if p.started.elapsed() >= timeout {
-                out.push(verdict(&p, State::Filtered, Reason::NoResponse, None, None));
+                out.push(verdict(&p, None));
             } else {
                 keep.push(p);
             }
@@ -264,6 +262,7 @@ pub fn connect_scan(probes: &[(IpAddr, u16)], timeout: Duration) -> Result<Vec<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::State;
     use std::net::TcpListener;
 
     #[test]

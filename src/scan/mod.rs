@@ -10,7 +10,7 @@
 
 pub mod connect;
 pub mod engine;
-// pub mod fake;
+pub mod fake;
 pub mod net;
 pub mod plan;
 pub mod privs;
@@ -545,6 +545,9 @@ fn finish(
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
 mod shard_tests {

@@ -169,3 +169,51 @@ impl Observer for Hops<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::addr;
+    use crate::scan::fake::{Behaviour, FakeHost, FakeNetwork};
+
+    #[test]
+    fn ttl_limited_probes_find_where_a_drop_is() {
+        let host = FakeHost::new("203.0.113.2", Behaviour::Drop)
+            .port(22, Behaviour::Open)
+            .behind(&["198.51.100.1"]);
+        let mut net = FakeNetwork::new(vec![host]);
+        let opts = TraceOptions {
+            target: addr("203.0.113.2"),
+            ports: vec![9004, 22],
+            max_ttl: 3,
+            rounds: 2,
+            wait: Duration::from_millis(800),
+        };
+        let (plan, base) = plan(&opts, net.source_of(opts.target));
+        let t = trace_on(&mut net, &opts, &plan, base).unwrap();
+        let router = Hop {
+            ttl: 1,
+            from: addr("198.51.100.1"),
+            kind: HopKind::TimeExceeded,
+        };
+        assert_eq!(t[0].port, 9004);
+        assert_eq!(t[0].hops, vec![router], "the drop is after hop 1");
+        let reached = |ttl| Hop {
+            ttl,
+            from: addr("203.0.113.2"),
+            kind: HopKind::Reached {
+                reason: Reason::SynAck,
+            },
+        };
+        assert_eq!(t[1].hops, vec![router, reached(2), reached(3)]);
+        assert_eq!(t[1].reached_at(), Some(2));
+        // Silent probes were sent once more (two rounds); answered ones once.
+        assert_eq!(net.sent.syns[&(opts.target, 9004)], 1 + 2 * 2);
+        assert_eq!(net.sent.syns[&(opts.target, 22)], 3);
+        assert!(
+            net.elapsed() <= Duration::from_millis(1700),
+            "{:?}",
+            net.elapsed()
+        );
+    }
+}

@@ -41,13 +41,12 @@ impl FileSource {
 
     fn from_libpcap(path: &Path, filter: Option<&str>) -> Result<FileSource, Error> {
         let unreadable = |reason: String| Error::Read { reason };
-        let mut cap = Capture::from_file_with_precision(path, Precision::Nano)
-            .map_err(|e| {
-                unreadable(format!(
-                    "not a readable pcap/pcapng capture: {}",
-                    pcap_reason(&e)
-                ))
-            })?;
+        let mut cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
+            unreadable(format!(
+                "not a readable pcap/pcapng capture: {}",
+                pcap_reason(&e)
+            ))
+        })?;
         if let Some(f) = filter {
             cap.filter(f, true)
                 .map_err(|e| unreadable(format!("bad --filter {f:?}: {}", pcap_reason(&e))))?;

@@ -67,7 +67,6 @@ impl LiveSource {
         &self.device
     }
 
-
     pub fn stats(&mut self) -> CaptureStats {
         match self.cap.stats() {
             Ok(s) => CaptureStats {

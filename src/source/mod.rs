@@ -22,8 +22,8 @@ pub use writer::PcapWriter;
 
 use crate::error::Error;
 use crate::model::{NANOS_PER_SEC, Nanos};
-use std::os::fd::RawFd;
 use crate::wire::LinkType;
+use std::os::fd::RawFd;
 
 /// A link type's name for reports: synscope's own for the types it
 /// decodes, libpcap's for the rest.

@@ -28,6 +28,7 @@ mod verdict;
 
 use crate::model::{NANOS_PER_SEC, Nanos, Stats, Verdict};
 pub use merge::Merger;
+pub use verdict::{Outcome, decide};
 
 use crate::wire::{Body, Packet, Seq, SynAnswer, Tcp};
 use hashbrown::HashTable;
@@ -287,7 +288,10 @@ impl Attempt {
     /// How `tcp`, sent back by the target, answers one of the attempt's
     /// SYNs (the rule is [`Tcp::answer_to`]).
     fn answered_by(&self, tcp: &Tcp) -> Option<SynAnswer> {
-        self.isns().iter().filter_map(|&isn| tcp.answer_to(isn)).min()
+        self.isns()
+            .iter()
+            .filter_map(|&isn| tcp.answer_to(isn))
+            .min()
     }
 
     /// What answering this attempt looks like to the caller.

@@ -2,7 +2,8 @@
 
 use super::merge::Record;
 use super::{Evidence, EvidenceKind};
-use crate::model::{Reason, State, Verdict, hops_from_ttl};
+use crate::model::{Nanos, Reason, State, Verdict, hops_from_ttl};
+use std::net::IpAddr;
 
 /// A small set of distinct TTLs, kept sorted, at most [`TtlSet::CAP`],
 /// inline (no allocation per attempt).
@@ -63,8 +64,37 @@ pub(super) fn build(r: &Record) -> Verdict {
     v
 }
 
+/// What decided an attempt, however it was seen: a captured reply, or a
+/// connect() result (which knows no TTL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub kind: EvidenceKind,
+    pub responder: Option<IpAddr>,
+    pub ttl: Option<u8>,
+    pub ip_id: Option<u16>,
+    /// When it came, and how long after the first SYN.
+    pub at: Nanos,
+    pub rtt: Nanos,
+}
+
 fn apply(v: &mut Verdict, ev: &Evidence) {
-    let (state, reason) = match ev.kind {
+    decide(
+        v,
+        &Outcome {
+            kind: ev.kind,
+            responder: Some(ev.responder),
+            ttl: Some(ev.ttl),
+            ip_id: ev.ip_id,
+            at: ev.at,
+            rtt: ev.rtt,
+        },
+    );
+}
+
+/// The one mapping from what answered to state, reason and the rest of a
+/// verdict.
+pub fn decide(v: &mut Verdict, o: &Outcome) {
+    let (state, reason) = match o.kind {
         EvidenceKind::SynAck => (State::Open, Reason::SynAck),
         EvidenceKind::SplitSyn => (State::Open, Reason::SplitHandshakeSyn),
         EvidenceKind::Reset => (State::Refused, Reason::Reset),
@@ -80,11 +110,11 @@ fn apply(v: &mut Verdict, ev: &Evidence) {
     };
     v.state = state;
     v.reason = reason;
-    v.responder = Some(ev.responder);
-    v.ttl = Some(ev.ttl);
-    v.hops = Some(hops_from_ttl(ev.ttl));
+    v.responder = o.responder;
+    v.ttl = o.ttl;
+    v.hops = o.ttl.map(hops_from_ttl);
     // Nanoseconds to milliseconds, rounded to the microsecond.
-    v.rtt_ms = Some((ev.rtt / 1_000) as f64 / 1_000.0);
-    v.ip_id = ev.ip_id;
-    v.decided_ns = Some(ev.at);
+    v.rtt_ms = Some((o.rtt / 1_000) as f64 / 1_000.0);
+    v.ip_id = o.ip_id;
+    v.decided_ns = Some(o.at);
 }

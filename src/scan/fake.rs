@@ -1,0 +1,365 @@
+//! A network in memory for tests: scripted hosts answer the SYNs the run
+//! loop sends (open, closed, dropped, an ICMP error from a router or the
+//! host, loss of the first sends, forged replies, a capture that loses
+//! packets), on a clock of its own that moves only when the loop waits.
+//! Whole scans run in milliseconds, the same every time, without root and
+//! without a packet leaving the process.
+
+use super::net::{Network, Outgoing};
+use crate::error::Error;
+use crate::fixture::{self, Seg};
+use crate::model::{CaptureStats, NANOS_PER_SEC, Nanos};
+use crate::source::{PacketSource, RawPacket};
+use crate::wire::{LinkType, flags};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::io;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// How a host (or the path to it) treats a SYN to one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// SYN-ACK.
+    Open,
+    /// RST-ACK from the host.
+    Closed,
+    /// Nothing.
+    Drop,
+    /// An ICMP error quoting the SYN, from `from` (a router, or the host),
+    /// with TTL `ttl`, `delay` after the host's round trip (a router's
+    /// host-unreachable comes ~3 s after its ARP starts).
+    Icmp {
+        from: IpAddr,
+        ttl: u8,
+        icmp_type: u8,
+        code: u8,
+        delay: Duration,
+    },
+    /// A RST in the host's name, forged on the path: it arrives with TTL
+    /// `ttl` (a middlebox nearer than the host).
+    ForgedReset { ttl: u8 },
+}
+
+/// A scripted host.
+#[derive(Debug, Clone)]
+pub struct FakeHost {
+    pub addr: IpAddr,
+    /// The TTL its packets arrive with (63: two hops away).
+    pub ttl: u8,
+    pub rtt: Duration,
+    /// What it does on ports not in `ports`.
+    pub default: Behaviour,
+    pub ports: HashMap<u16, Behaviour>,
+    /// Sends to this port lost on the way before one gets through.
+    pub lose_first: HashMap<u16, u32>,
+    /// The routers before it, nearest first: a SYN whose TTL runs out at
+    /// router k gets a time-exceeded from it.
+    pub path: Vec<IpAddr>,
+}
+
+impl FakeHost {
+    pub fn new(addr: &str, default: Behaviour) -> FakeHost {
+        FakeHost {
+            addr: fixture::addr(addr),
+            ttl: 63,
+            rtt: Duration::from_millis(2),
+            default,
+            ports: HashMap::new(),
+            lose_first: HashMap::new(),
+            path: Vec::new(),
+        }
+    }
+
+    /// The routers before the host, nearest first.
+    pub fn behind(mut self, routers: &[&str]) -> FakeHost {
+        self.path = routers.iter().map(|r| fixture::addr(r)).collect();
+        self
+    }
+
+    pub fn port(mut self, port: u16, b: Behaviour) -> FakeHost {
+        self.ports.insert(port, b);
+        self
+    }
+
+    pub fn lossy(mut self, port: u16, lost: u32) -> FakeHost {
+        self.lose_first.insert(port, lost);
+        self
+    }
+}
+
+/// What a test can look at after the run.
+#[derive(Debug, Default, Clone)]
+pub struct Sent {
+    /// SYNs sent per (target, port), retransmissions included.
+    pub syns: HashMap<(IpAddr, u16), u32>,
+    /// TTLs the SYNs were sent with.
+    pub ttls: Vec<Option<u8>>,
+}
+
+pub struct FakeNetwork {
+    source_v4: IpAddr,
+    source_v6: IpAddr,
+    hosts: Vec<FakeHost>,
+    base: Instant,
+    /// Capture time of the clock's zero.
+    epoch: Nanos,
+    clock: Duration,
+    /// Frames on their way: (arrival, order, bytes).
+    pending: BinaryHeap<Reverse<(Duration, u64, Vec<u8>)>>,
+    order: u64,
+    capture: FakeCapture,
+    interrupt_at: Option<Duration>,
+    /// Drops the kernel would report.
+    pub reported_drops: u64,
+    /// (target, port) whose outgoing SYNs the capture never sees.
+    pub unseen_syns: HashSet<(IpAddr, u16)>,
+    pub sent: Sent,
+}
+
+impl FakeNetwork {
+    /// A network whose host sends from 192.0.2.1 / 2001:db8::1 (documentation
+    /// addresses: nothing here is ever sent anywhere).
+    pub fn new(hosts: Vec<FakeHost>) -> FakeNetwork {
+        FakeNetwork {
+            source_v4: fixture::addr("192.0.2.1"),
+            source_v6: fixture::addr("2001:db8::1"),
+            hosts,
+            base: Instant::now(),
+            epoch: 1_800_000_000 * NANOS_PER_SEC,
+            clock: Duration::ZERO,
+            pending: BinaryHeap::new(),
+            order: 0,
+            capture: FakeCapture::default(),
+            interrupt_at: None,
+            reported_drops: 0,
+            unseen_syns: HashSet::new(),
+            sent: Sent::default(),
+        }
+    }
+
+    /// The local address probes to `target` leave from.
+    pub fn source_of(&self, target: IpAddr) -> IpAddr {
+        if target.is_ipv4() {
+            self.source_v4
+        } else {
+            self.source_v6
+        }
+    }
+
+    /// Ctrl-C arrives `after` the start.
+    pub fn interrupt_after(&mut self, after: Duration) {
+        self.interrupt_at = Some(after);
+    }
+
+    /// A frame (raw IP) arrives at the capture `at` after the start, as is:
+    /// forged or stray traffic.
+    pub fn inject(&mut self, at: Duration, frame: Vec<u8>) {
+        self.schedule(at, frame);
+    }
+
+    /// How long the run took on the fake clock.
+    pub fn elapsed(&self) -> Duration {
+        self.clock
+    }
+
+    fn schedule(&mut self, at: Duration, frame: Vec<u8>) {
+        self.order += 1;
+        self.pending.push(Reverse((at, self.order, frame)));
+    }
+
+    /// Frames whose time has come go to the capture.
+    fn deliver(&mut self) {
+        while let Some(Reverse((at, _, _))) = self.pending.peek() {
+            if *at > self.clock {
+                break;
+            }
+            if let Some(Reverse((at, _, frame))) = self.pending.pop() {
+                let ts = self.epoch + at.as_nanos() as u64;
+                self.capture.queue.push_back((ts, frame));
+            }
+        }
+    }
+
+    fn host(&self, addr: IpAddr) -> Option<&FakeHost> {
+        self.hosts.iter().find(|h| h.addr == addr)
+    }
+
+    /// One SYN on the wire: captured on the way out, answered as scripted.
+    fn syn(&mut self, o: &Outgoing<'_>) {
+        let src = self.source_of(o.target);
+        let seg = o.segment;
+        let (Some(sport), Some(dport), Some(isn)) = (be16(seg, 0), be16(seg, 2), be32(seg, 4))
+        else {
+            return;
+        };
+        let ip = ip_packet(src, o.target, o.ttl.unwrap_or(64), seg);
+        let n = self.sent.syns.entry((o.target, dport)).or_insert(0);
+        *n += 1;
+        let nth = *n;
+        self.sent.ttls.push(o.ttl);
+        if !self.unseen_syns.contains(&(o.target, dport)) {
+            self.schedule(self.clock, ip.clone());
+        }
+        let Some(h) = self.host(o.target).cloned() else {
+            return;
+        };
+        if h.lose_first.get(&dport).is_some_and(|&lost| nth <= lost) {
+            return;
+        }
+        let syn = Seg {
+            src,
+            dst: o.target,
+            sport,
+            dport,
+            seq: isn,
+            ack: 0,
+            flags: flags::SYN,
+            ttl: 64,
+        };
+        let at = self.clock + h.rtt;
+        if let Some(t) = o.ttl
+            && let Some(&router) = h.path.get(usize::from(t).wrapping_sub(1))
+        {
+            // The TTL ran out at router t.
+            let (ty, code) = if src.is_ipv4() { (11, 0) } else { (3, 0) };
+            let frame = fixture::icmp_error_ip(router, src, 65 - t, ty, code, &ip, ip.len());
+            self.schedule(at, frame);
+            return;
+        }
+        match h.ports.get(&dport).copied().unwrap_or(h.default) {
+            Behaviour::Open => {
+                let frame = fixture::tcp_ip(&syn.reply(flags::SYN | flags::ACK, h.ttl));
+                self.schedule(at, frame);
+            }
+            Behaviour::Closed => {
+                let frame = fixture::tcp_ip(&syn.reply(flags::RST | flags::ACK, h.ttl));
+                self.schedule(at, frame);
+            }
+            Behaviour::Drop => {}
+            Behaviour::Icmp {
+                from,
+                ttl,
+                icmp_type,
+                code,
+                delay,
+            } => {
+                let frame = fixture::icmp_error_ip(from, src, ttl, icmp_type, code, &ip, ip.len());
+                self.schedule(at + delay, frame);
+            }
+            Behaviour::ForgedReset { ttl } => {
+                let frame = fixture::tcp_ip(&syn.reply(flags::RST | flags::ACK, ttl));
+                self.schedule(at, frame);
+            }
+        }
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at + 4)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// The segment in the IP header the kernel would put around it.
+fn ip_packet(src: IpAddr, dst: IpAddr, ttl: u8, seg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(60 + seg.len());
+    let built = match (src, dst) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => etherparse::PacketBuilder::ipv4(
+            a.octets(),
+            b.octets(),
+            ttl,
+        )
+        .write(&mut out, etherparse::IpNumber::TCP, seg),
+        (IpAddr::V6(a), IpAddr::V6(b)) => etherparse::PacketBuilder::ipv6(
+            a.octets(),
+            b.octets(),
+            ttl,
+        )
+        .write(&mut out, etherparse::IpNumber::TCP, seg),
+        _ => return Vec::new(),
+    };
+    built.map(|_| out).unwrap_or_default()
+}
+
+impl Network for FakeNetwork {
+    fn send(&mut self, batch: &[Outgoing<'_>]) -> io::Result<usize> {
+        for o in batch {
+            self.syn(o);
+        }
+        self.deliver();
+        Ok(batch.len())
+    }
+
+    fn captures(&self) -> usize {
+        1
+    }
+
+    fn capture(&mut self, _i: usize) -> &mut dyn PacketSource {
+        self.deliver();
+        &mut self.capture
+    }
+
+    fn device(&self, _i: usize) -> &str {
+        "fake0"
+    }
+
+    fn capture_stats(&mut self) -> Vec<(String, CaptureStats)> {
+        vec![(
+            "fake0".into(),
+            CaptureStats {
+                received: self.capture.handed,
+                dropped: self.reported_drops,
+                if_dropped: 0,
+            },
+        )]
+    }
+
+    fn now(&self) -> Instant {
+        self.base + self.clock
+    }
+
+    /// Time passes: to `until`, or to the next frame's arrival if sooner.
+    fn wait(&mut self, until: Instant) {
+        let until = until.saturating_duration_since(self.base);
+        let next = self.pending.peek().map(|Reverse((at, _, _))| *at);
+        let to = next.map_or(until, |n| n.min(until)).max(self.clock);
+        // Never stand still: a wait always moves the clock a little.
+        self.clock = to.max(self.clock + Duration::from_micros(1));
+        self.deliver();
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt_at.is_some_and(|t| self.clock >= t)
+    }
+}
+
+/// The capture: frames in arrival order, raw IP.
+#[derive(Default)]
+struct FakeCapture {
+    queue: VecDeque<(Nanos, Vec<u8>)>,
+    current: Vec<u8>,
+    handed: u64,
+}
+
+impl PacketSource for FakeCapture {
+    fn link_type(&self) -> LinkType {
+        LinkType::RAW
+    }
+
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
+        let Some((ts, frame)) = self.queue.pop_front() else {
+            return Ok(None);
+        };
+        self.handed += 1;
+        self.current = frame;
+        Ok(Some(RawPacket {
+            ts,
+            len: u32::try_from(self.current.len()).unwrap_or(u32::MAX),
+            data: &self.current,
+        }))
+    }
+}

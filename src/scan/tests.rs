@@ -1,0 +1,403 @@
+//! The whole scan loop against the fake network: no root, no packets, a
+//! clock that moves only when the loop waits.
+
+use super::fake::{Behaviour, FakeHost, FakeNetwork};
+use super::plan::Plan;
+use super::{ScanOptions, ScanOutcome, scan_on};
+use crate::fixture::{self, Seg, addr};
+use crate::model::{Reason, State, Verdict};
+use crate::select::PortSet;
+use crate::wire::flags;
+use std::net::IpAddr;
+use std::time::Duration;
+
+const HOST: &str = "203.0.113.2";
+const ROUTER: &str = "198.51.100.1";
+const SPORT: u16 = 40000;
+
+fn icmp(from: &str, ttl: u8, icmp_type: u8, code: u8, delay_ms: u64) -> Behaviour {
+    Behaviour::Icmp {
+        from: addr(from),
+        ttl,
+        icmp_type,
+        code,
+        delay: Duration::from_millis(delay_ms),
+    }
+}
+
+fn opts(targets: &[&str], ports: &str) -> ScanOptions {
+    ScanOptions {
+        targets: targets.iter().map(|t| addr(t)).collect(),
+        ports: ports.parse().unwrap(),
+        seed: Some(7),
+        source_port: Some(SPORT),
+        ..ScanOptions::default()
+    }
+}
+
+fn plan_for(net: &FakeNetwork, o: &ScanOptions) -> Plan {
+    Plan::scan(
+        &o.targets,
+        &o.ports,
+        o.shard,
+        o.seed,
+        o.source_port,
+        o.ttl,
+        |t| Some(net.source_of(t)),
+    )
+    .0
+}
+
+/// Runs the scan; also returns every verdict streamed.
+fn scan(net: &mut FakeNetwork, o: &ScanOptions) -> (ScanOutcome, Vec<Verdict>) {
+    let plan = plan_for(net, o);
+    let mut streamed = Vec::new();
+    let out = scan_on(net, &plan, o, None, &mut |v| streamed.push(v.clone()), true).unwrap();
+    (out, streamed)
+}
+
+fn verdict<'a>(out: &'a ScanOutcome, target: &str, port: u16) -> &'a Verdict {
+    let t = addr(target);
+    out.analysis
+        .results
+        .iter()
+        .find(|v| v.target == t && v.port == port)
+        .unwrap_or_else(|| panic!("no verdict for {target}:{port}"))
+}
+
+fn lab_host() -> FakeHost {
+    FakeHost::new(HOST, Behaviour::Drop)
+        .port(22, Behaviour::Open)
+        .port(80, Behaviour::Closed)
+        .port(81, icmp(HOST, 63, 3, 3, 0))
+        .port(82, icmp(ROUTER, 64, 3, 13, 0))
+        .port(83, Behaviour::ForgedReset { ttl: 64 })
+}
+
+#[test]
+fn every_state_with_its_reason_and_responder_v4_and_v6() {
+    let v6 = FakeHost::new("2001:db8:2::2", Behaviour::Drop)
+        .port(22, Behaviour::Open)
+        .port(80, Behaviour::Closed)
+        .port(82, icmp("2001:db8:1::1", 64, 1, 1, 0));
+    let mut net = FakeNetwork::new(vec![lab_host(), v6]);
+    let o = opts(&[HOST, "2001:db8:2::2"], "22,80-84");
+    let (out, streamed) = scan(&mut net, &o);
+    type Want<'a> = (&'a str, u16, State, Reason, Option<&'a str>, Option<u8>);
+    let want: [Want; 10] = [
+        (HOST, 22, State::Open, Reason::SynAck, Some(HOST), Some(2)),
+        (HOST, 80, State::Refused, Reason::Reset, Some(HOST), Some(2)),
+        (
+            HOST,
+            81,
+            State::Unreachable,
+            Reason::PortUnreach,
+            Some(HOST),
+            Some(2),
+        ),
+        (
+            HOST,
+            82,
+            State::Unreachable,
+            Reason::AdminProhibited,
+            Some(ROUTER),
+            Some(1),
+        ),
+        // Forged one hop nearer: the TTL tells.
+        (HOST, 83, State::Refused, Reason::Reset, Some(HOST), Some(1)),
+        (HOST, 84, State::Filtered, Reason::NoResponse, None, None),
+        (
+            "2001:db8:2::2",
+            22,
+            State::Open,
+            Reason::SynAck,
+            Some("2001:db8:2::2"),
+            Some(2),
+        ),
+        (
+            "2001:db8:2::2",
+            80,
+            State::Refused,
+            Reason::Reset,
+            Some("2001:db8:2::2"),
+            Some(2),
+        ),
+        (
+            "2001:db8:2::2",
+            82,
+            State::Unreachable,
+            Reason::AdminProhibited,
+            Some("2001:db8:1::1"),
+            Some(1),
+        ),
+        (
+            "2001:db8:2::2",
+            84,
+            State::Filtered,
+            Reason::NoResponse,
+            None,
+            None,
+        ),
+    ];
+    for (t, port, state, reason, responder, hops) in want {
+        let v = verdict(&out, t, port);
+        assert_eq!(
+            (v.state, v.reason, v.responder, v.hops),
+            (state, reason, responder.map(addr), hops),
+            "{t}:{port}"
+        );
+        assert!(!v.uncertain, "{t}:{port}");
+    }
+    assert_eq!(out.analysis.results.len(), 12);
+    // A silent port is sent 1 + 6 times (the default retries), an answered
+    // one once.
+    assert_eq!(net.sent.syns[&(addr(HOST), 84)], 7);
+    assert_eq!(net.sent.syns[&(addr(HOST), 22)], 1);
+    assert_eq!(verdict(&out, HOST, 84).probes, 7);
+    let e = out.info.engine;
+    assert_eq!((e.sent, e.answered, e.unanswered), (12, 8, 4));
+    assert!(
+        !out.info.partial && out.info.warnings.is_empty(),
+        "{:?}",
+        out.info
+    );
+    // Streamed: every port once, the same verdicts as the report.
+    let mut s = streamed.clone();
+    s.sort_by_key(|v| (v.target, v.port));
+    assert_eq!(s, out.analysis.results);
+    // The fake clock: the silent ports' retries, then the 3 s end wait;
+    // no more.
+    assert!(
+        net.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        net.elapsed()
+    );
+}
+
+#[test]
+fn a_lossy_port_answered_only_on_a_retransmission_is_open() {
+    let host = FakeHost::new(HOST, Behaviour::Closed)
+        .port(443, Behaviour::Open)
+        .lossy(443, 2)
+        .lossy(444, 1);
+    let mut net = FakeNetwork::new(vec![host]);
+    let (out, _) = scan(&mut net, &opts(&[HOST], "443,444,445"));
+    let v = verdict(&out, HOST, 443);
+    assert_eq!((v.state, v.probes), (State::Open, 3));
+    let v = verdict(&out, HOST, 444);
+    assert_eq!((v.state, v.probes), (State::Refused, 2));
+    assert_eq!(verdict(&out, HOST, 445).probes, 1);
+    let e = out.info.engine;
+    assert_eq!(
+        (e.answered, e.answered_after_retry, e.retransmitted),
+        (3, 2, 3)
+    );
+}
+
+#[test]
+fn a_late_host_unreachable_from_the_router_decides_every_port() {
+    // An absent host: the router's ARP fails and it says so 3 s later.
+    let absent = FakeHost::new("203.0.113.9", icmp(ROUTER, 64, 3, 1, 3000));
+    let mut net = FakeNetwork::new(vec![absent]);
+    let (out, _) = scan(&mut net, &opts(&["203.0.113.9"], "1-20"));
+    assert_eq!(out.analysis.results.len(), 20);
+    for v in &out.analysis.results {
+        assert_eq!(
+            (v.state, v.reason, v.responder, v.icmp_type, v.icmp_code),
+            (
+                State::Unreachable,
+                Reason::HostUnreach,
+                Some(addr(ROUTER)),
+                Some(3),
+                Some(1)
+            ),
+            "port {}",
+            v.port
+        );
+        // The answer quotes the first SYN; retransmissions went out while
+        // the router was still trying ARP.
+        assert!(v.probes > 1, "{v:?}");
+        assert!(v.rtt_ms.is_some_and(|r| r >= 3000.0), "{v:?}");
+    }
+}
+
+#[test]
+fn forged_replies_change_no_verdict_and_are_counted() {
+    let mut net = FakeNetwork::new(vec![lab_host()]);
+    let o = opts(&[HOST], "22,80,84");
+    let (clean, _) = scan(&mut net, &o);
+    let mut net = FakeNetwork::new(vec![lab_host()]);
+    // Replies to the scan's own 4-tuples with sequence numbers that answer
+    // no SYN of it (the ISNs are keyed per run), and ICMP errors quoting a
+    // SYN it never sent.
+    let me = net.source_of(addr(HOST));
+    let mut forged = 0;
+    for (k, port) in [22u16, 80, 84].into_iter().enumerate() {
+        for n in 0..20u32 {
+            let syn = Seg {
+                src: me,
+                dst: addr(HOST),
+                sport: SPORT,
+                dport: port,
+                seq: 0x1234_5678u32.wrapping_add(n * 7919 + k as u32),
+                ack: 0,
+                flags: flags::SYN,
+                ttl: 64,
+            };
+            let at = Duration::from_micros(100 + u64::from(n) * 300);
+            for f in [flags::RST | flags::ACK, flags::SYN | flags::ACK, flags::RST] {
+                net.inject(at, fixture::tcp_ip(&syn.reply(f, 63)));
+                forged += 1;
+            }
+            let quoted = fixture::tcp_ip(&syn);
+            net.inject(
+                at,
+                fixture::icmp_error_ip(addr(ROUTER), me, 64, 3, 13, &quoted, quoted.len()),
+            );
+            forged += 1;
+        }
+    }
+    let (out, _) = scan(&mut net, &o);
+    let strip = |o: &ScanOutcome| -> Vec<(u16, State, Reason, Option<IpAddr>)> {
+        o.analysis
+            .results
+            .iter()
+            .map(|v| (v.port, v.state, v.reason, v.responder))
+            .collect()
+    };
+    assert_eq!(strip(&out), strip(&clean));
+    // Each forged packet is counted: unsolicited, or (after the open
+    // port's SYN-ACK) traffic of that connection; none is a reply.
+    let (a, b) = (&out.analysis.summary, &clean.analysis.summary);
+    assert_eq!(
+        (a.unsolicited + a.other_tcp) - (b.unsolicited + b.other_tcp),
+        forged
+    );
+    assert_eq!(a.replies, b.replies);
+    assert!(a.unsolicited >= forged / 2, "{a:?}");
+}
+
+#[test]
+fn an_interrupted_scan_stops_sending_and_reports_only_what_it_can_back() {
+    let host = FakeHost::new(HOST, Behaviour::Drop).port(22, Behaviour::Open);
+    let mut net = FakeNetwork::new(vec![host]);
+    net.interrupt_after(Duration::from_millis(50));
+    let mut o = opts(&[HOST], "1-2000");
+    o.engine.rate = 10_000;
+    let (out, _) = scan(&mut net, &o);
+    assert!(out.info.partial);
+    assert!(
+        out.info
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("interrupted"))
+    );
+    let sent = out.info.engine.sent;
+    assert!(sent > 0 && sent < 2000, "{sent} of 2000 sent before Ctrl-C");
+    // Silence not given its full time is no verdict; what answered is.
+    assert!(
+        out.analysis
+            .results
+            .iter()
+            .all(|v| v.state != State::Filtered),
+        "{:?}",
+        out.analysis
+            .results
+            .iter()
+            .find(|v| v.state == State::Filtered)
+    );
+    assert!(
+        net.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        net.elapsed()
+    );
+    assert!(
+        out.info
+            .warnings
+            .iter()
+            .any(|w| w.contains("still waiting for an answer when the scan stopped are left out")),
+        "{:?}",
+        out.info.warnings
+    );
+}
+
+#[test]
+fn a_capture_that_drops_makes_every_silence_uncertain() {
+    let mut net = FakeNetwork::new(vec![lab_host()]);
+    net.reported_drops = 5;
+    // And one probe whose SYN the capture never saw.
+    net.unseen_syns.insert((addr(HOST), 85));
+    let (out, streamed) = scan(&mut net, &opts(&[HOST], "22,80,84,85"));
+    assert!(
+        out.info
+            .warnings
+            .iter()
+            .any(|w| w.contains("lost 5 packets")),
+        "{:?}",
+        out.info.warnings
+    );
+    assert_eq!(out.info.not_captured, 1);
+    assert!(
+        out.info
+            .warnings
+            .iter()
+            .any(|w| w.contains("never seen by the capture")),
+        "{:?}",
+        out.info.warnings
+    );
+    for port in [84, 85] {
+        let v = verdict(&out, HOST, port);
+        assert_eq!((v.state, v.uncertain), (State::Filtered, true), "{port}");
+        // The stream says it again, marked.
+        assert!(
+            streamed
+                .iter()
+                .any(|s| s.port == port && s.uncertain && s.state == State::Filtered)
+        );
+    }
+    assert!(!verdict(&out, HOST, 22).uncertain);
+    assert_eq!(verdict(&out, HOST, 22).state, State::Open);
+}
+
+#[test]
+fn the_capture_written_and_analysed_again_gives_the_same_verdicts() {
+    let dir = std::env::temp_dir().join(format!("synscope-fake-write-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("scan.pcap");
+    let mut net = FakeNetwork::new(vec![lab_host()]);
+    let o = opts(&[HOST], "20-90");
+    let plan = plan_for(&net, &o);
+    let mut w = crate::source::PcapWriter::create(&file, crate::wire::LinkType::RAW).unwrap();
+    let out = scan_on(&mut net, &plan, &o, Some(&mut w), &mut |_| {}, false).unwrap();
+    w.finish().unwrap();
+    let mut a = crate::analyze::Analyzer::new(crate::analyze::Options::default());
+    a.add_file(&file);
+    let again = a.finish();
+    assert_eq!(again.results, out.analysis.results);
+    assert_eq!(
+        again.summary.packets_read,
+        out.analysis.summary.packets_read
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_drop_all_host_is_filtered_on_every_port_and_the_ports_set_holds() {
+    let mut net = FakeNetwork::new(vec![FakeHost::new(HOST, Behaviour::Drop)]);
+    let o = opts(&[HOST], "1-100");
+    let (out, _) = scan(&mut net, &o);
+    let ports: Vec<u16> = out.analysis.results.iter().map(|v| v.port).collect();
+    assert_eq!(
+        ports,
+        PortSet::from_ports(&(1..=100).collect::<Vec<_>>())
+            .iter()
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        out.analysis
+            .results
+            .iter()
+            .all(|v| v.state == State::Filtered && !v.uncertain)
+    );
+}
