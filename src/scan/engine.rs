@@ -220,7 +220,10 @@ impl Engine {
         let token_at = if self.tokens >= 1.0 || self.cfg.rate == 0 {
             now
         } else {
+            // At least a microsecond: a deficit that rounds to no time at
+            // all would have the caller wake at once, forever.
             now + Duration::from_secs_f64((1.0 - self.tokens) / f64::from(self.cfg.rate))
+                .max(Duration::from_micros(1))
         };
         let new_ready = self.next_new < self.status.len() && self.in_flight < self.cfg.window;
         let timer = self.timers.peek().map(|Reverse((d, _, _))| *d);

@@ -56,6 +56,9 @@ pub struct FakeHost {
     /// The routers before it, nearest first: a SYN whose TTL runs out at
     /// router k gets a time-exceeded from it.
     pub path: Vec<IpAddr>,
+    /// It says nothing at all before this time (it comes up, a rule is
+    /// lifted).
+    pub up_after: Duration,
 }
 
 impl FakeHost {
@@ -68,7 +71,14 @@ impl FakeHost {
             ports: HashMap::new(),
             lose_first: HashMap::new(),
             path: Vec::new(),
+            up_after: Duration::ZERO,
         }
+    }
+
+    /// Silent before `after`.
+    pub fn up_after(mut self, after: Duration) -> FakeHost {
+        self.up_after = after;
+        self
     }
 
     /// The routers before the host, nearest first.
@@ -204,7 +214,7 @@ impl FakeNetwork {
         let Some(h) = self.host(o.target).cloned() else {
             return;
         };
-        if h.lose_first.get(&dport).is_some_and(|&lost| nth <= lost) {
+        if self.clock < h.up_after || h.lose_first.get(&dport).is_some_and(|&lost| nth <= lost) {
             return;
         }
         let syn = Seg {

@@ -200,23 +200,45 @@ fn run_inner(
         }
         return Ok(out);
     }
-    let mut out = run_once(opts, on_verdict, stream)?;
+    run_raw(opts, on_verdict, stream)
+}
+
+/// A host that started answering only partway through (it came up, a
+/// rule was lifted) leaves its earlier ports looking filtered: those are
+/// probed once more, on the same network, before they are called so.
+fn probe_late_starters(
+    net: &mut dyn Network,
+    out: &mut ScanOutcome,
+    opts: &ScanOptions,
+    sport: u16,
+    on_verdict: &mut dyn FnMut(&Verdict),
+    stream: bool,
+) -> Result<(), Error> {
     if out.info.partial {
-        return Ok(out);
+        return Ok(());
     }
-    // A host that started answering only partway through (it came up, a
-    // rule was lifted) leaves its earlier ports looking filtered: probe
-    // those once more before calling them so.
     for (target, ports) in silent_before_first_answer(&out.analysis.results, NANOS_PER_SEC) {
-        let portset = PortSet::from_ports(&ports);
         let mut again = opts.clone();
         again.targets = vec![target];
-        again.ports = portset;
-        again.write = None;
-        again.seed = None;
+        again.ports = PortSet::from_ports(&ports);
         // These ports are this shard's already.
         again.shard = None;
-        let second = run_once(&again, on_verdict, stream)?;
+        let source = out
+            .analysis
+            .results
+            .iter()
+            .find(|v| v.target == target)
+            .map(|v| v.client);
+        let (plan, _) = Plan::scan(
+            &again.targets,
+            &again.ports,
+            None,
+            None,
+            Some(sport),
+            again.ttl,
+            |_| source,
+        );
+        let second = scan_on(net, &plan, &again, None, on_verdict, stream)?;
         let mut changed = 0;
         for nv in second.analysis.results {
             if nv.state == State::Filtered {
@@ -247,7 +269,7 @@ fn run_inner(
     let results = std::mem::take(&mut out.analysis.results);
     let inputs = std::mem::take(&mut out.analysis.inputs);
     out.analysis = Analysis::from_parts(results, inputs);
-    Ok(out)
+    Ok(())
 }
 
 /// Per target: when the target said nothing for at least `gap` from its
@@ -285,9 +307,10 @@ fn silent_before_first_answer(results: &[Verdict], gap: u64) -> Vec<(IpAddr, Vec
     out
 }
 
-/// One pass of a raw scan: open the captures and sockets, drop root, run
-/// the loop, and finish the verdicts.
-fn run_once(
+/// A raw scan: open the captures and sockets, drop root, run the loop,
+/// finish the verdicts, and probe again the ports of hosts that came up
+/// late.
+fn run_raw(
     opts: &ScanOptions,
     on_verdict: &mut dyn FnMut(&Verdict),
     stream: bool,
@@ -339,6 +362,7 @@ fn run_once(
     if let Some(w) = writer {
         w.finish()?;
     }
+    probe_late_starters(&mut net, &mut out, opts, sport, on_verdict, stream)?;
     out.info.source_port = sport;
     out.info.duration_s = started.elapsed().as_secs_f64();
     Ok(out)

@@ -5,7 +5,7 @@
 //! loop is tested without root or packets.
 
 use super::route::Route;
-use super::send::{ProbeSink, RawSender};
+use super::send::RawSender;
 use crate::error::Error;
 use crate::model::CaptureStats;
 use crate::source::{LiveSource, PacketSource};

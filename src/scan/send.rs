@@ -15,13 +15,6 @@ use std::os::fd::AsRawFd;
 /// Segments per `sendmmsg` call at most.
 pub const BATCH: usize = 256;
 
-/// Where probes go; a fake records them in tests.
-pub trait ProbeSink {
-    /// Sends each (destination, TCP segment); returns how many went out
-    /// (the rest failed and are retried by the scheduler).
-    fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> io::Result<usize>;
-}
-
 pub struct RawSender {
     v4: Option<Socket>,
     v6: Option<Socket>,
@@ -133,8 +126,11 @@ impl RawSender {
     }
 }
 
-impl ProbeSink for RawSender {
-    fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> io::Result<usize> {
+impl RawSender {
+    /// Sends each (destination, TCP segment); returns how many went out
+    /// (the rest failed and are retried by the scheduler). The test seam
+    /// is one level up: [`super::net::Network`].
+    pub fn send(&mut self, batch: &[(IpAddr, &[u8])]) -> io::Result<usize> {
         // One family per call keeps the batches whole; mixed scans split.
         let (v4, v6): (Vec<_>, Vec<_>) = batch.iter().copied().partition(|(ip, _)| ip.is_ipv4());
         let mut sent = 0;

@@ -401,3 +401,42 @@ fn a_drop_all_host_is_filtered_on_every_port_and_the_ports_set_holds() {
             .all(|v| v.state == State::Filtered && !v.uncertain)
     );
 }
+
+#[test]
+fn a_host_that_comes_up_partway_is_probed_again_on_the_same_network() {
+    // Closed ports answer with RSTs from 8 s on; the first ports' probes
+    // (and their retries) fell before that.
+    let host = FakeHost::new(HOST, Behaviour::Closed).up_after(Duration::from_secs(8));
+    let mut net = FakeNetwork::new(vec![host]);
+    let mut o = opts(&[HOST], "1-400");
+    o.engine.rate = 40;
+    let plan = plan_for(&net, &o);
+    let mut out = scan_on(&mut net, &plan, &o, None, &mut |_| {}, false).unwrap();
+    let silent = out
+        .analysis
+        .results
+        .iter()
+        .filter(|v| v.state == State::Filtered)
+        .count();
+    assert!(silent >= 2, "{silent} silent before the host came up");
+    super::probe_late_starters(&mut net, &mut out, &o, SPORT, &mut |_| {}, false).unwrap();
+    assert!(
+        out.analysis
+            .results
+            .iter()
+            .all(|v| v.state == State::Refused),
+        "{:?}",
+        out.analysis
+            .results
+            .iter()
+            .find(|v| v.state != State::Refused)
+    );
+    assert!(
+        out.info.warnings.iter().any(|w| w.contains(&format!(
+            "answered nothing until partway through the scan; the {silent} ports silent before that were probed again: {silent} answered this time"
+        ))),
+        "{:?}",
+        out.info.warnings
+    );
+    assert_eq!(out.analysis.summary.refused, 400);
+}
