@@ -4,7 +4,6 @@ pub mod findings;
 pub mod html;
 pub mod offline;
 pub mod render;
-pub mod resolve;
 pub mod run;
 
 #[cfg(test)]

@@ -2,12 +2,11 @@
 //! and turn the verdicts into findings.
 
 use super::findings::{self, DropLocation, Finding, HostProfile, Kind};
-use super::resolve::{self, Resolution};
 use crate::error::Error;
 use crate::model::PortTrace;
 use crate::model::ScanInfo;
 use crate::model::Verdict;
-use crate::scan::targets::Family;
+use crate::resolve::{self, Family, Resolution};
 use crate::scan::trace::{self, TraceOptions};
 use crate::scan::{self, ScanOptions};
 use crate::select::PortSet;
