@@ -1,8 +1,8 @@
 //! The diagnosis as one self-contained HTML page (inline CSS, no scripts,
 //! nothing fetched), to attach to a ticket or open in a browser.
 
+use super::Diagnosis;
 use super::findings::Kind;
-use super::run::Diagnosis;
 use crate::model::HopKind;
 use std::fmt::Write;
 

@@ -1,5 +1,6 @@
 //! diagnose: from verdicts to findings and reports.
 
+mod diagnosis;
 pub mod findings;
 pub mod html;
 pub mod offline;
@@ -9,4 +10,5 @@ pub mod run;
 #[cfg(test)]
 mod tests;
 
+pub use diagnosis::{AddressDiagnosis, Diagnosis, Route};
 pub use findings::{Finding, HostProfile, Kind, finding, profile};

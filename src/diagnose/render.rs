@@ -1,11 +1,11 @@
 //! Diagnosis reports: the terminal (findings first, then the evidence) and
 //! a self-contained Markdown file for a ticket.
 
-use super::run::Diagnosis;
+use super::Diagnosis;
 use crate::report::thousands;
 use std::fmt::Write;
 
-fn evidence_rows(out: &mut String, d: &super::run::AddressDiagnosis, port: u16) {
+fn evidence_rows(out: &mut String, d: &super::AddressDiagnosis, port: u16) {
     let _ = writeln!(
         out,
         "| port | state | reason | responder | TTL/hops | RTT | probes |"
