@@ -1,10 +1,10 @@
-//! diagnose: from verdicts to findings and reports.
+//! diagnose: from verdicts to findings. [`run`] orchestrates a live
+//! diagnosis (resolve, probe, re-probe, trace); [`findings`] and
+//! [`offline`] reason, purely, over the verdicts; [`crate::report`] renders them.
 
 mod diagnosis;
 pub mod findings;
-pub mod html;
 pub mod offline;
-pub mod render;
 pub mod run;
 
 #[cfg(test)]
