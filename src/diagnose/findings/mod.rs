@@ -3,10 +3,10 @@
 //! each with the packets that show it. Pure: verdicts in, findings out.
 //!
 //! [`finding`] decides which kind a port's verdict shows; one file a family
-//! words it: [`open`] and [`refused`] (the TCP answers: SYN-ACK, RST from
-//! the host or forged on the path), [`rejected`] (ICMP errors from the
-//! host's or a router's filter), [`unreachable`] (routers that cannot
-//! deliver) and [`dropped`] (silence, and where on the path it starts).
+//! words it: `open.rs` and `refused.rs` (the TCP answers: SYN-ACK, RST from
+//! the host or forged on the path), `rejected.rs` (ICMP errors from the
+//! host's or a router's filter), `unreachable.rs` (routers that cannot
+//! deliver) and `dropped.rs` (silence, and where on the path it starts).
 
 mod dropped;
 mod open;
@@ -186,7 +186,7 @@ struct Case<'a> {
 
 impl Case<'_> {
     /// Whether the answer carries the target's own address.
-    fn from_target(&self) -> bool {
+    fn answered_by_target(&self) -> bool {
         self.v.responder == Some(self.target)
     }
 }
@@ -215,14 +215,14 @@ pub fn finding(target: IpAddr, port: u16, verdicts: &[Verdict]) -> Option<Findin
     let said = match v.state {
         State::Open => open::open(&c),
         // A reset from the host's own distance is its own stack's.
-        State::Refused if c.from_target() && host.hops.is_none_or(|h| v.hops == Some(h)) => {
+        State::Refused if c.answered_by_target() && host.hops.is_none_or(|h| v.hops == Some(h)) => {
             refused::by_host(&c)
         }
         State::Refused => refused::middlebox(&c),
         State::Unreachable => match v.reason {
-            Reason::HostUnreach if !c.from_target() => unreachable::host(&c),
+            Reason::HostUnreach if !c.answered_by_target() => unreachable::host(&c),
             Reason::NetUnreach | Reason::NoRoute => unreachable::network(&c),
-            _ if c.from_target() => rejected::by_host(&c),
+            _ if c.answered_by_target() => rejected::by_host(&c),
             _ => rejected::on_path(&c),
         },
         State::Filtered if host.answering.is_empty() => dropped::no_answer_at_all(&c),
