@@ -60,6 +60,42 @@ pub enum Error {
     #[error("{reason}")]
     DropPrivileges { reason: String },
 
+    /// A target block holds more addresses than one scan takes.
+    #[error("{spec}: {count} addresses, more than the {limit} one scan takes; split it")]
+    BlockTooLarge {
+        spec: String,
+        count: u128,
+        limit: usize,
+    },
+    /// A target name could not be resolved.
+    #[error("{spec}: cannot resolve the name: {source}")]
+    Resolve {
+        spec: String,
+        source: crate::resolve::LookupError,
+    },
+    #[error("{spec}: the name has no address")]
+    NameHasNoAddress { spec: String },
+    /// A broadcast, multicast or unspecified address, without `--force`.
+    #[error(
+        "{spec}: refusing to probe {address}, {what}: it is not one host; add --force to probe it anyway"
+    )]
+    NotOneHost {
+        spec: String,
+        address: IpAddr,
+        what: &'static str,
+    },
+    /// A target has addresses, none of the family asked (-4/-6).
+    #[error(
+        "{spec}: no {family} address ({other} of the other family); drop -4/-6 or give another target"
+    )]
+    NoAddressOfFamily {
+        spec: String,
+        family: &'static str,
+        other: usize,
+    },
+    #[error("more than {limit} target addresses in one scan; split it")]
+    TooManyTargets { limit: usize },
+
     /// The command line asked for something that cannot be done.
     #[error("{0}")]
     Usage(String),

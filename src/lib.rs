@@ -13,6 +13,7 @@ pub mod error;
 pub mod fixture;
 pub mod model;
 pub mod report;
+pub mod resolve;
 pub mod scan;
 pub mod select;
 pub mod source;

@@ -395,14 +395,14 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             eprintln!("synscope: warning: {w}");
         }
     }
-    let md = synscope::diagnose::render::markdown(&d);
+    let md = synscope::report::render_diagnosis_markdown(&d);
     let is_html = args.report.as_ref().is_some_and(|p| {
         p.extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"))
     });
     let file_text = if is_html {
-        synscope::diagnose::html::html(&d)
+        synscope::report::render_diagnosis_html(&d)
     } else {
         md.clone()
     };
@@ -414,7 +414,11 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
     }
     let text = match args.format {
         Format::Table => md,
-        Format::Json => serde_json::to_string(&d).unwrap_or_default() + "\n",
+        Format::Json => {
+            let mut buf = Vec::new();
+            let _ = synscope::report::write_diagnosis_json(&d, &mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        }
         Format::NmapXml => {
             let results = d
                 .addresses
@@ -765,7 +769,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
                     synscope::report::write_nmap_xml(&analysis, &cli_args(), &mut buf)
                 }
                 Format::Table => {
-                    let mut text = synscope::diagnose::offline::render(&f);
+                    let mut text = synscope::report::render_findings(&f);
                     text.push_str(&render_table(
                         &analysis,
                         TableOptions {

@@ -1,17 +1,14 @@
 //! `synscope diagnose`: resolve, route, probe the port and reference ports,
 //! and turn the verdicts into findings.
 
-use super::findings::{self, DropLocation, Finding, HostProfile, Kind};
-use super::resolve::{self, Resolution};
+use super::diagnosis::{AddressDiagnosis, Diagnosis, Route};
+use super::findings::{self, Finding, Kind};
 use crate::error::Error;
-use crate::model::PortTrace;
-use crate::model::ScanInfo;
-use crate::model::Verdict;
-use crate::scan::targets::Family;
+use crate::model::{State, Verdict};
+use crate::resolve::{self, Family};
 use crate::scan::trace::{self, TraceOptions};
 use crate::scan::{self, ScanOptions};
 use crate::select::PortSet;
-use serde::Serialize;
 use std::net::IpAddr;
 
 /// Reference ports probed besides the one asked about: the first of
@@ -28,39 +25,6 @@ pub struct DiagnoseOptions {
     pub reference: Vec<u16>,
     /// Scan settings (targets and ports are filled in here).
     pub scan: ScanOptions,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Route {
-    pub source: IpAddr,
-    pub device: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AddressDiagnosis {
-    pub address: IpAddr,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<Route>,
-    pub findings: Vec<Finding>,
-    pub host: HostProfile,
-    pub results: Vec<Verdict>,
-    /// TTL-limited probes, when the port was silent and another answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace: Option<Vec<PortTrace>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drop_location: Option<DropLocation>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Diagnosis {
-    pub schema_version: u32,
-    pub host: String,
-    pub port: u16,
-    pub resolution: Resolution,
-    pub resolution_summary: String,
-    pub addresses: Vec<AddressDiagnosis>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scan: Option<ScanInfo>,
 }
 
 /// Splits `HOST[:PORT]`: `example.org:443`, `[2001:db8::1]:443`,
@@ -110,7 +74,7 @@ fn reprobe_slowly(
         .analysis
         .results
         .into_iter()
-        .find(|v| v.port == port && v.state != crate::model::State::Filtered);
+        .find(|v| v.port == port && v.state != State::Filtered);
     Ok((v, probes))
 }
 
@@ -170,26 +134,20 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
         let mut slow_note = None;
         let silent = results
             .iter()
-            .any(|v| v.port == opts.port && v.state == crate::model::State::Filtered);
+            .any(|v| v.port == opts.port && v.state == State::Filtered);
         if silent && !unprivileged {
             let (answered, probes) = reprobe_slowly(&sopts, a, opts.port)?;
-            slow_note = Some(match answered {
-                Some(nv) => {
-                    let note = format!(
-                        "The first probes got no answer; probed again slowly ({probes} probes, one a second) it answered ({}): the host or a router rate-limits its replies. This is not a drop.",
-                        nv.reason.as_str()
-                    );
-                    if let Some(v) = results.iter_mut().find(|v| v.port == opts.port) {
-                        let total = v.probes.saturating_add(nv.probes);
-                        *v = nv;
-                        v.probes = total;
-                    }
-                    note
-                }
-                None => format!(
-                    "Probed again slowly ({probes} probes, one a second): still no answer, so this is not a rate limit."
-                ),
-            });
+            slow_note = Some(findings::slow_reprobe_note(
+                probes,
+                answered.as_ref().map(|nv| nv.reason),
+            ));
+            if let Some(nv) = answered
+                && let Some(v) = results.iter_mut().find(|v| v.port == opts.port)
+            {
+                let total = v.probes.saturating_add(nv.probes);
+                *v = nv;
+                v.probes = total;
+            }
         }
         let mut found: Vec<Finding> = findings::finding(a, opts.port, &results)
             .into_iter()
@@ -201,12 +159,7 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
         let (mut trace_data, mut location) = (None, None);
         // A silent port on a host that answers elsewhere: find where the
         // packets stop, against a port that answers (open first).
-        let reference = host
-            .open
-            .iter()
-            .chain(host.answering.iter())
-            .find(|p| **p != opts.port)
-            .copied();
+        let reference = host.reference_port(opts.port);
         if unprivileged && let Some(f) = found.first_mut() {
             f.details
                 .push(format!("Seen with {}.", scan::UNPRIVILEGED_NOTE));

@@ -1,11 +1,15 @@
 //! report: verdicts for people (tables) and for programs (JSON).
 
 mod csv;
+mod diagnosis;
 mod json;
 mod nmapxml;
 mod table;
 
 pub use csv::write_csv;
+pub use diagnosis::{
+    render_diagnosis_html, render_diagnosis_markdown, render_findings, write_diagnosis_json,
+};
 pub use nmapxml::write_nmap_xml;
 
 /// JSON Lines: one verdict per line (what DuckDB's read_json_auto and Spark

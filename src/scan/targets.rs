@@ -1,26 +1,12 @@
 //! Scan targets: addresses, CIDR blocks and host names (every A and AAAA
-//! record), narrowed to one family on request.
+//! record, through [`crate::resolve`]), narrowed to one family on request.
 
+use crate::error::Error;
+use crate::resolve::{literal, lookup};
 use ipnet::IpNet;
-use std::net::{IpAddr, ToSocketAddrs};
+use std::net::IpAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Family {
-    #[default]
-    Any,
-    V4,
-    V6,
-}
-
-impl Family {
-    fn admits(self, a: &IpAddr) -> bool {
-        match self {
-            Family::Any => true,
-            Family::V4 => a.is_ipv4(),
-            Family::V6 => a.is_ipv6(),
-        }
-    }
-}
+pub use crate::resolve::Family;
 
 /// Addresses in one scan at most (a /16, or a few large blocks).
 pub const MAX_TARGETS: usize = 65_536;
@@ -38,19 +24,15 @@ pub fn refusal(a: &IpAddr) -> Option<&'static str> {
 }
 
 /// Resolves every spec to addresses, in order, without duplicates. Errors
-/// are one line naming the spec. Without `force`, broadcast, multicast and
-/// unspecified addresses are refused, and a block's network and broadcast
-/// addresses are left out (they are not hosts).
-pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAddr>, String> {
+/// name the spec. Without `force`, broadcast, multicast and unspecified
+/// addresses are refused, and a block's network and broadcast addresses are
+/// left out (they are not hosts).
+pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAddr>, Error> {
     let mut out: Vec<IpAddr> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for spec in specs {
         let spec = spec.trim();
-        let addrs: Vec<IpAddr> = if let Ok(a) = spec
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-        {
+        let addrs: Vec<IpAddr> = if let Some(a) = literal(spec) {
             vec![a]
         } else if let Ok(net) = spec.parse::<IpNet>() {
             let net = net.trunc();
@@ -61,9 +43,11 @@ pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAd
                     .unwrap_or(u128::MAX),
             };
             if count > MAX_TARGETS as u128 {
-                return Err(format!(
-                    "{spec}: {count} addresses, more than the {MAX_TARGETS} one scan takes; split it"
-                ));
+                return Err(Error::BlockTooLarge {
+                    spec: spec.to_string(),
+                    count,
+                    limit: MAX_TARGETS,
+                });
             }
             // Every address of the block; without --force, an IPv4 block's
             // network and broadcast addresses are left out.
@@ -84,29 +68,33 @@ pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAd
                 }
             }
         } else {
-            let found: Vec<IpAddr> = (spec, 0u16)
-                .to_socket_addrs()
-                .map_err(|e| format!("{spec}: cannot resolve the name: {e}"))?
-                .map(|sa| sa.ip())
-                .collect();
+            let found = lookup(spec).map_err(|source| Error::Resolve {
+                spec: spec.to_string(),
+                source,
+            })?;
             if found.is_empty() {
-                return Err(format!("{spec}: the name has no address"));
+                return Err(Error::NameHasNoAddress {
+                    spec: spec.to_string(),
+                });
             }
             found
         };
-        if !force && let Some(a) = addrs.iter().find(|a| refusal(a).is_some()) {
-            return Err(format!(
-                "{spec}: refusing to probe {a}, {}: it is not one host; add --force to probe it anyway",
-                refusal(a).unwrap_or("not a host")
-            ));
+        if !force && let Some((a, what)) = addrs.iter().find_map(|a| Some((*a, refusal(a)?))) {
+            return Err(Error::NotOneHost {
+                spec: spec.to_string(),
+                address: a,
+                what,
+            });
         }
         let total = addrs.len();
         let kept: Vec<IpAddr> = addrs.into_iter().filter(|a| family.admits(a)).collect();
         if kept.is_empty() {
             let fam = if family == Family::V4 { "IPv4" } else { "IPv6" };
-            return Err(format!(
-                "{spec}: no {fam} address ({total} of the other family); drop -4/-6 or give another target"
-            ));
+            return Err(Error::NoAddressOfFamily {
+                spec: spec.to_string(),
+                family: fam,
+                other: total,
+            });
         }
         for a in kept {
             if seen.insert(a) {
@@ -114,9 +102,7 @@ pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAd
             }
         }
         if out.len() > MAX_TARGETS {
-            return Err(format!(
-                "more than {MAX_TARGETS} target addresses in one scan; split it"
-            ));
+            return Err(Error::TooManyTargets { limit: MAX_TARGETS });
         }
     }
     Ok(out)
@@ -127,7 +113,7 @@ mod tests {
     use super::*;
 
     fn r(spec: &str, family: Family, force: bool) -> Result<Vec<IpAddr>, String> {
-        resolve(&[spec.to_string()], family, force)
+        resolve(&[spec.to_string()], family, force).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -168,6 +154,10 @@ mod tests {
             "ff02::1",
             "239.0.0.0/30",
         ] {
+            assert!(matches!(
+                resolve(&[bad.to_string()], Family::Any, false),
+                Err(Error::NotOneHost { .. })
+            ));
             let e = r(bad, Family::Any, false).unwrap_err();
             assert!(
                 e.contains("refusing to probe") && e.contains("--force"),

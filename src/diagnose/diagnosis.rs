@@ -1,0 +1,42 @@
+//! A diagnosis: what `diagnose` found for a name and port, per address
+//! (the findings, the host's profile, the verdicts, the trace), as the
+//! reports and the JSON document show it.
+
+use super::findings::{DropLocation, Finding, HostProfile};
+use crate::model::{PortTrace, ScanInfo, Verdict};
+use crate::resolve::Resolution;
+use serde::Serialize;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    pub source: IpAddr,
+    pub device: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AddressDiagnosis {
+    pub address: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Route>,
+    pub findings: Vec<Finding>,
+    pub host: HostProfile,
+    pub results: Vec<Verdict>,
+    /// TTL-limited probes, when the port was silent and another answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<PortTrace>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_location: Option<DropLocation>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Diagnosis {
+    pub schema_version: u32,
+    pub host: String,
+    pub port: u16,
+    pub resolution: Resolution,
+    pub resolution_summary: String,
+    pub addresses: Vec<AddressDiagnosis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanInfo>,
+}

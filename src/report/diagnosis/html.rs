@@ -1,0 +1,180 @@
+//! The diagnosis as one self-contained HTML page (inline CSS, no scripts,
+//! nothing fetched), to attach to a ticket or open in a browser.
+
+use super::{EVIDENCE_COLUMNS, PathRow, Step, evidence_rows, path_rows};
+use crate::diagnose::{AddressDiagnosis, Diagnosis, Kind};
+use std::fmt::Write;
+
+/// Escapes text for HTML element content and attribute values.
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn class(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Open => "ok",
+        Kind::RefusedByHost | Kind::RejectedByHost => "host",
+        Kind::MiddleboxReset | Kind::RejectedOnPath | Kind::DroppedHostUp => "path",
+        Kind::HostUnreachable | Kind::NetworkUnreachable | Kind::NoAnswerAtAll => "down",
+    }
+}
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1c1c1c}
+h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+.finding{border-left:6px solid #888;background:#f6f6f6;padding:.6em 1em;margin:1em 0}
+.finding.ok{border-color:#2a8a3a}.finding.host{border-color:#c77700}.finding.path{border-color:#b3261e}.finding.down{border-color:#5a5a9a}
+.finding p.summary{font-weight:600;margin:.2em 0 .5em}
+.path{display:flex;flex-wrap:wrap;align-items:center;gap:.4em;margin:.5em 0}
+.hop{border:1px solid #999;border-radius:6px;padding:.3em .6em;background:#fff;font-family:ui-monospace,monospace;font-size:.9em}
+.hop.host{border-color:#2a8a3a;background:#eef8ef}.hop.stop{border-color:#b3261e;background:#fdecea;color:#b3261e}
+.arrow{color:#888}
+table{border-collapse:collapse;font-family:ui-monospace,monospace;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#eee}
+tr.asked td{background:#fff7e0;font-weight:600}
+footer{margin-top:2em;color:#666;font-size:.85em}";
+
+fn path(o: &mut String, rows: &[PathRow]) {
+    let _ = writeln!(o, "<h3>The path</h3>");
+    for p in rows {
+        let _ = write!(
+            o,
+            "<p>Port {} ({}):</p><div class=\"path\"><span class=\"hop\">you</span>",
+            p.port, p.label
+        );
+        for s in &p.steps {
+            let (cls, text) = match *s {
+                Step::Router { ttl, from } => {
+                    ("hop", format!("hop {ttl}<br>{}", esc(&from.to_string())))
+                }
+                Step::Reached { ttl, from, reason } => (
+                    "hop host",
+                    format!("hop {ttl}<br>{}<br>{reason}", esc(&from.to_string())),
+                ),
+                Step::Rejects { ttl, from, reason } => (
+                    "hop stop",
+                    format!(
+                        "hop {ttl}<br>{}<br>rejects: {reason}",
+                        esc(&from.to_string())
+                    ),
+                ),
+                Step::Unknown { ttl } => ("hop", format!("hop {ttl}<br>?")),
+            };
+            let _ = write!(
+                o,
+                "<span class=\"arrow\">→</span><span class=\"{cls}\">{text}</span>"
+            );
+        }
+        if let Some(max) = p.stops_after {
+            let _ = write!(
+                o,
+                "<span class=\"arrow\">→</span><span class=\"hop stop\">✗ no answer<br>beyond hop {max}</span>"
+            );
+        }
+        let _ = writeln!(o, "</div>");
+    }
+}
+
+fn evidence(o: &mut String, a: &AddressDiagnosis, port: u16) {
+    let heads: String = EVIDENCE_COLUMNS
+        .iter()
+        .map(|c| format!("<th>{c}</th>"))
+        .collect();
+    let _ = writeln!(o, "<h3>Evidence</h3><table><tr>{heads}</tr>");
+    for r in evidence_rows(a, port) {
+        let _ = writeln!(
+            o,
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if r.asked { " class=\"asked\"" } else { "" },
+            r.port,
+            r.state,
+            esc(&r.reason),
+            esc(&r.responder),
+            r.ttl_hops,
+            r.rtt,
+            r.probes
+        );
+    }
+    let _ = writeln!(o, "</table>");
+}
+
+/// The report as one HTML page.
+pub fn render_diagnosis_html(d: &Diagnosis) -> String {
+    let mut o = String::new();
+    let title = format!("Why {}:{}?", d.host, d.port);
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
+        esc(&title),
+        esc(&title)
+    );
+    let _ = writeln!(
+        o,
+        "<h2>Name resolution</h2><p>{}</p>",
+        esc(&d.resolution_summary)
+    );
+    for a in &d.addresses {
+        let _ = writeln!(
+            o,
+            "<h2>{} port {}</h2>",
+            esc(&a.address.to_string()),
+            d.port
+        );
+        if let Some(r) = &a.route {
+            let _ = writeln!(
+                o,
+                "<p>Route: from {} via {}.</p>",
+                esc(&r.source.to_string()),
+                esc(&r.device)
+            );
+        }
+        for f in &a.findings {
+            let _ = write!(
+                o,
+                "<div class=\"finding {}\"><p class=\"summary\">{}</p><ul>",
+                class(f.kind),
+                esc(&f.summary)
+            );
+            for line in &f.details {
+                let _ = write!(o, "<li>{}</li>", esc(line));
+            }
+            if let Some(app) = &f.application_error {
+                let _ = write!(o, "<li>What an application sees: {}.</li>", esc(app));
+            }
+            let _ = writeln!(o, "</ul></div>");
+        }
+        if let Some(traces) = &a.trace {
+            path(&mut o, &path_rows(traces, d.port));
+        }
+        evidence(&mut o, a, d.port);
+    }
+    let _ = writeln!(
+        o,
+        "<footer>synscope {} — verdicts from packets: SYN probes and what answered them.</footer></body></html>",
+        env!("CARGO_PKG_VERSION")
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::esc;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}
