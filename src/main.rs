@@ -711,22 +711,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     let mut analysis = analyzer.finish();
     // Arguments that named no file take their place among the inputs, so
     // the error lines (and JSON `inputs`) follow the command line's order.
-    let mut entries: Vec<(usize, synscope::model::InputSummary)> = inputs
-        .arg_of
-        .iter()
-        .copied()
-        .zip(analysis.inputs.drain(..))
-        .collect();
-    entries.extend(inputs.errors.iter().map(|(n, arg, why)| {
-        let i = synscope::model::InputSummary {
-            file: arg.clone(),
-            error: Some(why.clone()),
-            ..Default::default()
-        };
-        (*n, i)
-    }));
-    entries.sort_by_key(|(n, _)| *n);
-    analysis.inputs = entries.into_iter().map(|(_, i)| i).collect();
+    analysis.inputs = inputs.in_argument_order(std::mem::take(&mut analysis.inputs));
     for i in analysis.errors() {
         eprintln!(
             "synscope: {}: {}",
