@@ -561,26 +561,7 @@ fn scan(args: ScanArgs) -> ExitCode {
     for w in &info.warnings {
         eprintln!("synscope: warning: {w}");
     }
-    let e = info.engine;
-    let note = format!(
-        "{}Scan: {} probes ({} retransmitted, {} answered, {} unanswered) from {} in {:.2} s; seed {}.\n",
-        if info.partial {
-            "PARTIAL: the scan did not end (interrupted, or its capture failed); the verdicts above are the ones reached so far.\n"
-        } else {
-            ""
-        },
-        e.sent,
-        e.retransmitted,
-        e.answered,
-        e.unanswered,
-        if info.source_port == 0 {
-            "the kernel's ports (connect())".to_string()
-        } else {
-            format!("port {}", info.source_port)
-        },
-        info.duration_s,
-        info.seed
-    );
+    let note = synscope::report::scan_note(info);
     let code = emit(
         &outcome.analysis,
         args.report.format,

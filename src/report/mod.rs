@@ -3,10 +3,12 @@
 mod csv;
 mod json;
 mod nmapxml;
+mod scan_note;
 mod table;
 
 pub use csv::write_csv;
 pub use nmapxml::write_nmap_xml;
+pub use scan_note::scan_note;
 
 /// JSON Lines: one verdict per line (what DuckDB's read_json_auto and Spark
 /// read as they are).
