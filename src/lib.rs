@@ -8,6 +8,7 @@
 //! the stages for captures and [`scan`] for live probes.
 
 pub mod analyze;
+pub mod cli;
 pub mod diagnose;
 pub mod error;
 pub mod fixture;
