@@ -1,28 +1,15 @@
 use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 use synscope::analyze::{Analyzer, Options};
+use synscope::cli::exit::{
+    EXIT_INPUT, EXIT_OK, EXIT_RUNTIME, analyze_code, diagnose_code, scan_code,
+};
 use synscope::cli::{AnalyzeArgs, Cli, Command, DiagnoseArgs, Format, ScanArgs};
-use synscope::model::NANOS_PER_SEC;
+use synscope::diagnose::run::DiagnoseOptions;
 use synscope::model::ScanInfo;
 use synscope::report::{TableOptions, render_table, write_json};
 use synscope::scan::ScanOptions;
-use synscope::scan::engine::EngineConfig;
-use synscope::scan::targets::{self, Family};
-use synscope::select::{PortSet, Selection};
-use synscope::track::{self};
-
-/// Exit codes (README, "Exit codes"): 0 = ran and every port asked about
-/// (scan, diagnose, analyze -p) answered as open, 1 = ran and some port is
-/// not open, 2 = usage or input error, 3 = runtime error, 130 = interrupted.
-const EXIT_OK: u8 = 0;
-const EXIT_NOT_OPEN: u8 = 1;
-const EXIT_INPUT: u8 = 2;
-const EXIT_RUNTIME: u8 = 3;
-const EXIT_INTERRUPTED: u8 = 130;
-/// Probes in one scan without --large.
-const MAX_PROBES: u64 = 1 << 20;
 
 /// The command line, for the nmap-xml `args` attribute.
 fn cli_args() -> String {
@@ -38,30 +25,6 @@ fn analyze_bar(total: u64) -> indicatif::ProgressBar {
         total,
         "{spinner} reading {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
     )
-}
-
-/// 0 when there is at least one verdict and every one is open (the port
-/// answered with a SYN-ACK), 1 otherwise: `synscope scan host -p 443 && deploy`
-/// works like `nc -z`.
-fn verdict_code(results: &[synscope::model::Verdict]) -> u8 {
-    if !results.is_empty()
-        && results
-            .iter()
-            .all(|v| v.state == synscope::model::State::Open)
-    {
-        EXIT_OK
-    } else {
-        EXIT_NOT_OPEN
-    }
-}
-
-/// The report was written (`written` is `EXIT_OK`): the verdicts decide.
-fn or_verdicts(written: ExitCode, results: &[synscope::model::Verdict]) -> ExitCode {
-    if written == ExitCode::from(EXIT_OK) {
-        ExitCode::from(verdict_code(results))
-    } else {
-        written
-    }
 }
 
 fn main() -> ExitCode {
@@ -92,55 +55,12 @@ fn main() -> ExitCode {
 }
 
 fn diagnose(args: DiagnoseArgs) -> ExitCode {
-    let (host, port) = synscope::diagnose::run::split_host_port(&args.target);
-    let Some(port) = port.or(args.port) else {
-        eprintln!(
-            "synscope: {}: which port? give HOST:PORT or -p PORT",
-            args.target
-        );
-        return ExitCode::from(EXIT_INPUT);
-    };
-    if port == 0 {
-        eprintln!("synscope: port 0 cannot be probed; give 1-65535");
-        return ExitCode::from(EXIT_INPUT);
-    }
-    let family = if args.ipv4 {
-        Family::V4
-    } else if args.ipv6 {
-        Family::V6
-    } else {
-        Family::Any
-    };
-    let opts = synscope::diagnose::run::DiagnoseOptions {
-        host,
-        port,
-        family,
-        reference: args
-            .ref_ports
-            .map(|p| p.iter().collect())
-            .unwrap_or_default(),
-        scan: ScanOptions {
-            targets: Vec::new(),
-            ports: PortSet::all(),
-            engine: EngineConfig {
-                rate: args.rate,
-                ..EngineConfig::default()
-            },
-            wait: Duration::from_secs_f64(args.wait),
-            ttl: None,
-            seed: None,
-            write: None,
-            source_port: None,
-            unprivileged: args.unprivileged,
-            // diagnose opens more handles as it goes (traces): it keeps its
-            // privileges, and Ctrl-C ends it at once.
-            user: None,
-            catch_signals: false,
-            capture_buffer: None,
-            shard: None,
-            progress: false,
-            track: track::Config::default(),
-        },
+    let opts = match DiagnoseOptions::try_from(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("synscope: {e}");
+            return ExitCode::from(EXIT_INPUT);
+        }
     };
     let d = match synscope::diagnose::run::run(&opts) {
         Ok(d) => d,
@@ -214,86 +134,17 @@ fn diagnose(args: DiagnoseArgs) -> ExitCode {
             eprintln!("synscope: cannot write the report to stdout: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }
-        _ => {
-            if d.addresses.is_empty() {
-                // Resolution failed: nothing could be probed.
-                ExitCode::from(EXIT_INPUT)
-            } else {
-                // The port is open on every address of the name, or not.
-                let every_address = d.addresses.iter().all(|a| {
-                    a.results
-                        .iter()
-                        .any(|v| v.port == port && v.state == synscope::model::State::Open)
-                });
-                ExitCode::from(if every_address {
-                    EXIT_OK
-                } else {
-                    EXIT_NOT_OPEN
-                })
-            }
-        }
+        _ => ExitCode::from(diagnose_code(&d)),
     }
 }
 
 fn scan(args: ScanArgs) -> ExitCode {
-    let family = if args.ipv4 {
-        Family::V4
-    } else if args.ipv6 {
-        Family::V6
-    } else {
-        Family::Any
-    };
-    let targets = match targets::resolve(&args.targets, family, args.force) {
-        Ok(t) => t,
+    let opts = match ScanOptions::try_from(&args) {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("synscope: {e}");
             return ExitCode::from(EXIT_INPUT);
         }
-    };
-    let ports = match (args.ports, args.top_ports) {
-        (Some(p), _) => p,
-        (None, Some(n)) => match PortSet::top(n) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("synscope: {e}");
-                return ExitCode::from(EXIT_INPUT);
-            }
-        },
-        // clap requires one of the two.
-        (None, None) => return ExitCode::from(EXIT_INPUT),
-    };
-    let probes = targets.len() as u64 * ports.len() as u64;
-    if probes > MAX_PROBES && !args.large {
-        eprintln!(
-            "synscope: {probes} probes ({} targets × {} ports) is more than {MAX_PROBES}; add --large if that is what you mean",
-            targets.len(),
-            ports.len()
-        );
-        return ExitCode::from(EXIT_INPUT);
-    }
-    let opts = ScanOptions {
-        targets,
-        ports,
-        engine: EngineConfig {
-            rate: args.rate,
-            max_retries: args.max_retries,
-            ..EngineConfig::default()
-        },
-        wait: Duration::from_secs_f64(args.wait),
-        ttl: args.ttl,
-        seed: args.seed,
-        write: args.write,
-        source_port: args.source_port,
-        unprivileged: args.unprivileged,
-        user: args.user,
-        catch_signals: true,
-        capture_buffer: args.capture_buffer.map(|k| (k as i32).saturating_mul(1024)),
-        shard: args.shard,
-        progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        track: track::Config {
-            timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
-            ..track::Config::default()
-        },
     };
     let stream = matches!(args.report.format, Format::Jsonl) && args.report.output.is_none();
     let mut print_line = |v: &synscope::model::Verdict| {
@@ -329,15 +180,10 @@ fn scan(args: ScanArgs) -> ExitCode {
         Some(info),
         args.report.output.as_deref(),
     );
-    if info.capture_error.is_some() && code == ExitCode::from(EXIT_OK) {
-        // The report was printed, but the scan could not finish.
-        return ExitCode::from(EXIT_RUNTIME);
+    if code != ExitCode::from(EXIT_OK) {
+        return code;
     }
-    if info.partial && code == ExitCode::from(EXIT_OK) {
-        // Interrupted: the shell's convention for SIGINT.
-        return ExitCode::from(EXIT_INTERRUPTED);
-    }
-    or_verdicts(code, &outcome.analysis.results)
+    ExitCode::from(scan_code(info, &outcome.analysis.results))
 }
 
 /// Prints the report; the exit code for what happened.
@@ -406,21 +252,8 @@ fn emit(
 }
 
 fn analyze(args: AnalyzeArgs) -> ExitCode {
-    let opts = Options {
-        track: track::Config {
-            timeout: (args.timeout * NANOS_PER_SEC as f64) as u64,
-            ..track::Config::default()
-        },
-        selection: Selection {
-            clients: args.client,
-            targets: args.target,
-            ports: args.ports.clone(),
-        },
-        filter: args.filter,
-        keep_dns: args.findings,
-    };
+    let opts = Options::from(&args);
     let inputs = synscope::source::inputs::expand(&args.files);
-    let mut code = EXIT_OK;
     for (dir, names) in &inputs.left_out {
         let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
         eprintln!(
@@ -431,11 +264,7 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
             if names.len() > 3 { ", ..." } else { "" }
         );
     }
-    // As many threads track as decode: each side is about half the work.
-    let jobs = args.jobs.map(usize::from).unwrap_or_else(|| {
-        (std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) / 2).max(1)
-    });
-    let mut analyzer = Analyzer::new(opts).with_jobs(jobs);
+    let mut analyzer = Analyzer::new(opts).with_jobs(args.jobs());
     if !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let total: u64 = inputs
             .files
@@ -452,27 +281,16 @@ fn analyze(args: AnalyzeArgs) -> ExitCode {
     // Arguments that named no file take their place among the inputs, so
     // the error lines (and JSON `inputs`) follow the command line's order.
     analysis.inputs = inputs.in_argument_order(std::mem::take(&mut analysis.inputs));
+    let mut input_errors = false;
     for i in analysis.errors() {
         eprintln!(
             "synscope: {}: {}",
             i.file,
             i.error.as_deref().unwrap_or("unreadable")
         );
-        code = EXIT_INPUT;
+        input_errors = true;
     }
-    if code == EXIT_OK
-        && let Some(asked) = &args.ports
-    {
-        // Ports asked about with -p: each must have been seen, and every
-        // attempt to them answered as open (`analyze -p 443 cap && ...`).
-        let seen: std::collections::HashSet<u16> =
-            analysis.results.iter().map(|v| v.port).collect();
-        code = if asked.iter().all(|p| seen.contains(&p)) {
-            verdict_code(&analysis.results)
-        } else {
-            EXIT_NOT_OPEN
-        };
-    }
+    let code = analyze_code(input_errors, args.ports.as_ref(), &analysis.results);
     // Nothing to show but errors: the error lines alone say it.
     let all_failed =
         analysis.results.is_empty() && analysis.inputs.iter().all(|i| i.error.is_some());
