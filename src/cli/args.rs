@@ -61,6 +61,8 @@ language what answered, how, and from how far away.")]
     Man,
 }
 
+// The doc comments are help texts, not rustdoc: `[IPv6]:PORT` is no link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(clap::Args)]
 pub struct DiagnoseArgs {
     /// HOST:PORT, [IPv6]:PORT, or HOST with -p.

@@ -8,9 +8,9 @@
 //! | [`EXIT_RUNTIME`] 3 | runtime error, the report could not be written among them |
 //! | [`EXIT_INTERRUPTED`] 130 | interrupted (the shell's convention for SIGINT) |
 //!
-//! A report that could not be written ([`super::output::Unwritten`]) makes
-//! the code [`EXIT_RUNTIME`] whatever the verdicts; a reader that went away
-//! (`| head`) does not: the report counts as written.
+//! A report that could not be written (to `--output FILE`, `--report FILE`
+//! or stdout) makes the code [`EXIT_RUNTIME`] whatever the verdicts; a
+//! reader that went away (`| head`) does not: the report counts as written.
 
 use crate::diagnose::run::Diagnosis;
 use crate::model::{ScanInfo, State, Verdict};
