@@ -42,7 +42,7 @@ pub struct Options {
 
 /// Runs capture files through the tracker, merging verdicts per
 /// (client, target, port) across them; the selection applies at the end.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Analyzer {
     opts: Options,
     dns: Vec<DnsEvent>,
@@ -71,6 +71,12 @@ enum Msg {
 struct Decoded {
     sum: InputSummary,
     dns: Vec<DnsEvent>,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new(Options::default())
+    }
 }
 
 impl Analyzer {

@@ -5,9 +5,12 @@
 //! [`track`] (probe table, matching, verdicts; pure, packet time only) →
 //! [`diagnose`] (findings) → [`report`] (table, JSON, ...). [`model`] is
 //! the data they all speak and [`error`] their errors; [`analyze`] wires
-//! the stages for captures and [`scan`] for live probes.
+//! the stages for captures and [`scan`] for live probes; [`cli`] turns the
+//! command line into each command's options, writes the report and
+//! chooses the exit code.
 
 pub mod analyze;
+pub mod cli;
 pub mod diagnose;
 pub mod error;
 pub mod fixture;

@@ -4,6 +4,7 @@ mod csv;
 mod diagnosis;
 mod json;
 mod nmapxml;
+mod scan_note;
 mod table;
 
 pub use csv::write_csv;
@@ -11,6 +12,7 @@ pub use diagnosis::{
     render_diagnosis_html, render_diagnosis_markdown, render_findings, write_diagnosis_json,
 };
 pub use nmapxml::write_nmap_xml;
+pub use scan_note::scan_note;
 
 /// JSON Lines: one verdict per line (what DuckDB's read_json_auto and Spark
 /// read as they are).

@@ -3,6 +3,7 @@
 //! quoted glob (`'caps/*.pcap'`, for lists too long for the shell) is the
 //! files it matches.
 
+use crate::model::InputSummary;
 use std::path::{Path, PathBuf};
 
 /// What the arguments name.
@@ -16,6 +17,28 @@ pub struct Inputs {
     pub errors: Vec<(usize, String, String)>,
     /// (directory, files in it that are not captures): left out, said once.
     pub left_out: Vec<(String, Vec<String>)>,
+}
+
+impl Inputs {
+    /// The summaries of [`Inputs::files`] (one a file, in that order) with
+    /// one more for each argument that named no file (its error), each in
+    /// its argument's place: the inputs (error lines, JSON `inputs`) follow
+    /// the command line's order.
+    pub fn in_argument_order(&self, summaries: Vec<InputSummary>) -> Vec<InputSummary> {
+        let mut entries: Vec<(usize, InputSummary)> =
+            self.arg_of.iter().copied().zip(summaries).collect();
+        entries.extend(self.errors.iter().map(|(n, arg, why)| {
+            let i = InputSummary {
+                file: arg.clone(),
+                error: Some(why.clone()),
+                ..Default::default()
+            };
+            (*n, i)
+        }));
+        // Stable: a directory's files keep their order.
+        entries.sort_by_key(|(n, _)| *n);
+        entries.into_iter().map(|(_, i)| i).collect()
+    }
 }
 
 /// pcap (both byte orders, micro- and nanosecond) and pcapng magic numbers.
@@ -175,5 +198,43 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn arguments_that_named_no_file_keep_their_place() {
+        let i = Inputs {
+            files: ["a1", "a2", "c"].iter().map(PathBuf::from).collect(),
+            arg_of: vec![0, 0, 2],
+            errors: vec![
+                (3, "d*".to_string(), "no file matches".to_string()),
+                (
+                    1,
+                    "empty/".to_string(),
+                    "directory holds no pcap/pcapng file".to_string(),
+                ),
+            ],
+            left_out: Vec::new(),
+        };
+        let read = |f: &str| InputSummary {
+            file: f.to_string(),
+            packets_read: 1,
+            ..Default::default()
+        };
+        let merged = i.in_argument_order(vec![read("a1"), read("a2"), read("c")]);
+        let files: Vec<&str> = merged.iter().map(|s| s.file.as_str()).collect();
+        assert_eq!(files, ["a1", "a2", "empty/", "c", "d*"]);
+        let errors: Vec<Option<&str>> = merged.iter().map(|s| s.error.as_deref()).collect();
+        assert_eq!(
+            errors,
+            [
+                None,
+                None,
+                Some("directory holds no pcap/pcapng file"),
+                None,
+                Some("no file matches")
+            ]
+        );
+        assert_eq!(merged[3].packets_read, 1, "a file's summary is kept whole");
+        assert_eq!(merged[2].packets_read, 0);
     }
 }

@@ -1,0 +1,252 @@
+//! The command line: its commands, their flags and help texts (the
+//! completions and the man page are made from these), and the parsers of
+//! the values clap has none for.
+
+use crate::select::{AddrSpec, PortSet};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "synscope",
+    version,
+    about = "Why is the connection refused (or hanging)? TCP SYN verdicts from packets, not guesses."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Give every TCP connection attempt in captures (pcap / pcapng) a verdict.
+    #[command(after_help = "Examples:
+  synscope analyze captures/wrong-port.pcap
+  synscope analyze --format json scan.pcapng | jq '.results[] | select(.state != \"open\")'
+  synscope analyze --target 203.0.113.0/24 -p 80,443 --timeout 5 a.pcap b.pcap
+  synscope analyze --filter 'host 203.0.113.2' big.pcap
+  synscope analyze /var/tmp/ring/          (every capture in it: a tcpdump -C rotation reads as one)
+  tcpdump -i eth0 -U -w - 'tcp or icmp or icmp6' | synscope analyze -   (verdicts when tcpdump stops)
+  synscope analyze -p 443 'caps/*.pcap' && echo 'every attempt to 443 was answered open'")]
+    Analyze(AnalyzeArgs),
+    /// Send SYN probes and give every (target, port) a verdict (needs root or CAP_NET_RAW).
+    #[command(after_help = "Examples:
+  sudo synscope scan 127.0.0.1 -p 22,80,443
+  sudo synscope scan 2001:db8::7 -p- --rate 20000 --write scan.pcap
+  sudo synscope scan db.example.internal -4 -p 5432 --format json
+
+The kernel answers the SYN-ACKs of these half-open probes with a RST, as it
+does for nmap -sS. Re-analyse a --write capture with `synscope analyze`.")]
+    Scan(ScanArgs),
+    /// Why is HOST:PORT refused or hanging, and which part is at fault? (needs root or CAP_NET_RAW)
+    #[command(after_help = "Examples:
+  sudo synscope diagnose db.internal:5432
+  sudo synscope diagnose 203.0.113.2:8081 --report ticket-4711.md
+  sudo synscope diagnose '[2001:db8::7]:443' --format json
+
+It resolves the name (every A and AAAA record), probes the port and reference
+ports (the host's common services, and --ref-ports) and says in plain
+language what answered, how, and from how far away.")]
+    Diagnose(DiagnoseArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(
+        after_help = "Example:\n  synscope completions bash > /etc/bash_completion.d/synscope"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    #[command(after_help = "Example:\n  synscope man > /usr/local/share/man/man1/synscope.1")]
+    Man,
+}
+
+// The doc comments are help texts, not rustdoc: `[IPv6]:PORT` is no link.
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(clap::Args)]
+pub struct DiagnoseArgs {
+    /// HOST:PORT, [IPv6]:PORT, or HOST with -p.
+    #[arg(value_name = "HOST[:PORT]")]
+    pub target: String,
+    /// The port, when not given as HOST:PORT.
+    #[arg(short = 'p', long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// More reference ports to probe (besides 20 common ones).
+    #[arg(long, value_name = "PORTS")]
+    pub ref_ports: Option<PortSet>,
+    /// Only IPv4 addresses of the name.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Only IPv6 addresses of the name.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// Seconds to keep listening for late answers after the last probe.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub wait: f64,
+    /// Probes per second at most.
+    #[arg(long, default_value_t = 1000, value_name = "PPS")]
+    pub rate: u32,
+    /// connect() probes instead of raw SYNs (also the fallback, with a warning, without privileges).
+    #[arg(long)]
+    pub unprivileged: bool,
+    /// Write the report to FILE as well: FILE.html for a web page, any other name for Markdown.
+    #[arg(long, value_name = "FILE.md|FILE.html")]
+    pub report: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("portspec").required(true).args(["ports", "top_ports"])))]
+pub struct ScanArgs {
+    /// Targets: addresses, CIDR blocks, host names (every A and AAAA record).
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Ports, nmap syntax: 22,80,8000-8100; `-p-` for all 65,535.
+    #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
+    pub ports: Option<PortSet>,
+    /// The first N of synscope's list of common service ports (src/scan/top-ports.txt).
+    #[arg(long, value_name = "N")]
+    pub top_ports: Option<usize>,
+    /// Only IPv4 addresses of the targets.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Only IPv6 addresses of the targets.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+    /// Probes per second at most, retransmissions included (0: no cap).
+    #[arg(long, default_value_t = 10_000, value_name = "PPS")]
+    pub rate: u32,
+    /// Sends after the first for an unanswered probe.
+    #[arg(long, default_value_t = 6, value_name = "N")]
+    pub max_retries: u8,
+    /// Seconds to keep listening for late answers after the last probe.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub wait: f64,
+    /// TTL / hop limit of the probes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    pub ttl: Option<u8>,
+    /// Seed of the probe order (random by default; printed in JSON).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Save every probe and every captured answer to this pcap file.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// connect() probes instead of raw SYNs: no privileges needed, ICMP errors still read (no TTLs).
+    #[arg(long)]
+    pub unprivileged: bool,
+    /// Probe broadcast, multicast, unspecified and block network/broadcast addresses too.
+    #[arg(long)]
+    pub force: bool,
+    /// Allow more than 1,048,576 probes (targets × ports) in one scan.
+    #[arg(long)]
+    pub large: bool,
+    /// Once the sockets are open, drop root to this user (default: the sudo caller).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// No progress bar (it is drawn on stderr only when stderr is a terminal).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Probe only part I of N of the target × port space (e.g. 2/4): N machines cover it exactly once.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+    /// Kernel capture buffer in KiB (default 65536), like tcpdump -B.
+    #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
+    pub capture_buffer: Option<u32>,
+    /// Source port of the probes (default: random, outside the kernel's ephemeral range).
+    #[arg(short = 'g', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub source_port: Option<u16>,
+    /// Seconds after an attempt's last SYN with no answer before it counts as filtered.
+    #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub timeout: f64,
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// How a verdict report is written (analyze and scan).
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Table: list every port instead of collapsing the most common answer.
+    #[arg(long)]
+    pub all: bool,
+    /// Write the report to FILE (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct AnalyzeArgs {
+    /// Capture files (pcap or pcapng), directories of them, quoted globs
+    /// ('caps/*.pcap'), or - for standard input; verdicts are merged
+    /// across them.
+    #[arg(required = true, value_name = "FILE|DIR|GLOB")]
+    pub files: Vec<PathBuf>,
+    /// Threads that read and decode files (a file each), and as many that
+    /// track (a share of the flows each); default: half the CPUs, at least 1;
+    /// at most 256.
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
+    /// No progress bar (drawn on stderr, only when it is a terminal and the
+    /// inputs add up to 16 MiB or more).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// BPF filter applied while reading (tcpdump syntax).
+    #[arg(short = 'f', long, value_name = "BPF")]
+    pub filter: Option<String>,
+    /// Seconds after an attempt's last SYN with no answer before it counts as filtered.
+    #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub timeout: f64,
+    /// Only attempts from these clients (address or CIDR; repeat or comma-separate).
+    #[arg(long, value_name = "ADDR[/LEN]", value_delimiter = ',')]
+    pub client: Vec<AddrSpec>,
+    /// Only attempts to these targets (address or CIDR; repeat or comma-separate).
+    #[arg(long, value_name = "ADDR[/LEN]", value_delimiter = ',')]
+    pub target: Vec<AddrSpec>,
+    /// Only these target ports, nmap syntax: 22,80,8000-8100.
+    #[arg(short = 'p', long, value_name = "PORTS")]
+    pub ports: Option<PortSet>,
+    #[command(flatten)]
+    pub report: ReportArgs,
+    /// Explain the failures in plain language (as `diagnose` does), from what the capture holds.
+    #[arg(long)]
+    pub findings: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    /// One row per verdict, with a header (RFC 4180).
+    Csv,
+    /// JSON Lines: one verdict per line; a scan prints each as it is decided.
+    Jsonl,
+    /// nmap's XML format (validates against nmap.dtd), for tools that read nmap output.
+    #[value(name = "nmap-xml")]
+    NmapXml,
+}
+
+/// `--shard I/N`: part I of N, 1 <= I <= N.
+pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: a shard is I/N with 1 <= I <= N, e.g. 2/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (
+        i.trim().parse::<u32>().map_err(|_| bad())?,
+        n.trim().parse::<u32>().map_err(|_| bad())?,
+    );
+    if i == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Seconds (`--timeout`, `--wait`): 0 to a day.
+pub fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if (0.0..=86_400.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 86400")),
+    }
+}

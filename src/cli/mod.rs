@@ -1,0 +1,43 @@
+//! The `synscope` command line: its definition ([`args`]), each command's
+//! options from it, the one output step every report goes through, and the
+//! exit codes ([`exit`]).
+//!
+//! `main` is `cli::run(Cli::parse())`.
+
+mod analyze;
+pub mod args;
+mod diagnose;
+pub mod exit;
+mod options;
+mod output;
+mod scan;
+
+pub use args::{AnalyzeArgs, Cli, Command, DiagnoseArgs, Format, ReportArgs, ScanArgs};
+
+use clap::CommandFactory;
+use exit::{EXIT_OK, EXIT_RUNTIME};
+use std::process::ExitCode;
+
+/// Runs the command; the process's exit code ([`exit`]).
+pub fn run(cli: Cli) -> ExitCode {
+    ExitCode::from(match cli.command {
+        Command::Analyze(args) => analyze::run(&args),
+        Command::Scan(args) => scan::run(&args),
+        Command::Diagnose(args) => diagnose::run(&args),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "synscope", &mut std::io::stdout());
+            EXIT_OK
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            match output::to_stdout(|w| man.render(w)) {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("synscope: cannot write the man page: {e}");
+                    EXIT_RUNTIME
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,218 @@
+//! Each command's options from its flags: [`analyze::Options`],
+//! [`ScanOptions`] and [`DiagnoseOptions`]. A conversion that can fail
+//! says why in a message the command prints as `synscope: MESSAGE` before
+//! exiting 2 (usage or input error).
+
+use super::args::{AnalyzeArgs, DiagnoseArgs, ScanArgs};
+use crate::analyze;
+use crate::diagnose::run::{DiagnoseOptions, split_host_port};
+use crate::model::NANOS_PER_SEC;
+use crate::scan::ScanOptions;
+use crate::scan::engine::EngineConfig;
+use crate::scan::targets::{self, Family};
+use crate::select::{PortSet, Selection};
+use crate::track;
+use std::time::Duration;
+
+/// Probes in one scan without --large.
+pub const MAX_PROBES: u64 = 1 << 20;
+
+/// The address family of `-4` / `-6` (clap lets at most one be given).
+pub fn family(ipv4: bool, ipv6: bool) -> Family {
+    if ipv4 {
+        Family::V4
+    } else if ipv6 {
+        Family::V6
+    } else {
+        Family::Any
+    }
+}
+
+/// Tracking that gives an unanswered attempt `--timeout` seconds.
+fn tracking(timeout_s: f64) -> track::Config {
+    track::Config {
+        timeout: (timeout_s * NANOS_PER_SEC as f64) as u64,
+        ..track::Config::default()
+    }
+}
+
+/// Whether to draw a progress bar: on a terminal, and not with `-q`.
+pub(super) fn progress(quiet: bool) -> bool {
+    !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+impl From<&AnalyzeArgs> for analyze::Options {
+    fn from(args: &AnalyzeArgs) -> Self {
+        analyze::Options {
+            track: tracking(args.timeout),
+            selection: Selection {
+                clients: args.client.clone(),
+                targets: args.target.clone(),
+                ports: args.ports.clone(),
+            },
+            filter: args.filter.clone(),
+            keep_dns: args.findings,
+        }
+    }
+}
+
+impl AnalyzeArgs {
+    /// `-j`, or half the CPUs (at least 1): as many threads track as
+    /// decode, each side about half the work.
+    pub fn jobs(&self) -> usize {
+        self.jobs.map(usize::from).unwrap_or_else(|| {
+            (std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) / 2).max(1)
+        })
+    }
+}
+
+impl TryFrom<&ScanArgs> for ScanOptions {
+    type Error = String;
+
+    /// Resolves the targets (names through DNS) and checks the size of the
+    /// scan before anything is sent.
+    fn try_from(args: &ScanArgs) -> Result<Self, String> {
+        let targets = targets::resolve(&args.targets, family(args.ipv4, args.ipv6), args.force)
+            .map_err(|e| e.to_string())?;
+        let ports = match &args.ports {
+            Some(p) => p.clone(),
+            // clap requires -p or --top-ports.
+            None => PortSet::top(args.top_ports.unwrap_or_default())?,
+        };
+        let probes = targets.len() as u64 * ports.len() as u64;
+        if probes > MAX_PROBES && !args.large {
+            return Err(format!(
+                "{probes} probes ({} targets × {} ports) is more than {MAX_PROBES}; add --large if that is what you mean",
+                targets.len(),
+                ports.len()
+            ));
+        }
+        Ok(ScanOptions {
+            targets,
+            ports,
+            engine: EngineConfig {
+                rate: args.rate,
+                max_retries: args.max_retries,
+                ..EngineConfig::default()
+            },
+            wait: Duration::from_secs_f64(args.wait),
+            ttl: args.ttl,
+            seed: args.seed,
+            write: args.write.clone(),
+            source_port: args.source_port,
+            unprivileged: args.unprivileged,
+            user: args.user.clone(),
+            catch_signals: true,
+            capture_buffer: args.capture_buffer.map(|k| (k as i32).saturating_mul(1024)),
+            shard: args.shard,
+            progress: progress(args.quiet),
+            track: tracking(args.timeout),
+        })
+    }
+}
+
+impl TryFrom<&DiagnoseArgs> for DiagnoseOptions {
+    type Error = String;
+
+    /// The port from HOST:PORT or -p.
+    fn try_from(args: &DiagnoseArgs) -> Result<Self, String> {
+        let (host, port) = split_host_port(&args.target);
+        let Some(port) = port.or(args.port) else {
+            return Err(format!(
+                "{}: which port? give HOST:PORT or -p PORT",
+                args.target
+            ));
+        };
+        if port == 0 {
+            return Err("port 0 cannot be probed; give 1-65535".to_string());
+        }
+        Ok(DiagnoseOptions {
+            host,
+            port,
+            family: family(args.ipv4, args.ipv6),
+            reference: args
+                .ref_ports
+                .as_ref()
+                .map(|p| p.iter().collect())
+                .unwrap_or_default(),
+            scan: ScanOptions {
+                engine: EngineConfig {
+                    rate: args.rate,
+                    ..EngineConfig::default()
+                },
+                wait: Duration::from_secs_f64(args.wait),
+                unprivileged: args.unprivileged,
+                // diagnose opens more handles as it goes (traces): it keeps
+                // its privileges (no user to drop to), and Ctrl-C ends it at
+                // once (no signals caught): the defaults.
+                ..ScanOptions::default()
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn command(line: &[&str]) -> Command {
+        let line = std::iter::once("synscope").chain(line.iter().copied());
+        Cli::try_parse_from(line).unwrap().command
+    }
+
+    #[test]
+    fn dash_4_and_dash_6_choose_the_family() {
+        assert_eq!(family(false, false), Family::Any);
+        assert_eq!(family(true, false), Family::V4);
+        assert_eq!(family(false, true), Family::V6);
+    }
+
+    #[test]
+    fn diagnose_takes_the_port_from_the_target_or_p() {
+        let Command::Diagnose(args) = command(&["diagnose", "db:5432", "-6"]) else {
+            panic!("not diagnose");
+        };
+        let o = DiagnoseOptions::try_from(&args).unwrap();
+        assert_eq!(
+            (o.host.as_str(), o.port, o.family),
+            ("db", 5432, Family::V6)
+        );
+        assert_eq!(o.scan.engine.rate, 1000);
+        assert!(!o.scan.catch_signals && o.scan.user.is_none());
+        let Command::Diagnose(args) = command(&["diagnose", "db"]) else {
+            panic!("not diagnose");
+        };
+        assert_eq!(
+            DiagnoseOptions::try_from(&args).unwrap_err(),
+            "db: which port? give HOST:PORT or -p PORT"
+        );
+    }
+
+    #[test]
+    fn a_scan_larger_than_a_million_probes_asks_for_large() {
+        let Command::Scan(args) = command(&["scan", "10.0.0.0/27", "-p", "1-65535"]) else {
+            panic!("not scan");
+        };
+        let e = ScanOptions::try_from(&args).unwrap_err();
+        assert!(e.ends_with("add --large if that is what you mean"), "{e}");
+        let Command::Scan(args) = command(&[
+            "scan",
+            "127.0.0.1",
+            "-p",
+            "80",
+            "--shard",
+            "2/3",
+            "-t",
+            "1.5",
+        ]) else {
+            panic!("not scan");
+        };
+        let o = ScanOptions::try_from(&args).unwrap();
+        assert_eq!(o.targets.len(), 1);
+        assert_eq!(o.shard, Some((2, 3)));
+        assert_eq!(o.track.timeout, 1_500_000_000);
+        assert!(o.catch_signals);
+    }
+}

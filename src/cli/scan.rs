@@ -1,0 +1,55 @@
+//! `synscope scan`: SYN probes sent, and a verdict for every (target, port).
+
+use super::analyze::Verdicts;
+use super::args::{Format, ScanArgs};
+use super::exit::{EXIT_INPUT, EXIT_RUNTIME, scan_code};
+use super::output::output;
+use crate::model::Verdict;
+use crate::scan::{self, ScanOptions};
+use std::io::Write;
+
+/// Runs the command; its exit code.
+pub fn run(args: &ScanArgs) -> u8 {
+    let opts = match ScanOptions::try_from(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("synscope: {e}");
+            return EXIT_INPUT;
+        }
+    };
+    // JSON Lines to stdout: each verdict printed as it is decided, and
+    // nothing more at the end.
+    let stream = matches!(args.report.format, Format::Jsonl) && args.report.output.is_none();
+    let result = if stream {
+        scan::run_streaming(&opts, &mut |v: &Verdict| {
+            let mut out = std::io::stdout().lock();
+            let line = serde_json::to_string(v).unwrap_or_default();
+            // A closed pipe is not an error, as for a report written whole.
+            let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+        })
+    } else {
+        scan::run(&opts)
+    };
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("synscope: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let info = &outcome.info;
+    for w in &info.warnings {
+        eprintln!("synscope: warning: {w}");
+    }
+    if !stream {
+        let report = Verdicts {
+            analysis: &outcome.analysis,
+            all: args.report.all,
+            scan: Some(info),
+        };
+        if output(&report, args.report.format, args.report.output.as_deref()).is_err() {
+            return EXIT_RUNTIME;
+        }
+    }
+    scan_code(info, &outcome.analysis.results)
+}
