@@ -2,7 +2,7 @@
 //! is at fault.
 
 use super::args::DiagnoseArgs;
-use super::exit::{EXIT_INPUT, EXIT_RUNTIME, diagnose_code};
+use super::exit::{EXIT_RUNTIME, diagnose_code};
 use super::output::{Report, deliver, output};
 use crate::diagnose::Diagnosis;
 use crate::diagnose::run::DiagnoseOptions;
@@ -15,10 +15,7 @@ use std::path::Path;
 pub fn run(args: &DiagnoseArgs) -> u8 {
     let opts = match DiagnoseOptions::try_from(args) {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("synscope: {e}");
-            return EXIT_INPUT;
-        }
+        Err(e) => return super::exit::input_error(&e),
     };
     let d = match crate::diagnose::run::run(&opts) {
         Ok(d) => d,

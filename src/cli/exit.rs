@@ -82,6 +82,12 @@ pub fn diagnose_code(d: &Diagnosis) -> u8 {
     }
 }
 
+/// Bad usage or input: one line, and the code for it.
+pub fn input_error(what: &dyn std::fmt::Display) -> u8 {
+    eprintln!("synscope: {what}");
+    EXIT_INPUT
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use super::analyze::Verdicts;
 use super::args::{Format, ScanArgs};
-use super::exit::{EXIT_INPUT, EXIT_RUNTIME, scan_code};
+use super::exit::{EXIT_RUNTIME, scan_code};
 use super::output::output;
 use crate::model::Verdict;
 use crate::scan::{self, ScanOptions};
@@ -12,10 +12,7 @@ use std::io::Write;
 pub fn run(args: &ScanArgs) -> u8 {
     let opts = match ScanOptions::try_from(args) {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("synscope: {e}");
-            return EXIT_INPUT;
-        }
+        Err(e) => return super::exit::input_error(&e),
     };
     // JSON Lines to stdout: each verdict printed as it is decided, and
     // nothing more at the end.

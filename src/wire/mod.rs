@@ -339,33 +339,34 @@ fn transport(proto: IpNumber, rest: &[u8], v6: bool, cut: bool) -> Result<Body, 
         },
         (IpNumber::ICMP, false) => {
             let i = Icmpv4Slice::from_slice(rest).map_err(|_| short(cut))?;
-            let t = i.type_u8();
-            if t != ICMP4_DEST_UNREACH && t != ICMP4_TIME_EXCEEDED {
-                return Err(Skip::NotTcp);
-            }
-            Ok(Body::IcmpError(Box::new(IcmpError {
-                v6: false,
-                icmp_type: t,
-                code: i.code_u8(),
-                quoted: quoted(i.payload(), cut)?,
-            })))
+            icmp_error(false, i.type_u8(), i.code_u8(), i.payload(), cut)
         }
         (IpNumber::IPV6_ICMP, true) => {
             let i = Icmpv6Slice::from_slice(rest).map_err(|_| short(cut))?;
-            let t = i.type_u8();
-            if t != ICMP6_DEST_UNREACH && t != ICMP6_TIME_EXCEEDED {
-                return Err(Skip::NotTcp);
-            }
-            Ok(Body::IcmpError(Box::new(IcmpError {
-                v6: true,
-                icmp_type: t,
-                code: i.code_u8(),
-                quoted: quoted(i.payload(), cut)?,
-            })))
+            icmp_error(true, i.type_u8(), i.code_u8(), i.payload(), cut)
         }
         (IpNumber::UDP, _) => dns(rest),
         _ => Err(Skip::NotTcp),
     }
+}
+
+/// An ICMP(v6) message: a destination-unreachable or time-exceeded error
+/// quoting TCP, or not one synscope reads.
+fn icmp_error(v6: bool, icmp_type: u8, code: u8, payload: &[u8], cut: bool) -> Result<Body, Skip> {
+    let (unreach, exceeded) = if v6 {
+        (ICMP6_DEST_UNREACH, ICMP6_TIME_EXCEEDED)
+    } else {
+        (ICMP4_DEST_UNREACH, ICMP4_TIME_EXCEEDED)
+    };
+    if icmp_type != unreach && icmp_type != exceeded {
+        return Err(Skip::NotTcp);
+    }
+    Ok(Body::IcmpError(Box::new(IcmpError {
+        v6,
+        icmp_type,
+        code,
+        quoted: quoted(payload, cut)?,
+    })))
 }
 
 /// A DNS response carried over UDP from port 53, read with simple-dns.
