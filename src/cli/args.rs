@@ -80,9 +80,9 @@ pub struct DiagnoseArgs {
     /// Only IPv6 addresses of the name.
     #[arg(short = '6')]
     pub ipv6: bool,
-    /// Seconds to keep listening for late answers after the last probe.
-    #[arg(long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
-    pub wait: f64,
+    /// Seconds to keep listening for late answers after the last probe (default: as long as something can still answer).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub wait: Option<f64>,
     /// Probes per second at most.
     #[arg(long, default_value_t = 1000, value_name = "PPS")]
     pub rate: u32,
@@ -115,15 +115,15 @@ pub struct ScanArgs {
     /// Only IPv6 addresses of the targets.
     #[arg(short = '6')]
     pub ipv6: bool,
-    /// Probes per second at most, retransmissions included (0: no cap).
-    #[arg(long, default_value_t = 10_000, value_name = "PPS")]
-    pub rate: u32,
-    /// Sends after the first for an unanswered probe.
+    /// Probes per second at most, retransmissions included: an exact cap (default: none; a congestion window paces the scan).
+    #[arg(long, value_name = "PPS")]
+    pub rate: Option<u32>,
+    /// Sends after the first for a silent probe, at most (they follow the evidence: one more than the highest try that got an answer).
     #[arg(long, default_value_t = 6, value_name = "N")]
     pub max_retries: u8,
-    /// Seconds to keep listening for late answers after the last probe.
-    #[arg(long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
-    pub wait: f64,
+    /// Seconds to keep listening after the last probe (default: only while something can still answer: up to 3.5 s after the first probe of a host that never answered, for a router's host-unreachable).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub wait: Option<f64>,
     /// TTL / hop limit of the probes.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
     pub ttl: Option<u8>,

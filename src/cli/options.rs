@@ -91,11 +91,11 @@ impl TryFrom<&ScanArgs> for ScanOptions {
             targets,
             ports,
             engine: EngineConfig {
-                rate: args.rate,
+                rate: args.rate.unwrap_or(0),
                 max_retries: args.max_retries,
                 ..EngineConfig::default()
             },
-            wait: Duration::from_secs_f64(args.wait),
+            wait: args.wait.map(Duration::from_secs_f64),
             ttl: args.ttl,
             seed: args.seed,
             write: args.write.clone(),
@@ -140,7 +140,7 @@ impl TryFrom<&DiagnoseArgs> for DiagnoseOptions {
                     rate: args.rate,
                     ..EngineConfig::default()
                 },
-                wait: Duration::from_secs_f64(args.wait),
+                wait: args.wait.map(Duration::from_secs_f64),
                 unprivileged: args.unprivileged,
                 // diagnose opens more handles as it goes (traces): it keeps
                 // its privileges (no user to drop to), and Ctrl-C ends it at

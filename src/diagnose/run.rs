@@ -59,15 +59,8 @@ fn reprobe_slowly(
     o.targets = vec![target];
     o.ports = PortSet::from_ports(&[port]);
     o.write = None;
-    o.engine = crate::scan::engine::EngineConfig {
-        rate: 1,
-        max_retries: 3,
-        initial_rto: one_second,
-        min_rto: one_second,
-        max_rto: one_second,
-        window: 1,
-    };
-    o.wait = one_second;
+    o.engine = crate::scan::engine::EngineConfig::fixed(1, 3, one_second, 1);
+    o.wait = Some(one_second);
     let out = scan::run(&o)?;
     let probes = (out.info.engine.sent + out.info.engine.retransmitted) as u32;
     let v = out

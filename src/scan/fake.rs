@@ -334,7 +334,13 @@ impl Network for FakeNetwork {
 
     /// Time passes: to `until`, or to the next frame's arrival if sooner.
     fn wait(&mut self, until: Instant) {
-        let until = until.saturating_duration_since(self.base);
+        let mut until = until.saturating_duration_since(self.base);
+        // A signal ends a wait early, as it ends ppoll.
+        if let Some(t) = self.interrupt_at
+            && t > self.clock
+        {
+            until = until.min(t);
+        }
         let next = self.pending.peek().map(|Reverse((at, _, _))| *at);
         let to = next.map_or(until, |n| n.min(until)).max(self.clock);
         // Never stand still: a wait always moves the clock a little.

@@ -44,8 +44,9 @@ pub struct ScanOptions {
     pub ports: PortSet,
     pub engine: EngineConfig,
     /// How long to keep listening after the last probe is answered or given
-    /// up (a router's host-unreachable comes ~3 s after ARP starts).
-    pub wait: Duration,
+    /// up; None: only while something can still answer (see
+    /// [`run::RunConfig::wait`]).
+    pub wait: Option<Duration>,
     /// TTL / hop limit of the probes.
     pub ttl: Option<u8>,
     /// Probe order seed (random order by default).
@@ -83,7 +84,7 @@ impl Default for ScanOptions {
             targets: Vec::new(),
             ports: PortSet::all(),
             engine: EngineConfig::default(),
-            wait: Duration::from_secs(3),
+            wait: None,
             ttl: None,
             seed: None,
             write: None,

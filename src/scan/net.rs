@@ -165,9 +165,24 @@ impl Network for RawNetwork {
                 revents: 0,
             })
             .collect();
-        let ms = (until - now).min(MAX_WAIT).as_millis() as libc::c_int;
-        // SAFETY: fds is a valid array of pollfd of the given length.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        // ppoll, not poll: a wait of a fraction of a millisecond (a capped
+        // rate's next token) must not round to a 0 ms timeout, which would
+        // make the loop spin.
+        let d = (until - now).min(MAX_WAIT);
+        let ts = libc::timespec {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+        };
+        // SAFETY: fds is a valid array of pollfd of the given length; ts is
+        // a valid timespec; no signal mask is passed.
+        unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
     }
 
     fn interrupted(&self) -> bool {

@@ -13,7 +13,9 @@ use super::probe::{IsnKey, SYN_LEN, build_syn};
 use crate::error::Error;
 use crate::model::{EngineStats, InputSummary};
 use crate::source::{PcapWriter, Reader};
-use crate::track::{self, Answer, Tracker};
+use crate::track::{self, Answer, EvidenceKind, Tracker};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// How an interrupted run still listens for answers in flight.
@@ -22,13 +24,22 @@ const INTERRUPT_DRAIN: Duration = Duration::from_millis(100);
 const DRAIN_LIMIT: usize = 65536;
 /// Batches in a row whose every send failed before the run gives up.
 const FAILED_BATCHES: u32 = 20;
+/// How long after a host's first probe a router's host-unreachable may
+/// still come: Linux tries ARP / neighbour discovery 3 times, 1 s apart.
+pub const ARP_WAIT: Duration = Duration::from_millis(3500);
+/// How often the captures' drop counters are read (a loss signal).
+const DROPS_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy)]
 pub struct RunConfig {
     pub engine: EngineConfig,
     pub track: track::Config,
     /// How long to keep listening once every probe is answered or given up.
-    pub wait: Duration,
+    /// None: only while something can still answer: a few round trips, and
+    /// for a target that never answered, until [`ARP_WAIT`] after its first
+    /// probe (a router whose ARP or neighbour discovery for it fails says
+    /// so only then).
+    pub wait: Option<Duration>,
     /// Keep DNS answers (they are counted either way).
     pub keep_dns: bool,
     /// Keep each attempt's verdict as it is decided (for streaming).
@@ -95,6 +106,10 @@ pub fn run(
         send_errors: 0,
         failed_batches: 0,
         start,
+        first_sent: FxHashMap::default(),
+        heard: FxHashSet::default(),
+        drops: 0,
+        drops_read: start,
     };
     let mut stopped = loop_.probe(net, &mut tee)?;
     if stopped.is_none() {
@@ -122,6 +137,12 @@ struct Loop<'a> {
     send_errors: u64,
     failed_batches: u32,
     start: Instant,
+    /// Each target's first probe, and the targets that answered anything.
+    first_sent: FxHashMap<IpAddr, Instant>,
+    heard: FxHashSet<IpAddr>,
+    /// Packets the captures lost so far, and when that was last read.
+    drops: u64,
+    drops_read: Instant,
 }
 
 impl Loop<'_> {
@@ -146,6 +167,19 @@ impl Loop<'_> {
                 return Ok(None);
             }
             let now = net.now();
+            if now.saturating_duration_since(self.drops_read) >= DROPS_EVERY {
+                self.drops_read = now;
+                let drops: u64 = net
+                    .capture_stats()
+                    .iter()
+                    .map(|(_, s)| s.dropped + s.if_dropped)
+                    .sum();
+                if drops > self.drops {
+                    // The capture lost packets: sending slower helps it.
+                    self.drops = drops;
+                    self.engine.lost(now);
+                }
+            }
             let wake = self
                 .engine
                 .next_event(now)
@@ -162,7 +196,8 @@ impl Loop<'_> {
         if due.is_empty() {
             return Ok(None);
         }
-        let tsval = net.now().saturating_duration_since(self.start).as_millis() as u32;
+        let now = net.now();
+        let tsval = now.saturating_duration_since(self.start).as_millis() as u32;
         let mut segs: Vec<([u8; SYN_LEN], usize)> = Vec::with_capacity(due.len());
         for &i in due {
             let Some(p) = self.plan.probes.get(i as usize) else {
@@ -172,6 +207,7 @@ impl Loop<'_> {
             let mut seg = [0u8; SYN_LEN];
             if build_syn(&mut seg, p.source, p.sport, p.target, p.port, isn, tsval).is_some() {
                 segs.push((seg, i as usize));
+                self.first_sent.entry(p.target).or_insert(now);
             }
         }
         let batch: Vec<Outgoing<'_>> = segs
@@ -233,18 +269,21 @@ impl Loop<'_> {
         tee: &mut Option<&mut PcapWriter>,
     ) -> Result<(), Error> {
         let now = net.now();
-        let (plan, engine, tracker, obs) = (
+        let (plan, engine, tracker, obs, heard) = (
             self.plan,
             &mut *self.engine,
             &mut *self.tracker,
             &mut *self.obs,
+            &mut self.heard,
         );
         for (i, reader) in self.readers.iter_mut().enumerate() {
             let src = net.capture(i);
             reader.pump(src, DRAIN_LIMIT, tee.as_deref_mut(), None, |ts, pkt| {
                 if let Some(a) = tracker.observe(ts, &pkt) {
                     if let Some(i) = plan.index_of(&a) {
-                        engine.answered(i, now);
+                        let tcp = !matches!(a.kind, EvidenceKind::Icmp { .. });
+                        engine.answered_by(i, now, tcp);
+                        heard.insert(a.target);
                     }
                     obs.answered(&a);
                 }
@@ -263,10 +302,14 @@ impl Loop<'_> {
     fn listen(
         &mut self,
         net: &mut dyn Network,
-        wait: Duration,
+        wait: Option<Duration>,
         tee: &mut Option<&mut PcapWriter>,
     ) -> Option<String> {
-        let mut until = net.now() + wait;
+        let now = net.now();
+        let mut until = match wait {
+            Some(w) => now + w,
+            None => self.can_still_answer(now),
+        };
         let mut draining = false;
         loop {
             if let Err(e) = self.drain(net, tee) {
@@ -284,5 +327,20 @@ impl Loop<'_> {
         }
         // What came in while the last wait ended.
         self.drain(net, tee).err().map(|e| e.to_string())
+    }
+
+    /// Until when something can still answer, once every probe is answered
+    /// or given up (each had its full timeout after its last send): a
+    /// couple of round trips for stragglers, and ARP_WAIT after the first
+    /// probe of each target that never answered.
+    fn can_still_answer(&self, now: Instant) -> Instant {
+        let margin = self.engine.srtt().map_or(Duration::from_millis(10), |s| {
+            (2 * s).clamp(Duration::from_millis(5), Duration::from_millis(100))
+        });
+        self.first_sent
+            .iter()
+            .filter(|(t, _)| !self.heard.contains(*t))
+            .map(|(_, first)| *first + ARP_WAIT)
+            .fold(now + margin, Instant::max)
     }
 }

@@ -77,16 +77,9 @@ fn trace_on(
     let max_ttl = opts.max_ttl.clamp(1, 30);
     let wait = opts.wait;
     let cfg = RunConfig {
-        engine: EngineConfig {
-            rate: 0,
-            max_retries: opts.rounds.max(1) - 1,
-            initial_rto: wait,
-            min_rto: wait,
-            max_rto: wait,
-            window: plan.len().max(1),
-        },
+        engine: EngineConfig::fixed(0, opts.rounds.max(1) - 1, wait, plan.len().max(1)),
         track: track::Config::default(),
-        wait: Duration::ZERO,
+        wait: Some(Duration::ZERO),
         keep_dns: false,
         stream: false,
     };
