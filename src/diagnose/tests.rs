@@ -24,6 +24,7 @@ fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Opti
         first_probe_ns: 0,
         decided_ns: None,
         uncertain: false,
+        inferred: None,
     }
 }
 

@@ -10,7 +10,7 @@ mod verdict;
 pub use analysis::{Analysis, DnsEvent, InputSummary, Stats, Summary};
 pub use scan::{CaptureStats, EngineStats, ScanInfo};
 pub use trace::{Hop, HopKind, PortTrace};
-pub use verdict::{Reason, State, Triple, Verdict, hops_from_ttl};
+pub use verdict::{Inferred, Reason, State, Triple, Verdict, hops_from_ttl};
 
 /// Nanoseconds since the Unix epoch, from the packet headers: the only
 /// clock verdicts are decided by.

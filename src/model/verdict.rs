@@ -146,6 +146,20 @@ pub struct Verdict {
     /// saw this probe. Only present (true) then.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub uncertain: bool,
+    /// Not backed by a packet of its own: inferred from the errors other
+    /// ports of the same host got (a responder that rate-limits its ICMP
+    /// errors answers only some probes). Only present then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inferred: Option<Inferred>,
+}
+
+/// The evidence an inferred verdict stands on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Inferred {
+    /// How many ports of the host got the error themselves.
+    pub errors: u32,
+    /// The first of those ports (at most 16), ascending.
+    pub from_ports: Vec<u16>,
 }
 
 impl Verdict {
@@ -170,6 +184,7 @@ impl Verdict {
             first_probe_ns: 0,
             decided_ns: None,
             uncertain: false,
+            inferred: None,
         }
     }
 

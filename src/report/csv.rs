@@ -4,7 +4,7 @@
 use crate::model::Analysis;
 use std::io::Write;
 
-pub const COLUMNS: [&str; 14] = [
+pub const COLUMNS: [&str; 15] = [
     "client",
     "target",
     "port",
@@ -19,6 +19,7 @@ pub const COLUMNS: [&str; 14] = [
     "probes",
     "attempts",
     "uncertain",
+    "inferred",
 ];
 
 fn field(s: &str) -> String {
@@ -51,6 +52,7 @@ pub fn write_csv<W: Write>(a: &Analysis, mut w: W) -> std::io::Result<()> {
             v.probes.to_string(),
             v.attempts.to_string(),
             v.uncertain.to_string(),
+            opt(v.inferred.as_ref().map(|i| i.errors)),
         ];
         let row: Vec<String> = row.iter().map(|f| field(f)).collect();
         writeln!(w, "{}", row.join(","))?;

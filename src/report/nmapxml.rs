@@ -104,7 +104,11 @@ pub fn write_nmap_xml<W: Write>(a: &Analysis, args: &str, mut w: W) -> std::io::
                 "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"{reason_ip}/></port>",
                 v.port,
                 nmap_state(v),
-                v.reason.as_str(),
+                if v.inferred.is_some() {
+                    format!("inferred-{}", v.reason.as_str())
+                } else {
+                    v.reason.as_str().to_string()
+                },
                 v.ttl.unwrap_or(0)
             )?;
         }

@@ -117,29 +117,46 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
         state_summary(rows)
     );
     // The largest class of identical answers, collapsed when it is large.
-    let mut classes: BTreeMap<(State, Reason, Option<IpAddr>), usize> = BTreeMap::new();
+    let class = |v: &Verdict| (v.state, v.reason, v.responder, v.inferred.is_some());
+    let mut classes: BTreeMap<(State, Reason, Option<IpAddr>, bool), usize> = BTreeMap::new();
     for v in rows {
-        *classes.entry((v.state, v.reason, v.responder)).or_default() += 1;
+        *classes.entry(class(v)).or_default() += 1;
     }
     let hidden = classes
         .iter()
         .max_by_key(|(_, n)| **n)
         .filter(|(_, n)| **n > COLLAPSE_OVER && !opts.all)
         .map(|(k, n)| (*k, *n));
-    if let Some(((state, reason, responder), n)) = hidden {
+    if let Some(((state, reason, responder, inferred), n)) = hidden {
         let from = responder.map(|r| format!(" from {r}")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "Not shown: {} {} ports ({}){from}; --all shows them",
+            "Not shown: {} {}{} ports ({}){from}; --all shows them",
             thousands(n as u64),
             state.as_str(),
+            if inferred { "*" } else { "" },
             reason.as_str()
         );
     }
     let shown: Vec<&&Verdict> = rows
         .iter()
-        .filter(|v| hidden.is_none_or(|(k, _)| (v.state, v.reason, v.responder) != k))
+        .filter(|v| hidden.is_none_or(|(k, _)| class(v) != k))
         .collect();
+    if let Some(inf) = rows.iter().find_map(|v| v.inferred.as_ref()) {
+        let listed: Vec<String> = inf.from_ports.iter().map(|p| p.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "*: inferred, no packet of its own: {} other port{} of this host got that error themselves ({}{}), and the responder rate-limits its ICMP errors",
+            thousands(u64::from(inf.errors)),
+            if inf.errors == 1 { "" } else { "s" },
+            listed.join(", "),
+            if inf.errors as usize > inf.from_ports.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
     if shown.is_empty() {
         return;
     }
@@ -186,6 +203,8 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
             v.port.to_string(),
             if v.uncertain {
                 format!("{}?", v.state.as_str())
+            } else if v.inferred.is_some() {
+                format!("{}*", v.state.as_str())
             } else {
                 v.state.as_str().to_string()
             },

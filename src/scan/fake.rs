@@ -125,6 +125,12 @@ pub struct FakeNetwork {
     /// (target, port) whose outgoing SYNs the capture never sees.
     pub unseen_syns: HashSet<(IpAddr, u16)>,
     pub sent: Sent,
+    /// ICMP rate limit of every responder, as Linux keeps it per peer:
+    /// (burst, errors a second). None: no limit.
+    pub icmp_limit: Option<(f64, f64)>,
+    /// Each responder's bucket: (tokens, when last refilled).
+    buckets: HashMap<IpAddr, (f64, Duration)>,
+    last_ts: Nanos,
 }
 
 impl FakeNetwork {
@@ -145,6 +151,31 @@ impl FakeNetwork {
             reported_drops: 0,
             unseen_syns: HashSet::new(),
             sent: Sent::default(),
+            icmp_limit: None,
+            buckets: HashMap::new(),
+            last_ts: 0,
+        }
+    }
+
+    /// Linux's default: a burst of 6 errors, then one a second, per peer.
+    pub fn linux_icmp_limits(mut self) -> FakeNetwork {
+        self.icmp_limit = Some((6.0, 1.0));
+        self
+    }
+
+    /// Whether `from` may send an ICMP error at `at` (its bucket allows).
+    fn icmp_allowed(&mut self, from: IpAddr, at: Duration) -> bool {
+        let Some((burst, per_sec)) = self.icmp_limit else {
+            return true;
+        };
+        let (tokens, last) = self.buckets.entry(from).or_insert((burst, at));
+        *tokens = (*tokens + at.saturating_sub(*last).as_secs_f64() * per_sec).min(burst);
+        *last = (*last).max(at);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 
@@ -185,7 +216,10 @@ impl FakeNetwork {
                 break;
             }
             if let Some(Reverse((at, _, frame))) = self.pending.pop() {
-                let ts = self.epoch + at.as_nanos() as u64;
+                // Every frame its own capture time, as a real capture's
+                // are: a nanosecond after the last at least.
+                let ts = (self.epoch + at.as_nanos() as u64).max(self.last_ts + 1);
+                self.last_ts = ts;
                 self.capture.queue.push_back((ts, frame));
             }
         }
@@ -233,8 +267,10 @@ impl FakeNetwork {
         {
             // The TTL ran out at router t.
             let (ty, code) = if src.is_ipv4() { (11, 0) } else { (3, 0) };
-            let frame = fixture::icmp_error_ip(router, src, 65 - t, ty, code, &ip, ip.len());
-            self.schedule(at, frame);
+            if self.icmp_allowed(router, at) {
+                let frame = fixture::icmp_error_ip(router, src, 65 - t, ty, code, &ip, ip.len());
+                self.schedule(at, frame);
+            }
             return;
         }
         match h.ports.get(&dport).copied().unwrap_or(h.default) {
@@ -254,8 +290,11 @@ impl FakeNetwork {
                 code,
                 delay,
             } => {
-                let frame = fixture::icmp_error_ip(from, src, ttl, icmp_type, code, &ip, ip.len());
-                self.schedule(at + delay, frame);
+                if self.icmp_allowed(from, at + delay) {
+                    let frame =
+                        fixture::icmp_error_ip(from, src, ttl, icmp_type, code, &ip, ip.len());
+                    self.schedule(at + delay, frame);
+                }
             }
             Behaviour::ForgedReset { ttl } => {
                 let frame = fixture::tcp_ip(&syn.reply(flags::RST | flags::ACK, ttl));

@@ -139,7 +139,8 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, Error> {
     let mut probes = plan::pairs(&opts.targets, &opts.ports, opts.shard);
     probes.shuffle(&mut rng);
     let timeout = Duration::from_nanos(opts.track.timeout).max(Duration::from_millis(100));
-    let results = connect::connect_scan(&probes, timeout)?;
+    let mut results = connect::connect_scan(&probes, timeout)?;
+    track::infer::rate_limited_errors(&mut results);
     let answered = results
         .iter()
         .filter(|v| v.state != State::Filtered)
@@ -267,7 +268,8 @@ fn probe_late_starters(
             }
         ));
     }
-    let results = std::mem::take(&mut out.analysis.results);
+    let mut results = std::mem::take(&mut out.analysis.results);
+    track::infer::rate_limited_errors(&mut results);
     let inputs = std::mem::take(&mut out.analysis.inputs);
     out.analysis = Analysis::from_parts(results, inputs);
     Ok(())
@@ -542,10 +544,11 @@ fn finish(
         }
     }
     results.sort_by_key(|v| (v.target, v.port, v.client));
+    track::infer::rate_limited_errors(&mut results);
     // Whatever was not streamed yet (decided at the end) goes out now.
     for v in &results {
-        // Marked uncertain only now (the capture lost packets): again.
-        if obs.streamed.insert((v.target, v.port)) || v.uncertain {
+        // Marked uncertain or inferred only now: again.
+        if obs.streamed.insert((v.target, v.port)) || v.uncertain || v.inferred.is_some() {
             (obs.on_verdict)(v);
         }
     }

@@ -440,3 +440,65 @@ fn a_host_that_comes_up_partway_is_probed_again_on_the_same_network() {
     );
     assert_eq!(out.analysis.summary.refused, 400);
 }
+
+fn rate_limited_world() -> FakeNetwork {
+    // firewalld's default zone: 22 open, every other port rejected with
+    // host-prohibited (IPv6: admin-prohibited) by the host itself; an
+    // absent host behind the router; both rate-limit their errors as Linux
+    // does.
+    let fw4 =
+        FakeHost::new("198.18.20.2", icmp("198.18.20.2", 63, 3, 10, 0)).port(22, Behaviour::Open);
+    let fw6 = FakeHost::new("2001:db8:20::2", icmp("2001:db8:20::2", 63, 1, 1, 0))
+        .port(22, Behaviour::Open);
+    let absent = FakeHost::new("203.0.113.99", icmp(ROUTER, 64, 3, 1, 3000));
+    FakeNetwork::new(vec![fw4, fw6, absent]).linux_icmp_limits()
+}
+
+#[test]
+fn rate_limited_rejections_are_inferred_for_every_silent_port_and_marked() {
+    let mut net = rate_limited_world();
+    let o = opts(&["198.18.20.2", "2001:db8:20::2", "203.0.113.99"], "1-3000");
+    let (out, streamed) = scan(&mut net, &o);
+    assert_eq!(out.analysis.results.len(), 9000);
+    let want = [
+        ("198.18.20.2", Reason::HostProhibited, "198.18.20.2"),
+        ("2001:db8:20::2", Reason::AdminProhibited, "2001:db8:20::2"),
+        ("203.0.113.99", Reason::HostUnreach, ROUTER),
+    ];
+    for (host, reason, responder) in want {
+        let t = addr(host);
+        let vs: Vec<&Verdict> = out
+            .analysis
+            .results
+            .iter()
+            .filter(|v| v.target == t)
+            .collect();
+        let own = vs
+            .iter()
+            .filter(|v| v.inferred.is_none() && v.state == State::Unreachable)
+            .count();
+        // The limiter let a burst and about one a second through.
+        assert!((2..60).contains(&own), "{host}: {own} errors of its own");
+        for v in vs {
+            if host != "203.0.113.99" && v.port == 22 {
+                assert_eq!(v.state, State::Open);
+                continue;
+            }
+            assert_eq!(
+                (v.state, v.reason, v.responder),
+                (State::Unreachable, reason, Some(addr(responder))),
+                "{host}:{}",
+                v.port
+            );
+            if let Some(inf) = &v.inferred {
+                assert_eq!(inf.errors as usize, own);
+                assert!(v.rtt_ms.is_none() && v.decided_ns.is_none());
+            }
+        }
+    }
+    // The stream ends with the inferred verdicts, marked.
+    assert!(streamed.iter().any(|v| v.inferred.is_some()));
+    // Without the inference they would have been silence: check the fake
+    // really limited.
+    assert!(out.analysis.summary.unreachable == 9000 - 2);
+}

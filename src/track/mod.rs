@@ -23,6 +23,7 @@
 //! enough to stay in cache), and a reply, which usually comes right after
 //! its SYN, finds its attempt still warm.
 
+pub mod infer;
 mod merge;
 mod verdict;
 

@@ -1,0 +1,244 @@
+//! Verdicts that survive rate-limited ICMP. Routers and hosts answer only
+//! so many probes with ICMP errors (Linux: a burst of 6, then one a second
+//! per peer), so a host whose firewall rejects every port, or a router
+//! that cannot reach a host, answers a few probes and leaves the rest
+//! silent. Where the errors concern the whole host and the evidence says
+//! rate limit (not a rule for a few ports), the silent ports get the same
+//! verdict, marked inferred with the evidence. Pure: verdicts in, verdicts
+//! out, so a scan and `analyze` of its `--write` capture agree.
+
+use crate::model::{Inferred, Reason, State, Verdict};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Errors that concern a host (or its whole network), not one port.
+pub fn host_level(r: Reason) -> bool {
+    matches!(
+        r,
+        Reason::HostUnreach
+            | Reason::NetUnreach
+            | Reason::HostProhibited
+            | Reason::NetProhibited
+            | Reason::AdminProhibited
+            | Reason::NoRoute
+            | Reason::RejectRoute
+            | Reason::BeyondScope
+    )
+}
+
+/// Ports listed in [`Inferred::from_ports`] at most.
+const LISTED: usize = 16;
+
+/// Extends each host's host-level ICMP error to its silent ports, where:
+/// - every error of the host is the same one (responder, type, code), and
+///   at least two ports got it;
+/// - nothing contradicts it: no RST from the host, no other ICMP error;
+/// - it has a rate limit's shape: the host's earliest probes that were not
+///   answered open (up to three) all got it (a limiter's bucket starts
+///   full; a rule for a few ports would not catch the first probes of a
+///   random order).
+///
+/// `results` is sorted or not; each (client, target) is judged alone.
+pub fn rate_limited_errors(results: &mut [Verdict]) {
+    let mut by_host: BTreeMap<(IpAddr, IpAddr), Vec<usize>> = BTreeMap::new();
+    for (i, v) in results.iter().enumerate() {
+        by_host.entry((v.client, v.target)).or_default().push(i);
+    }
+    for idx in by_host.values() {
+        let Some(model) = evidence(results, idx) else {
+            continue;
+        };
+        let mut ports: Vec<u16> = idx
+            .iter()
+            .map(|&i| &results[i])
+            .filter(|v| v.state == State::Unreachable && v.inferred.is_none())
+            .map(|v| v.port)
+            .collect();
+        ports.sort_unstable();
+        let inferred = Inferred {
+            errors: ports.len() as u32,
+            from_ports: ports.into_iter().take(LISTED).collect(),
+        };
+        for &i in idx {
+            let v = &mut results[i];
+            if v.state == State::Filtered && !v.uncertain {
+                v.state = State::Unreachable;
+                v.reason = model.reason;
+                v.icmp_type = model.icmp_type;
+                v.icmp_code = model.icmp_code;
+                v.responder = model.responder;
+                v.ttl = model.ttl;
+                v.hops = model.hops;
+                v.inferred = Some(inferred.clone());
+            }
+        }
+    }
+}
+
+/// The error to extend to the host's silent ports, if the evidence holds.
+fn evidence(results: &[Verdict], idx: &[usize]) -> Option<Verdict> {
+    let vs: Vec<&Verdict> = idx.iter().map(|&i| &results[i]).collect();
+    if !vs
+        .iter()
+        .any(|v| v.state == State::Filtered && !v.uncertain)
+    {
+        return None;
+    }
+    if vs.iter().any(|v| v.state == State::Refused) {
+        return None;
+    }
+    let errors: Vec<&&Verdict> = vs
+        .iter()
+        .filter(|v| v.state == State::Unreachable && v.inferred.is_none())
+        .collect();
+    let first = errors.first()?;
+    let same = |v: &Verdict| {
+        (v.responder, v.reason, v.icmp_type, v.icmp_code)
+            == (
+                first.responder,
+                first.reason,
+                first.icmp_type,
+                first.icmp_code,
+            )
+    };
+    if errors.len() < 2 || !host_level(first.reason) || !errors.iter().all(|v| same(v)) {
+        return None;
+    }
+    // The earliest probes that were not answered open.
+    let mut early: Vec<&&Verdict> = vs.iter().filter(|v| v.state != State::Open).collect();
+    early.sort_by_key(|v| (v.first_probe_ns, v.port));
+    let k = errors.len().min(3);
+    if !early
+        .iter()
+        .take(k)
+        .all(|v| v.state == State::Unreachable && same(v))
+    {
+        return None;
+    }
+    Some((**first).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::addr;
+
+    fn v(port: u16, at: u64, state: State, reason: Reason) -> Verdict {
+        let mut v = Verdict::silent(addr("198.51.100.2"), addr("203.0.113.5"), port);
+        v.first_probe_ns = at;
+        v.state = state;
+        v.reason = reason;
+        if state == State::Unreachable {
+            v.responder = Some(addr("203.0.113.5"));
+            v.icmp_type = Some(3);
+            v.icmp_code = Some(10);
+            v.ttl = Some(63);
+            v.hops = Some(2);
+        }
+        v
+    }
+
+    fn firewalld() -> Vec<Verdict> {
+        // Port 22 open; the first six rejections answered, then silence.
+        let mut r = vec![v(22, 5, State::Open, Reason::SynAck)];
+        for (k, port) in [
+            (0u64, 1000u16),
+            (1, 7),
+            (2, 300),
+            (3, 41),
+            (4, 999),
+            (6, 5000),
+        ] {
+            r.push(v(port, k, State::Unreachable, Reason::HostProhibited));
+        }
+        for port in 2000..2100 {
+            r.push(v(
+                port,
+                10 + u64::from(port),
+                State::Filtered,
+                Reason::NoResponse,
+            ));
+        }
+        r
+    }
+
+    #[test]
+    fn a_host_that_rejects_everything_but_rate_limits_is_rejected_everywhere() {
+        let mut r = firewalld();
+        rate_limited_errors(&mut r);
+        let silent: Vec<&Verdict> = r
+            .iter()
+            .filter(|v| (2000..2100).contains(&v.port))
+            .collect();
+        assert_eq!(silent.len(), 100);
+        for s in silent {
+            assert_eq!(
+                (s.state, s.reason),
+                (State::Unreachable, Reason::HostProhibited)
+            );
+            assert_eq!(s.responder, Some(addr("203.0.113.5")));
+            let inf = s.inferred.as_ref().unwrap();
+            assert_eq!(inf.errors, 6);
+            assert_eq!(inf.from_ports, vec![7, 41, 300, 999, 1000, 5000]);
+            assert_eq!(s.rtt_ms, None, "no packet of its own");
+        }
+        // The ports that had their own answer keep it, unmarked.
+        assert!(
+            r.iter()
+                .filter(|v| v.port < 2000 || v.port == 5000)
+                .all(|v| v.inferred.is_none())
+        );
+        // Run again: nothing changes (inferred verdicts are no evidence).
+        let again = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, again);
+    }
+
+    #[test]
+    fn no_inference_against_the_evidence() {
+        // A RST from the host: the errors are a rule for some ports.
+        let mut r = firewalld();
+        r.push(v(81, 100, State::Refused, Reason::Reset));
+        let before = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, before);
+        // Port-unreachable is about one port, never the host.
+        let mut r = firewalld();
+        for x in r.iter_mut().filter(|v| v.state == State::Unreachable) {
+            x.reason = Reason::PortUnreach;
+            x.icmp_code = Some(3);
+        }
+        let before = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, before);
+        // Two kinds of error: no single answer to extend.
+        let mut r = firewalld();
+        r[1].reason = Reason::AdminProhibited;
+        r[1].icmp_code = Some(13);
+        let before = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, before);
+        // A router rejecting two ports of a host that drops the rest: the
+        // first probes were silent, not rejected: no rate limit's shape.
+        let mut r: Vec<Verdict> = (1..=100u16)
+            .map(|p| v(p, u64::from(p), State::Filtered, Reason::NoResponse))
+            .collect();
+        for x in r.iter_mut().filter(|x| x.port == 50 || x.port == 70) {
+            *x = v(
+                x.port,
+                x.first_probe_ns,
+                State::Unreachable,
+                Reason::AdminProhibited,
+            );
+        }
+        let before = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, before);
+        // One error alone is not enough.
+        let mut r = firewalld();
+        r.retain(|x| x.state != State::Unreachable || x.port == 1000);
+        let before = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, before);
+    }
+}
