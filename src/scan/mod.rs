@@ -275,6 +275,148 @@ fn probe_late_starters(
     Ok(())
 }
 
+/// Silent ports of a live host at most, for all of them to be probed
+/// again slowly when a responder was seen rate-limiting.
+const REPROBE_AT_MOST: usize = 16;
+
+/// The silent ports to probe again slowly: when some responder was seen
+/// rate-limiting its ICMP errors (a host-level error inferred for silent
+/// ports, or a host with both errors and silence), a router may have
+/// spent its budget on other hosts' errors, so the few silent ports of a
+/// host that answers (a rule for one port, a REJECT among RSTs) are probed
+/// again at about the pace the limiters refill (one a second): silence
+/// that stays silence is a drop.
+pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<(IpAddr, Vec<u16>)> {
+    let mut by_target: std::collections::BTreeMap<IpAddr, Vec<&Verdict>> = Default::default();
+    for v in results {
+        by_target.entry(v.target).or_default().push(v);
+    }
+    let limited = results.iter().any(|v| v.inferred.is_some())
+        || by_target.values().any(|vs| {
+            vs.iter().any(|v| v.state == State::Unreachable)
+                && vs.iter().any(|v| v.state == State::Filtered)
+        });
+    if !limited {
+        return Vec::new();
+    }
+    let unconfirmed = track::infer::unconfirmed(results);
+    let mut out = Vec::new();
+    for (t, vs) in by_target {
+        let silent: Vec<u16> = vs
+            .iter()
+            .filter(|v| v.state == State::Filtered && !v.uncertain)
+            .map(|v| v.port)
+            .collect();
+        let answers = vs.iter().any(|v| v.state != State::Filtered);
+        if answers && !silent.is_empty() && silent.len() <= REPROBE_AT_MOST {
+            out.push((t, silent));
+        } else if unconfirmed.contains(&t) {
+            // A sample, spread over the ports.
+            let step = (silent.len() / SAMPLE).max(1);
+            out.push((t, silent.into_iter().step_by(step).take(SAMPLE).collect()));
+        }
+    }
+    out
+}
+
+/// Silent ports probed again on a host whose error is not yet confirmed
+/// host-wide.
+const SAMPLE: usize = 4;
+
+/// Probes [`rate_limit_candidates`] again, two a second, each up to three
+/// times; what answers replaces the silence (the inference runs again).
+fn reprobe_rate_limited(
+    net: &mut dyn Network,
+    out: &mut ScanOutcome,
+    opts: &ScanOptions,
+    sport: u16,
+    on_verdict: &mut dyn FnMut(&Verdict),
+    stream: bool,
+) -> Result<(), Error> {
+    if out.info.partial {
+        return Ok(());
+    }
+    let candidates = rate_limit_candidates(&out.analysis.results);
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let one_second = Duration::from_secs(1);
+    let mut again = opts.clone();
+    again.engine = EngineConfig::fixed(2, 2, one_second, REPROBE_AT_MOST);
+    again.wait = Some(one_second);
+    again.shard = None;
+    let sources: Vec<(IpAddr, IpAddr)> = out
+        .analysis
+        .results
+        .iter()
+        .map(|v| (v.target, v.client))
+        .collect();
+    let pairs: Vec<(IpAddr, u16)> = candidates
+        .iter()
+        .flat_map(|(t, ports)| ports.iter().map(move |p| (*t, *p)))
+        .collect();
+    let probes: Vec<plan::Probe> = pairs
+        .iter()
+        .filter_map(|&(target, port)| {
+            let source = sources.iter().find(|(t, _)| *t == target)?.1;
+            Some(plan::Probe {
+                source,
+                sport,
+                target,
+                port,
+                ttl: opts.ttl,
+            })
+        })
+        .collect();
+    let n = probes.len();
+    let second = scan_on(net, &Plan::new(probes, 0), &again, None, on_verdict, stream)?;
+    let unconfirmed = track::infer::unconfirmed(&out.analysis.results);
+    let mut changed = 0;
+    let mut confirm: Vec<IpAddr> = Vec::new();
+    for nv in second.analysis.results {
+        if nv.state == State::Filtered {
+            continue;
+        }
+        if unconfirmed.contains(&nv.target) {
+            confirm.push(nv.target);
+        }
+        if let Some(v) = out
+            .analysis
+            .results
+            .iter_mut()
+            .find(|v| v.target == nv.target && v.port == nv.port)
+        {
+            let probes = v.probes.saturating_add(nv.probes);
+            *v = nv;
+            v.probes = probes;
+            changed += 1;
+        }
+    }
+    out.info.warnings.push(format!(
+        "ICMP errors were rate-limited; the {n} silent ports of hosts that answer were probed again slowly: {changed} answered{}",
+        if opts.write.is_some() {
+            " (the --write capture holds the first pass only)"
+        } else {
+            ""
+        }
+    ));
+    let mut results = std::mem::take(&mut out.analysis.results);
+    track::infer::rate_limited_errors(&mut results);
+    // Two sampled ports that answered with the host's one error confirm
+    // it host-wide (the inference still checks that nothing contradicts).
+    confirm.sort_unstable();
+    for t in confirm
+        .chunk_by(|a, b| a == b)
+        .filter(|c| c.len() >= 2)
+        .map(|c| c[0])
+    {
+        track::infer::confirmed(&mut results, t);
+    }
+    let inputs = std::mem::take(&mut out.analysis.inputs);
+    out.analysis = Analysis::from_parts(results, inputs);
+    Ok(())
+}
+
 /// Per target: when the target said nothing for at least `gap` from its
 /// first probe, then answered, and no port probed after its first answer is
 /// silent (the pattern of a host that came up mid-scan, not of a
@@ -366,6 +508,7 @@ fn run_raw(
         w.finish()?;
     }
     probe_late_starters(&mut net, &mut out, opts, sport, on_verdict, stream)?;
+    reprobe_rate_limited(&mut net, &mut out, opts, sport, on_verdict, stream)?;
     out.info.source_port = sport;
     out.info.duration_s = started.elapsed().as_secs_f64();
     Ok(out)

@@ -502,3 +502,66 @@ fn rate_limited_rejections_are_inferred_for_every_silent_port_and_marked() {
     // really limited.
     assert!(out.analysis.summary.unreachable == 9000 - 2);
 }
+
+#[test]
+fn a_routers_reject_lost_to_its_spent_icmp_budget_is_found_on_the_slow_reprobe() {
+    // The router rejects 9002 of a host that answers RSTs, and cannot
+    // reach an absent host: its errors for that host spend its budget.
+    let host = FakeHost::new(HOST, Behaviour::Closed)
+        .port(22, Behaviour::Open)
+        .port(9002, icmp(ROUTER, 64, 3, 13, 0))
+        .port(9004, Behaviour::Drop);
+    let absent = FakeHost::new("203.0.113.99", icmp(ROUTER, 64, 3, 1, 0));
+    let mut net = FakeNetwork::new(vec![host, absent]).linux_icmp_limits();
+    // Spend the router's budget before the scan: errors for another host.
+    let o = opts(&["203.0.113.99"], "1-200");
+    let _ = scan(&mut net, &o);
+    let o = opts(&[HOST, "203.0.113.99"], "1-200,9002,9004");
+    let plan = plan_for(&net, &o);
+    let mut out = scan_on(&mut net, &plan, &o, None, &mut |_| {}, false).unwrap();
+    let first = verdict(&out, HOST, 9002).state;
+    super::reprobe_rate_limited(&mut net, &mut out, &o, SPORT, &mut |_| {}, false).unwrap();
+    let v = verdict(&out, HOST, 9002);
+    assert_eq!(
+        (v.state, v.reason, v.responder, v.inferred.is_some()),
+        (
+            State::Unreachable,
+            Reason::AdminProhibited,
+            Some(addr(ROUTER)),
+            false
+        ),
+        "first pass said {first:?}"
+    );
+    let v = verdict(&out, HOST, 9004);
+    assert_eq!((v.state, v.reason), (State::Filtered, Reason::NoResponse));
+    assert!(
+        out.info
+            .warnings
+            .iter()
+            .any(|w| w.contains("probed again slowly")),
+        "{:?}",
+        out.info.warnings
+    );
+    // The absent host: every port host-unreach from the router.
+    let t = addr("203.0.113.99");
+    let bad: Vec<(u16, Reason, bool)> = out
+        .analysis
+        .results
+        .iter()
+        .filter(|v| v.target == t && v.reason != Reason::HostUnreach)
+        .map(|v| (v.port, v.reason, v.inferred.is_some()))
+        .collect();
+    let own = out
+        .analysis
+        .results
+        .iter()
+        .filter(|v| v.target == t && v.state == State::Unreachable && v.inferred.is_none())
+        .count();
+    assert!(
+        bad.is_empty(),
+        "{} not host-unreach ({own} own errors): {:?} {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)],
+        out.info.warnings
+    );
+}

@@ -40,12 +40,42 @@ const LISTED: usize = 16;
 ///
 /// `results` is sorted or not; each (client, target) is judged alone.
 pub fn rate_limited_errors(results: &mut [Verdict]) {
+    extend(results, |_| true, true);
+}
+
+/// The hosts whose errors would extend but for the rate limit's shape (a
+/// budget spent on other hosts' errors before their first probes): a
+/// sample of their silent ports probed again slowly tells.
+pub fn unconfirmed(results: &[Verdict]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for idx in hosts(results).values() {
+        if evidence(results, idx, false).is_some() && evidence(results, idx, true).is_none() {
+            out.push(results[idx[0]].target);
+        }
+    }
+    out
+}
+
+/// Extends `target`'s error as [`rate_limited_errors`] does, without the
+/// shape test: a slow re-probe of its silent ports confirmed it.
+pub fn confirmed(results: &mut [Verdict], target: IpAddr) {
+    extend(results, |t| t == target, false);
+}
+
+fn hosts(results: &[Verdict]) -> BTreeMap<(IpAddr, IpAddr), Vec<usize>> {
     let mut by_host: BTreeMap<(IpAddr, IpAddr), Vec<usize>> = BTreeMap::new();
     for (i, v) in results.iter().enumerate() {
         by_host.entry((v.client, v.target)).or_default().push(i);
     }
-    for idx in by_host.values() {
-        let Some(model) = evidence(results, idx) else {
+    by_host
+}
+
+fn extend(results: &mut [Verdict], which: impl Fn(IpAddr) -> bool, shape: bool) {
+    for ((_, target), idx) in hosts(results) {
+        if !which(target) {
+            continue;
+        }
+        let Some(model) = evidence(results, &idx, shape) else {
             continue;
         };
         let mut ports: Vec<u16> = idx
@@ -59,7 +89,7 @@ pub fn rate_limited_errors(results: &mut [Verdict]) {
             errors: ports.len() as u32,
             from_ports: ports.into_iter().take(LISTED).collect(),
         };
-        for &i in idx {
+        for &i in &idx {
             let v = &mut results[i];
             if v.state == State::Filtered && !v.uncertain {
                 v.state = State::Unreachable;
@@ -75,8 +105,9 @@ pub fn rate_limited_errors(results: &mut [Verdict]) {
     }
 }
 
-/// The error to extend to the host's silent ports, if the evidence holds.
-fn evidence(results: &[Verdict], idx: &[usize]) -> Option<Verdict> {
+/// The error to extend to the host's silent ports, if the evidence holds
+/// (with `shape`, the rate limit's shape too).
+fn evidence(results: &[Verdict], idx: &[usize], shape: bool) -> Option<Verdict> {
     let vs: Vec<&Verdict> = idx.iter().map(|&i| &results[i]).collect();
     if !vs
         .iter()
@@ -101,8 +132,14 @@ fn evidence(results: &[Verdict], idx: &[usize]) -> Option<Verdict> {
                 first.icmp_code,
             )
     };
-    if errors.len() < 2 || !host_level(first.reason) || !errors.iter().all(|v| same(v)) {
+    // Two ports with the error; one suffices for a host whose sample is
+    // then probed again (the sample must confirm it).
+    let least = if shape { 2 } else { 1 };
+    if errors.len() < least || !host_level(first.reason) || !errors.iter().all(|v| same(v)) {
         return None;
+    }
+    if !shape {
+        return Some((**first).clone());
     }
     // The earliest probes that were not answered open.
     let mut early: Vec<&&Verdict> = vs.iter().filter(|v| v.state != State::Open).collect();
