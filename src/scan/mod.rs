@@ -281,7 +281,7 @@ const REPROBE_AT_MOST: usize = 16;
 
 /// The silent ports to probe again slowly: when some responder was seen
 /// rate-limiting its ICMP errors (a host-level error inferred for silent
-/// ports, or a host with both errors and silence), a router may have
+/// ports, or one that would be but for its shape), a router may have
 /// spent its budget on other hosts' errors, so the few silent ports of a
 /// host that answers (a rule for one port, a REJECT among RSTs) are probed
 /// again at about the pace the limiters refill (one a second): silence
@@ -291,15 +291,11 @@ pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<(IpAddr, Vec<u16>)> {
     for v in results {
         by_target.entry(v.target).or_default().push(v);
     }
-    let limited = results.iter().any(|v| v.inferred.is_some())
-        || by_target.values().any(|vs| {
-            vs.iter().any(|v| v.state == State::Unreachable)
-                && vs.iter().any(|v| v.state == State::Filtered)
-        });
+    let unconfirmed = track::infer::unconfirmed(results);
+    let limited = results.iter().any(|v| v.inferred.is_some()) || !unconfirmed.is_empty();
     if !limited {
         return Vec::new();
     }
-    let unconfirmed = track::infer::unconfirmed(results);
     let mut out = Vec::new();
     for (t, vs) in by_target {
         let silent: Vec<u16> = vs
