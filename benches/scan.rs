@@ -1,6 +1,9 @@
-//! Live full-port scan: `synscope scan -p-` against `nmap -sS -n -Pn -p- -T4`
-//! on the same lab target (tests/lab), in the same run: wall time, CPU time
-//! and correctness (every verdict checked against the lab's definition).
+//! Live full-port scan: `synscope scan -p-` on its default options against
+//! `nmap -sS -n -Pn -p- -T4` on the same lab target (tests/lab, a host whose
+//! closed ports answer RST), in the same run, alternating: wall time, CPU
+//! time and correctness (every verdict checked against the lab's
+//! definition); also `--rate 10000`'s CPU and a single answered port's
+//! scan time. Medians of 5.
 //!
 //! Needs root (it builds the network-namespace lab, and both scanners use
 //! raw sockets); without root it says so and exits. Every packet stays
@@ -160,40 +163,72 @@ fn main() {
     assert!(lab("up"), "lab.sh up {PREFIX} failed");
     let _guard = Guard;
     let bin = env!("CARGO_BIN_EXE_synscope");
-    let syn_args = [
-        bin,
-        "scan",
-        TARGET,
-        "-p-",
-        "--rate",
-        "0",
-        "--max-retries",
-        "1",
-        "--wait",
-        "0.2",
-        "--format",
-        "json",
+    // synscope on its DEFAULT options: the headline figures.
+    let syn_args = [bin, "scan", TARGET, "-p-", "--format", "json"];
+    let capped = [
+        bin, "scan", TARGET, "-p-", "--rate", "10000", "--format", "json",
     ];
+    let one = [bin, "scan", TARGET, "-p", "443", "--format", "json"];
     let nmap_args = ["nmap", "-sS", "-n", "-Pn", "-p-", "-T4", "-oG", "-", TARGET];
     println!(
-        "{:<70} {:>8} {:>8} {:>8} {:>7}",
-        "command (3 runs each, alternating)", "wall s", "cpu s", "ports", "wrong"
+        "{:<44} {:>8} {:>8} {:>8} {:>7}",
+        "command (5 runs each, alternating)", "wall s", "cpu s", "ports", "wrong"
     );
-    for _ in 0..3 {
+    let runs = 5;
+    let (mut sw, mut sc, mut nw, mut nc, mut cc, mut one_ms) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..runs {
         let r = measure(&syn_args);
         let (n, wrong) = synscope_wrong(&r.stdout);
         println!(
-            "{:<70} {:>8.3} {:>8.3} {:>8} {:>7}",
-            "synscope scan -p- --rate 0 --max-retries 1 --wait 0.2", r.wall, r.cpu, n, wrong
+            "{:<44} {:>8.3} {:>8.3} {:>8} {:>7}",
+            "synscope scan -p- (defaults)", r.wall, r.cpu, n, wrong
         );
+        sw.push(r.wall);
+        sc.push(r.cpu);
         if have_nmap {
             let r = measure(&nmap_args);
             let (n, wrong) = nmap_wrong(&r.stdout);
             println!(
-                "{:<70} {:>8.3} {:>8.3} {:>8} {:>7}",
+                "{:<44} {:>8.3} {:>8.3} {:>8} {:>7}",
                 "nmap -sS -n -Pn -p- -T4", r.wall, r.cpu, n, wrong
             );
+            nw.push(r.wall);
+            nc.push(r.cpu);
         }
+        let r = measure(&capped);
+        let (n, wrong) = synscope_wrong(&r.stdout);
+        println!(
+            "{:<44} {:>8.3} {:>8.3} {:>8} {:>7}",
+            "synscope scan -p- --rate 10000", r.wall, r.cpu, n, wrong
+        );
+        cc.push(r.cpu);
+        let r = measure(&one);
+        let j: serde_json::Value = serde_json::from_str(&r.stdout).expect("synscope JSON");
+        let d = j["scan"]["duration_s"].as_f64().unwrap_or(f64::NAN) * 1e3;
+        let rtt = j["results"][0]["rtt_ms"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<44} {:>8.3} {:>8.3}   scan {d:.1} ms, RTT {rtt:.3} ms",
+            "synscope scan -p 443 (defaults)", r.wall, r.cpu
+        );
+        one_ms.push(d);
     }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let (sw, sc, nw, nc, cc, one_ms) = (
+        med(&mut sw),
+        med(&mut sc),
+        med(&mut nw),
+        med(&mut nc),
+        med(&mut cc),
+        med(&mut one_ms),
+    );
+    println!(
+        "medians: synscope -p- {sw:.3} s wall, {sc:.3} s CPU; nmap {nw:.3} s wall, {nc:.3} s CPU: wall ratio {:.2}, CPU ratio {:.2}; --rate 10000 CPU {cc:.3} s; one port: scan {one_ms:.1} ms",
+        sw / nw,
+        sc / nc
+    );
     println!("(nmap reports ICMP-rejected ports as filtered; it is held to that.)");
 }
