@@ -241,23 +241,7 @@ fn probe_late_starters(
             |_| source,
         );
         let second = scan_on(net, &plan, &again, None, on_verdict, stream)?;
-        let mut changed = 0;
-        for nv in second.analysis.results {
-            if nv.state == State::Filtered {
-                continue;
-            }
-            if let Some(v) = out
-                .analysis
-                .results
-                .iter_mut()
-                .find(|v| v.target == nv.target && v.port == nv.port)
-            {
-                let probes = v.probes.saturating_add(nv.probes);
-                *v = nv;
-                v.probes = probes;
-                changed += 1;
-            }
-        }
+        let changed = take_answers(&mut out.analysis.results, second.analysis.results).len();
         out.info.warnings.push(format!(
             "{target} answered nothing until partway through the scan; the {} ports silent before that were probed again: {changed} answered this time{}",
             ports.len(),
@@ -273,6 +257,28 @@ fn probe_late_starters(
     let inputs = std::mem::take(&mut out.analysis.inputs);
     out.analysis = Analysis::from_parts(results, inputs);
     Ok(())
+}
+
+/// What a second pass found replaces the first pass's silence (the
+/// probes of both add up); the targets of the verdicts it replaced, one
+/// entry each.
+fn take_answers(results: &mut [Verdict], second: Vec<Verdict>) -> Vec<IpAddr> {
+    let mut changed = Vec::new();
+    for nv in second {
+        if nv.state == State::Filtered {
+            continue;
+        }
+        if let Some(v) = results
+            .iter_mut()
+            .find(|v| v.target == nv.target && v.port == nv.port)
+        {
+            let probes = v.probes.saturating_add(nv.probes);
+            changed.push(nv.target);
+            *v = nv;
+            v.probes = probes;
+        }
+    }
+    changed
 }
 
 /// Silent ports of a live host at most, for all of them to be probed
@@ -367,27 +373,12 @@ fn reprobe_rate_limited(
     let n = probes.len();
     let second = scan_on(net, &Plan::new(probes, 0), &again, None, on_verdict, stream)?;
     let unconfirmed = track::infer::unconfirmed(&out.analysis.results);
-    let mut changed = 0;
-    let mut confirm: Vec<IpAddr> = Vec::new();
-    for nv in second.analysis.results {
-        if nv.state == State::Filtered {
-            continue;
-        }
-        if unconfirmed.contains(&nv.target) {
-            confirm.push(nv.target);
-        }
-        if let Some(v) = out
-            .analysis
-            .results
-            .iter_mut()
-            .find(|v| v.target == nv.target && v.port == nv.port)
-        {
-            let probes = v.probes.saturating_add(nv.probes);
-            *v = nv;
-            v.probes = probes;
-            changed += 1;
-        }
-    }
+    let answered = take_answers(&mut out.analysis.results, second.analysis.results);
+    let changed = answered.len();
+    let mut confirm: Vec<IpAddr> = answered
+        .into_iter()
+        .filter(|t| unconfirmed.contains(t))
+        .collect();
     out.info.warnings.push(format!(
         "ICMP errors were rate-limited; the {n} silent ports of hosts that answer were probed again slowly: {changed} answered{}",
         if opts.write.is_some() {
