@@ -21,7 +21,7 @@
 
 pub use crate::model::EngineStats;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -91,47 +91,86 @@ enum Status {
     GaveUp,
 }
 
+/// One target's timing: its round trips and its congestion window (a slow
+/// lossy path slows only the probes that take it).
+#[derive(Debug, Clone)]
+struct Group {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    cwnd: f64,
+    ssthresh: f64,
+    /// When its window was last cut (one cut per round trip).
+    cut_at: Option<Instant>,
+    in_flight: usize,
+    /// New probes that found its window full, in plan order.
+    deferred: VecDeque<u32>,
+}
+
 #[derive(Debug)]
 pub struct Engine {
     cfg: EngineConfig,
     status: Vec<Status>,
     tries: Vec<u8>,
     last_sent: Vec<Option<Instant>>,
+    /// Each probe's group (its target), and the groups.
+    group_of: Vec<u32>,
+    groups: Vec<Group>,
+    /// Groups that have deferred probes (each once).
+    waiting: Vec<u32>,
     next_new: usize,
     in_flight: usize,
+    deferred: usize,
     /// (deadline, probe, try number) of every send; stale entries skipped.
     timers: BinaryHeap<Reverse<(Instant, u32, u8)>>,
+    /// Over every group: for the end wait.
     srtt: Option<Duration>,
-    rttvar: Duration,
     tokens: f64,
     refilled: Instant,
-    cwnd: f64,
-    ssthresh: f64,
-    /// When the window was last cut (one cut per round trip).
-    cut_at: Option<Instant>,
     /// The highest try number that got an answer.
     best_try: u8,
     stats: EngineStats,
 }
 
+/// New probes looked at per call before the rest waits (a run whose next
+/// probes all belong to full windows does not scan the whole plan at once).
+const LOOK_AHEAD: usize = 4096;
+
 impl Engine {
+    /// An engine for `probes` probes of one target.
     pub fn new(probes: usize, cfg: EngineConfig, now: Instant) -> Self {
+        Engine::with_groups(vec![0; probes], cfg, now)
+    }
+
+    /// An engine for probes whose targets are `group_of` (0, 1, ...: each
+    /// target has its own round trips and window).
+    pub fn with_groups(group_of: Vec<u32>, cfg: EngineConfig, now: Instant) -> Self {
         let window = cfg.window.max(1);
+        let n_groups = group_of.iter().max().map_or(0, |m| *m as usize + 1);
+        let group = Group {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            cwnd: cfg.initial_window.clamp(1, window) as f64,
+            ssthresh: window as f64,
+            cut_at: None,
+            in_flight: 0,
+            deferred: VecDeque::new(),
+        };
+        let probes = group_of.len();
         Engine {
             cfg,
             status: vec![Status::Waiting; probes],
             tries: vec![0; probes],
             last_sent: vec![None; probes],
+            group_of,
+            groups: vec![group; n_groups],
+            waiting: Vec::new(),
             next_new: 0,
             in_flight: 0,
+            deferred: 0,
             timers: BinaryHeap::new(),
             srtt: None,
-            rttvar: Duration::ZERO,
             tokens: 1.0,
             refilled: now,
-            cwnd: cfg.initial_window.clamp(1, window) as f64,
-            ssthresh: window as f64,
-            cut_at: None,
             best_try: 0,
             stats: EngineStats::default(),
         }
@@ -141,12 +180,13 @@ impl Engine {
         self.stats
     }
 
-    /// The congestion window now (probes in flight at most).
+    /// The congestion window of the first target now (probes in flight to
+    /// it at most).
     pub fn window(&self) -> usize {
-        self.cwnd as usize
+        self.groups.first().map_or(0, |g| g.cwnd as usize)
     }
 
-    /// The smoothed round trip, once one was measured.
+    /// The smoothed round trip over every target, once one was measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
     }
@@ -164,11 +204,19 @@ impl Engine {
         }
     }
 
-    /// The current retransmission timeout.
+    /// The retransmission timeout of the first target now.
     pub fn rto(&self) -> Duration {
-        match self.srtt {
+        self.rto_of(0)
+    }
+
+    fn rto_of(&self, g: usize) -> Duration {
+        match self
+            .groups
+            .get(g)
+            .and_then(|g| g.srtt.map(|s| (s, g.rttvar)))
+        {
             None => self.cfg.initial_rto,
-            Some(s) => (s + 4 * self.rttvar).clamp(self.cfg.min_rto, self.cfg.max_rto),
+            Some((s, var)) => (s + 4 * var).clamp(self.cfg.min_rto, self.cfg.max_rto),
         }
     }
 
@@ -194,23 +242,47 @@ impl Engine {
         self.tokens = (self.tokens + dt * f64::from(self.cfg.rate)).min(self.burst());
     }
 
+    fn group(&self, i: usize) -> usize {
+        self.group_of.get(i).map_or(0, |g| *g as usize)
+    }
+
     fn send(&mut self, i: usize, now: Instant, out: &mut Vec<u32>) {
         self.tokens -= 1.0;
         self.tries[i] = self.tries[i].saturating_add(1);
         self.last_sent[i] = Some(now);
         self.status[i] = Status::Sent;
-        let deadline = now + self.rto();
+        let deadline = now + self.rto_of(self.group(i));
         self.timers
             .push(Reverse((deadline, i as u32, self.tries[i])));
         out.push(i as u32);
     }
 
-    fn room(&self) -> bool {
-        (self.in_flight as f64) < self.cwnd.floor().max(1.0)
+    fn room(&self, g: usize) -> bool {
+        self.in_flight < self.cfg.window.max(1)
+            && self
+                .groups
+                .get(g)
+                .is_some_and(|g| (g.in_flight as f64) < g.cwnd.floor().max(1.0))
+    }
+
+    /// A new probe goes out (its window has room).
+    fn launch(&mut self, i: usize, now: Instant, out: &mut Vec<u32>) {
+        let g = self.group(i);
+        self.in_flight += 1;
+        self.groups[g].in_flight += 1;
+        self.stats.sent += 1;
+        self.send(i, now, out);
+    }
+
+    /// A probe leaves the window (answered or given up).
+    fn land(&mut self, i: usize) {
+        let g = self.group(i);
+        self.in_flight -= 1;
+        self.groups[g].in_flight -= 1;
     }
 
     /// Appends to `out` the probes to send at `now`: retransmissions that
-    /// are due, then new probes, within the rate and the window.
+    /// are due, then new probes, within the rate and the windows.
     pub fn due(&mut self, now: Instant, out: &mut Vec<u32>) {
         self.refill(now);
         while let Some(&Reverse((deadline, i, try_no))) = self.timers.peek() {
@@ -225,7 +297,7 @@ impl Engine {
             if self.tries[i] > self.retry_limit() {
                 self.timers.pop();
                 self.status[i] = Status::GaveUp;
-                self.in_flight -= 1;
+                self.land(i);
                 self.stats.unanswered += 1;
                 continue;
             }
@@ -236,12 +308,42 @@ impl Engine {
             self.stats.retransmitted += 1;
             self.send(i, now, out);
         }
-        while self.next_new < self.status.len() && self.room() && self.tokens >= 1.0 {
+        // Probes that waited for their target's window, first.
+        let mut k = 0;
+        while k < self.waiting.len() && self.tokens >= 1.0 {
+            let g = self.waiting[k] as usize;
+            while self.room(g) && self.tokens >= 1.0 {
+                let Some(i) = self.groups[g].deferred.pop_front() else {
+                    break;
+                };
+                self.deferred -= 1;
+                self.launch(i as usize, now, out);
+            }
+            if self.groups[g].deferred.is_empty() {
+                self.waiting.swap_remove(k);
+            } else {
+                k += 1;
+            }
+        }
+        let mut looked = 0;
+        while self.next_new < self.status.len()
+            && self.in_flight < self.cfg.window.max(1)
+            && self.tokens >= 1.0
+            && looked < LOOK_AHEAD
+        {
             let i = self.next_new;
             self.next_new += 1;
-            self.in_flight += 1;
-            self.stats.sent += 1;
-            self.send(i, now, out);
+            let g = self.group(i);
+            if self.room(g) {
+                self.launch(i, now, out);
+            } else {
+                looked += 1;
+                if self.groups[g].deferred.is_empty() {
+                    self.waiting.push(g as u32);
+                }
+                self.groups[g].deferred.push_back(i as u32);
+                self.deferred += 1;
+            }
         }
     }
 
@@ -254,18 +356,19 @@ impl Engine {
             return;
         }
         self.status[i] = Status::Answered;
-        self.in_flight -= 1;
+        self.land(i);
         self.stats.answered += 1;
         self.best_try = self.best_try.max(self.tries[i]);
+        let g = self.group(i);
         if self.tries[i] == 1 {
             if let Some(sent) = self.last_sent[i] {
-                self.sample(now.saturating_duration_since(sent));
+                self.sample(g, now.saturating_duration_since(sent));
             }
-            self.grow();
+            self.grow(g);
         } else {
             self.stats.answered_after_retry += 1;
             if tcp {
-                self.lost(now);
+                self.cut(g, now);
             }
         }
     }
@@ -275,44 +378,58 @@ impl Engine {
         self.answered_by(i, now, true);
     }
 
-    fn grow(&mut self) {
+    fn grow(&mut self, g: usize) {
         let max = self.cfg.window.max(1) as f64;
-        if self.cwnd < self.ssthresh {
-            self.cwnd += 1.0;
+        let g = &mut self.groups[g];
+        if g.cwnd < g.ssthresh {
+            g.cwnd += 1.0;
         } else {
-            self.cwnd += 1.0 / self.cwnd;
+            g.cwnd += 1.0 / g.cwnd;
         }
-        self.cwnd = self.cwnd.min(max);
+        g.cwnd = g.cwnd.min(max);
     }
 
-    /// A loss signal at `now` (an answer only to a retransmission, packets
-    /// the capture lost): the window halves, once per round trip.
-    pub fn lost(&mut self, now: Instant) {
-        let rtt = self.srtt.unwrap_or(self.cfg.initial_rto);
-        if self
-            .cut_at
+    /// A loss signal for target group `g`: its window halves, once per
+    /// round trip.
+    fn cut(&mut self, g: usize, now: Instant) {
+        let floor = self.cfg.min_window.max(1) as f64;
+        let initial = self.cfg.initial_rto;
+        let g = &mut self.groups[g];
+        let rtt = g.srtt.unwrap_or(initial);
+        if g.cut_at
             .is_some_and(|t| now.saturating_duration_since(t) < rtt)
         {
             return;
         }
-        self.cut_at = Some(now);
-        let floor = self.cfg.min_window.max(1) as f64;
-        self.ssthresh = (self.cwnd / 2.0).max(floor);
-        self.cwnd = self.ssthresh;
+        g.cut_at = Some(now);
+        g.ssthresh = (g.cwnd / 2.0).max(floor);
+        g.cwnd = g.ssthresh;
     }
 
-    fn sample(&mut self, r: Duration) {
-        match self.srtt {
+    /// A loss signal for the whole run (packets the capture lost): every
+    /// window halves, once per round trip.
+    pub fn lost(&mut self, now: Instant) {
+        for g in 0..self.groups.len() {
+            self.cut(g, now);
+        }
+    }
+
+    fn sample(&mut self, g: usize, r: Duration) {
+        let update = |srtt: &mut Option<Duration>, var: &mut Duration| match *srtt {
             None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
+                *srtt = Some(r);
+                *var = r / 2;
             }
             Some(s) => {
                 let diff = s.abs_diff(r);
-                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
-                self.srtt = Some(s * 7 / 8 + r / 8);
+                *var = *var * 3 / 4 + diff / 4;
+                *srtt = Some(s * 7 / 8 + r / 8);
             }
-        }
+        };
+        let grp = &mut self.groups[g];
+        update(&mut grp.srtt, &mut grp.rttvar);
+        let mut var = Duration::ZERO;
+        update(&mut self.srtt, &mut var);
     }
 
     /// Whether probe `i` went out at least once.
@@ -320,14 +437,9 @@ impl Engine {
         self.tries.get(i as usize).is_some_and(|t| *t > 0)
     }
 
-    /// When probe `i` was first sent... (for the end wait: its last send).
-    pub fn last_sent(&self, i: u32) -> Option<Instant> {
-        self.last_sent.get(i as usize).copied().flatten()
-    }
-
     /// Every probe answered or given up.
     pub fn finished(&self) -> bool {
-        self.next_new == self.status.len() && self.in_flight == 0
+        self.next_new == self.status.len() && self.in_flight == 0 && self.deferred == 0
     }
 
     /// When `due` next has something to do (None when finished).
@@ -344,7 +456,10 @@ impl Engine {
             now + Duration::from_secs_f64((want - self.tokens) / f64::from(self.cfg.rate))
                 .max(Duration::from_micros(1))
         };
-        let new_ready = self.next_new < self.status.len() && self.room();
+        let global_room = self.in_flight < self.cfg.window.max(1);
+        let new_ready = global_room
+            && (self.next_new < self.status.len()
+                || self.waiting.iter().any(|&g| self.room(g as usize)));
         let timer = self.timers.peek().map(|Reverse((d, _, _))| *d);
         let mut next = timer;
         if new_ready {
@@ -570,5 +685,48 @@ mod tests {
         e.answered(1, t0 + ms(1));
         e.due(t0 + ms(1), &mut out);
         assert_eq!(out, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn each_target_has_its_own_window() {
+        let t0 = Instant::now();
+        let cfg = EngineConfig {
+            initial_window: 2,
+            min_window: 1,
+            ..Default::default()
+        };
+        // Probes alternate between targets 0 and 1; target 1 is lossy.
+        let groups: Vec<u32> = (0..40).map(|i| i % 2).collect();
+        let mut e = Engine::with_groups(groups, cfg, t0);
+        let mut out = Vec::new();
+        e.due(t0, &mut out);
+        assert_eq!(out, vec![0, 1, 2, 3], "two in flight to each");
+        // Target 1's probe 1 answers only its retransmission: its window
+        // halves; target 0's does not.
+        for i in [0u32, 2] {
+            e.answered(i, t0 + ms(1));
+        }
+        out.clear();
+        e.due(t0 + ms(1), &mut out);
+        assert_eq!(out, vec![4, 6, 8, 10], "target 0 grew to 4, target 1 is full");
+        out.clear();
+        e.due(t0 + ms(501), &mut out);
+        assert!(out.contains(&1) && out.contains(&3));
+        e.answered(1, t0 + ms(502));
+        assert_eq!(e.groups[1].cwnd as usize, 1);
+        assert_eq!(e.groups[0].cwnd as usize, 4);
+        // The deferred probes of target 1 wait for its room, in order.
+        assert!(e.groups[1].deferred.iter().all(|i| i % 2 == 1));
+        let mut t = t0 + ms(502);
+        for _ in 0..200 {
+            t += ms(50);
+            out.clear();
+            e.due(t, &mut out);
+            for &i in &out {
+                e.answered(i, t + ms(1));
+            }
+        }
+        assert!(e.finished(), "{:?}", e.stats());
+        assert_eq!(e.stats().sent, 40);
     }
 }

@@ -85,7 +85,17 @@ pub fn run(
     obs: &mut dyn Observer,
 ) -> Result<Finished, Error> {
     let start = net.now();
-    let mut engine = Engine::new(plan.len(), cfg.engine, start);
+    // Each target its own round trips and window.
+    let mut targets: FxHashMap<IpAddr, u32> = FxHashMap::default();
+    let groups: Vec<u32> = plan
+        .probes
+        .iter()
+        .map(|p| {
+            let n = targets.len() as u32;
+            *targets.entry(p.target).or_insert(n)
+        })
+        .collect();
+    let mut engine = Engine::with_groups(groups, cfg.engine, start);
     let mut tracker = Tracker::new(cfg.track);
     if cfg.stream {
         tracker.stream_verdicts();

@@ -36,7 +36,10 @@ const LISTED: usize = 16;
 /// - it has a rate limit's shape: the host's earliest probes that were not
 ///   answered open (up to three) all got it (a limiter's bucket starts
 ///   full; a rule for a few ports would not catch the first probes of a
-///   random order).
+///   random order); or it is a routing failure (host or network
+///   unreachable, no route) from a router for a host that never answered
+///   itself, where one port's error is enough: the router cannot reach the
+///   host on any port.
 ///
 /// `results` is sorted or not; each (client, target) is judged alone.
 pub fn rate_limited_errors(results: &mut [Verdict]) {
@@ -132,13 +135,31 @@ fn evidence(results: &[Verdict], idx: &[usize], shape: bool) -> Option<Verdict> 
                 first.icmp_code,
             )
     };
-    // Two ports with the error; one suffices for a host whose sample is
-    // then probed again (the sample must confirm it).
-    let least = if shape { 2 } else { 1 };
+    // Two ports with the error; one suffices for a routing failure (below)
+    // and for a host whose sample is then probed again (the sample must
+    // confirm it).
+    let routing_failure = matches!(
+        first.reason,
+        Reason::HostUnreach | Reason::NetUnreach | Reason::NoRoute
+    ) && first.responder != Some(first.target);
+    let least = if shape && !routing_failure { 2 } else { 1 };
     if errors.len() < least || !host_level(first.reason) || !errors.iter().all(|v| same(v)) {
         return None;
     }
     if !shape {
+        return Some((**first).clone());
+    }
+    // A routing failure (host or network unreachable, no route) reported
+    // by a router for a host that itself never answered: the router cannot
+    // reach the host at all, whatever the port; no shape needed.
+    let routing = matches!(
+        first.reason,
+        Reason::HostUnreach | Reason::NetUnreach | Reason::NoRoute
+    );
+    if routing
+        && first.responder != Some(first.target)
+        && !vs.iter().any(|v| v.state == State::Open)
+    {
         return Some((**first).clone());
     }
     // The earliest probes that were not answered open.
@@ -271,11 +292,38 @@ mod tests {
         let before = r.clone();
         rate_limited_errors(&mut r);
         assert_eq!(r, before);
-        // One error alone is not enough.
+        // One error alone is not enough (but for a routing failure, below).
         let mut r = firewalld();
         r.retain(|x| x.state != State::Unreachable || x.port == 1000);
         let before = r.clone();
         rate_limited_errors(&mut r);
         assert_eq!(r, before);
+    }
+
+    #[test]
+    fn a_router_that_cannot_reach_a_host_says_so_for_every_port_once_is_enough() {
+        // An unreachable route on a router whose route-error budget other
+        // hosts spent: one port got host-unreach, from the router.
+        let mut r: Vec<Verdict> = (1..=50u16)
+            .map(|p| v(p, u64::from(p), State::Filtered, Reason::NoResponse))
+            .collect();
+        r[30].state = State::Unreachable;
+        r[30].reason = Reason::HostUnreach;
+        r[30].responder = Some(addr("198.51.100.1"));
+        r[30].icmp_code = Some(1);
+        rate_limited_errors(&mut r);
+        assert!(r.iter().all(|x| x.reason == Reason::HostUnreach));
+        assert_eq!(r.iter().filter(|x| x.inferred.is_some()).count(), 49);
+        // Not when the host answered itself (a firewall's odd reject).
+        let mut r2: Vec<Verdict> = (1..=50u16)
+            .map(|p| v(p, u64::from(p), State::Filtered, Reason::NoResponse))
+            .collect();
+        r2[30] = r[30].clone();
+        r2[30].inferred = None;
+        r2[0].state = State::Open;
+        r2[0].reason = Reason::SynAck;
+        let before = r2.clone();
+        rate_limited_errors(&mut r2);
+        assert_eq!(r2, before);
     }
 }
