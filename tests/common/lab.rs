@@ -213,3 +213,266 @@ impl Drop for Lab {
             .status();
     }
 }
+
+// ------------------------------------------------------------------------
+// The real-world profile (tests/lab/real.sh): every kernel default for ICMP
+// rate limiting, targets as users meet them. Its answer key is
+// tests/lab/real-key.txt (the README's table), read by `real_truth`.
+
+pub const REAL_CLIENT4: &str = "198.18.0.2";
+pub const REAL_ROUTER4: &str = "198.18.0.1";
+pub const REAL_CLIENT6: &str = "2001:db8:18::2";
+pub const REAL_ROUTER6: &str = "2001:db8:18::1";
+/// Cloud VM: 22 and 443 open, INPUT policy DROP.
+pub const REAL_VM4: &str = "198.18.1.2";
+pub const REAL_VM6: &str = "2001:db8:18:1::2";
+/// firewalld's default zone: 22 open, REJECT host-prohibited (v6 adm-prohibited).
+pub const REAL_FW4: &str = "198.18.2.2";
+pub const REAL_FW6: &str = "2001:db8:18:2::2";
+/// Host behind the router: RST for closed ports; the router rejects 2002
+/// (admin-prohibited) and resets 2003.
+pub const REAL_HOST4: &str = "198.18.3.2";
+pub const REAL_HOST6: &str = "2001:db8:18:3::2";
+/// Nobody owns it (the router's ARP / neighbour discovery fails).
+pub const REAL_ABSENT4: &str = "198.18.3.99";
+pub const REAL_ABSENT6: &str = "2001:db8:18:3::99";
+/// Addresses in the router's `unreachable`, `prohibit` and `blackhole` routes.
+pub const REAL_UNREACH4: &str = "198.18.8.1";
+pub const REAL_UNREACH6: &str = "2001:db8:18:8::1";
+pub const REAL_PROHIBIT4: &str = "198.18.9.1";
+pub const REAL_PROHIBIT6: &str = "2001:db8:18:9::1";
+pub const REAL_BLACKHOLE4: &str = "198.18.10.1";
+pub const REAL_BLACKHOLE6: &str = "2001:db8:18:a::1";
+/// Behind the slow lossy link (tbf 4 Mbit / 20 ms each way, 1 % loss each way).
+pub const REAL_SLOW4: &str = "198.18.4.2";
+pub const REAL_SLOW6: &str = "2001:db8:18:4::2";
+/// The slow host's open ports; `REAL_LOSSY_PORT` is "the lossy open port".
+pub const REAL_SLOW_OPEN: [u16; 4] = [22, 80, 443, 2000];
+pub const REAL_LOSSY_PORT: u16 = 2000;
+
+/// The truth for one (address, port) of the real-world profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truth {
+    /// The target's name in the key (vm4, fw6, absent4, ...).
+    pub label: &'static str,
+    pub state: &'static str,
+    pub reason: &'static str,
+    /// Canonical text form (as synscope prints it); None when filtered.
+    pub responder: Option<&'static str>,
+    pub hops: Option<u64>,
+    /// ICMP type/code of the deciding error, as observed on the wire.
+    pub icmp: Option<(u8, u8)>,
+}
+
+struct Rule {
+    net: std::net::IpAddr,
+    len: u32,
+    /// Inclusive ranges; None: every port.
+    ports: Option<Vec<(u16, u16)>>,
+    truth: Truth,
+}
+
+impl Rule {
+    fn contains(&self, a: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let (x, y, bits) = match (self.net, a) {
+            (V4(n), V4(a)) => (u128::from(n.to_bits()), u128::from(a.to_bits()), 32),
+            (V6(n), V6(a)) => (n.to_bits(), a.to_bits(), 128),
+            _ => return false,
+        };
+        let shift = bits - self.len;
+        shift >= 128 || (x >> shift) == (y >> shift)
+    }
+
+    /// The address scanned for this rule: itself, or a prefix's first host.
+    fn target(&self) -> std::net::IpAddr {
+        use std::net::IpAddr::{V4, V6};
+        match self.net {
+            V4(n) if self.len < 32 => V4((n.to_bits() + 1).into()),
+            V6(n) if self.len < 128 => V6((n.to_bits() + 1).into()),
+            a => a,
+        }
+    }
+}
+
+/// tests/lab/real-key.txt, parsed once. Panics on a malformed rule (the
+/// file is part of the test suite).
+fn real_rules() -> &'static [Rule] {
+    static RULES: std::sync::OnceLock<Vec<Rule>> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        let text: &'static str = include_str!("../lab/real-key.txt");
+        let opt = |s: &'static str| (s != "-").then_some(s);
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let f: Vec<&'static str> = l.split_whitespace().collect();
+                assert_eq!(f.len(), 8, "real-key.txt: bad rule {l:?}");
+                let (addr, len) = match f[1].split_once('/') {
+                    Some((a, n)) => (a, n.parse().expect("prefix length")),
+                    None => (f[1], if f[1].contains(':') { 128 } else { 32 }),
+                };
+                let net: std::net::IpAddr = addr.parse().expect("an address");
+                let ports = (f[2] != "*").then(|| {
+                    f[2].split(',')
+                        .map(|p| match p.split_once('-') {
+                            Some((a, b)) => (a.parse().unwrap(), b.parse().unwrap()),
+                            None => (p.parse().unwrap(), p.parse().unwrap()),
+                        })
+                        .collect()
+                });
+                let responder = opt(f[5]);
+                if let Some(r) = responder {
+                    let canon = r
+                        .parse::<std::net::IpAddr>()
+                        .expect("responder")
+                        .to_string();
+                    assert_eq!(canon, r, "real-key.txt: responder not in canonical form");
+                }
+                let icmp = opt(f[7]).map(|s| {
+                    let (t, c) = s.split_once('/').expect("icmp TYPE/CODE");
+                    (t.parse().unwrap(), c.parse().unwrap())
+                });
+                Rule {
+                    net,
+                    len,
+                    ports,
+                    truth: Truth {
+                        label: f[0],
+                        state: f[3],
+                        reason: f[4],
+                        responder,
+                        hops: opt(f[6]).map(|h| h.parse().expect("hops")),
+                        icmp,
+                    },
+                }
+            })
+            .collect()
+    })
+}
+
+/// The answer key (tests/lab/real-key.txt) for `port` of `addr` in the
+/// real-world profile: the first matching rule. None for an address that is
+/// none of its targets.
+pub fn real_truth(addr: &str, port: u16) -> Option<Truth> {
+    let a: std::net::IpAddr = addr.parse().ok()?;
+    real_rules()
+        .iter()
+        .find(|r| {
+            r.contains(a)
+                && r.ports
+                    .as_ref()
+                    .is_none_or(|ps| ps.iter().any(|&(lo, hi)| (lo..=hi).contains(&port)))
+        })
+        .map(|r| r.truth.clone())
+}
+
+/// The address to scan of every real-world target of one family, in the
+/// key's order (a route prefix by its first host).
+pub fn real_targets(v6: bool) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in real_rules() {
+        let t = r.target();
+        if t.is_ipv6() == v6 && !out.contains(&t.to_string()) {
+            out.push(t.to_string());
+        }
+    }
+    out
+}
+
+/// The real-world profile (tests/lab/real.sh) as a guard: built on
+/// creation, torn down on drop.
+pub struct RealLab {
+    pub prefix: String,
+}
+
+impl RealLab {
+    /// Builds the profile with a prefix of its own, or returns None after a
+    /// visible skip where that is allowed (not root, tools missing, outside
+    /// CI; in CI it panics instead).
+    pub fn up(tools: &[&str]) -> Option<RealLab> {
+        if !is_root() {
+            skip_or_fail("the real-world lab needs root (run as root, as CI does)");
+            return None;
+        }
+        for t in ["ip", "tc", "iptables", "ip6tables", "python3", "curl"]
+            .iter()
+            .chain(tools)
+        {
+            if !have(t) {
+                skip_or_fail(&format!(
+                    "the real-world lab needs `{t}` (installed by .ci/run)"
+                ));
+                return None;
+            }
+        }
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("w{}y{n}", std::process::id() % 100_000);
+        let st = Command::new("bash")
+            .arg(root().join("tests/lab/real.sh"))
+            .args(["up", &prefix])
+            .status()
+            .expect("run real.sh");
+        assert!(st.success(), "real.sh up {prefix} failed");
+        Some(RealLab { prefix })
+    }
+
+    /// Namespace of `which`: "c" (client), "r" (router), "vm", "fw", "h"
+    /// (host behind the router), "slow".
+    pub fn ns(&self, which: &str) -> String {
+        format!("{}-w-{which}", self.prefix)
+    }
+
+    /// The client's interface towards the router.
+    pub fn client_if(&self) -> String {
+        format!("{}c", self.prefix)
+    }
+
+    /// The router's and the slow host's ends of the slow link.
+    pub fn slow_ifs(&self) -> (String, String) {
+        (format!("{}rs", self.prefix), format!("{}s", self.prefix))
+    }
+
+    /// A command run inside namespace `which` (see [`RealLab::ns`]).
+    pub fn exec(&self, which: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(which)]).args(args);
+        c.env_remove("SUDO_UID").env_remove("SUDO_GID");
+        c
+    }
+
+    /// One connect() probe from the client with tests/lab/probe.py: its
+    /// JSON line (result open|reset|icmp|timeout, type, code, from, ms).
+    pub fn probe(&self, addr: &str, port: u16, timeout_s: f64) -> serde_json::Value {
+        let script = root().join("tests/lab/probe.py");
+        let o = self
+            .exec(
+                "c",
+                &[
+                    "python3",
+                    script.to_str().expect("utf-8 path"),
+                    addr,
+                    &port.to_string(),
+                    &timeout_s.to_string(),
+                ],
+            )
+            .output()
+            .expect("run probe.py");
+        assert!(
+            o.status.success(),
+            "probe.py {addr} {port}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("probe.py {addr} {port}: {e}: {:?}", o.stdout))
+    }
+}
+
+impl Drop for RealLab {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("tests/lab/real.sh"))
+            .args(["down", &self.prefix])
+            .status();
+    }
+}
