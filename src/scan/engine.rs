@@ -708,7 +708,11 @@ mod tests {
         }
         out.clear();
         e.due(t0 + ms(1), &mut out);
-        assert_eq!(out, vec![4, 6, 8, 10], "target 0 grew to 4, target 1 is full");
+        assert_eq!(
+            out,
+            vec![4, 6, 8, 10],
+            "target 0 grew to 4, target 1 is full"
+        );
         out.clear();
         e.due(t0 + ms(501), &mut out);
         assert!(out.contains(&1) && out.contains(&3));

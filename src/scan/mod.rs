@@ -312,7 +312,10 @@ pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<(IpAddr, Vec<u16>)> {
         let answers = vs.iter().any(|v| v.state != State::Filtered);
         if answers && !silent.is_empty() && silent.len() <= REPROBE_AT_MOST {
             out.push((t, silent));
-        } else if unconfirmed.contains(&t) {
+        } else if unconfirmed.contains(&t) || (!answers && !silent.is_empty()) {
+            // An unconfirmed error, or a host that said nothing at all
+            // while a limiter was at work (its router's budget may have
+            // gone to other hosts' errors): a sample.
             // A sample, spread over the ports.
             let step = (silent.len() / SAMPLE).max(1);
             out.push((t, silent.into_iter().step_by(step).take(SAMPLE).collect()));
@@ -372,15 +375,10 @@ fn reprobe_rate_limited(
         .collect();
     let n = probes.len();
     let second = scan_on(net, &Plan::new(probes, 0), &again, None, on_verdict, stream)?;
-    let unconfirmed = track::infer::unconfirmed(&out.analysis.results);
-    let answered = take_answers(&mut out.analysis.results, second.analysis.results);
-    let changed = answered.len();
-    let mut confirm: Vec<IpAddr> = answered
-        .into_iter()
-        .filter(|t| unconfirmed.contains(t))
-        .collect();
+    let mut confirm = take_answers(&mut out.analysis.results, second.analysis.results);
+    let changed = confirm.len();
     out.info.warnings.push(format!(
-        "ICMP errors were rate-limited; the {n} silent ports of hosts that answer were probed again slowly: {changed} answered{}",
+        "ICMP errors were rate-limited; {n} silent ports (of hosts that answer, and samples of hosts the limiter left unconfirmed or silent) were probed again slowly: {changed} answered{}",
         if opts.write.is_some() {
             " (the --write capture holds the first pass only)"
         } else {

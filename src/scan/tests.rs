@@ -538,7 +538,7 @@ fn a_routers_reject_lost_to_its_spent_icmp_budget_is_found_on_the_slow_reprobe()
         out.info
             .warnings
             .iter()
-            .any(|w| w.contains("probed again slowly")),
+            .any(|w| w.contains("were probed again slowly")),
         "{:?}",
         out.info.warnings
     );
@@ -564,4 +564,63 @@ fn a_routers_reject_lost_to_its_spent_icmp_budget_is_found_on_the_slow_reprobe()
         &bad[..bad.len().min(5)],
         out.info.warnings
     );
+}
+
+#[test]
+fn hosts_behind_one_rate_limited_router_each_get_their_own_verdict() {
+    // One router, one ICMP budget for everything it sends us: an absent
+    // host (ARP fails, 3 s), an unreachable route, a prohibit route, a
+    // blackhole route (silence), and a host that RSTs with one port the
+    // router rejects.
+    let r = ROUTER;
+    let hosts = vec![
+        FakeHost::new("203.0.113.99", icmp(r, 64, 3, 1, 3000)),
+        FakeHost::new("192.0.2.1", icmp(r, 64, 3, 1, 0)),
+        FakeHost::new("192.0.2.129", icmp(r, 64, 3, 13, 0)),
+        FakeHost::new("198.18.10.1", Behaviour::Drop),
+        FakeHost::new(HOST, Behaviour::Closed)
+            .port(22, Behaviour::Open)
+            .port(2002, icmp(r, 64, 3, 13, 0)),
+    ];
+    let mut net = FakeNetwork::new(hosts).linux_icmp_limits();
+    let targets = [
+        "203.0.113.99",
+        "192.0.2.1",
+        "192.0.2.129",
+        "198.18.10.1",
+        HOST,
+    ];
+    let o = opts(&targets, "1-1000,2002");
+    let plan = plan_for(&net, &o);
+    let mut out = scan_on(&mut net, &plan, &o, None, &mut |_| {}, false).unwrap();
+    super::reprobe_rate_limited(&mut net, &mut out, &o, SPORT, &mut |_| {}, false).unwrap();
+    let truth = |t: &str, port: u16| -> (State, Reason, Option<IpAddr>) {
+        match (t, port) {
+            ("203.0.113.99" | "192.0.2.1", _) => {
+                (State::Unreachable, Reason::HostUnreach, Some(addr(r)))
+            }
+            ("192.0.2.129", _) | (HOST, 2002) => {
+                (State::Unreachable, Reason::AdminProhibited, Some(addr(r)))
+            }
+            ("198.18.10.1", _) => (State::Filtered, Reason::NoResponse, None),
+            (HOST, 22) => (State::Open, Reason::SynAck, Some(addr(HOST))),
+            _ => (State::Refused, Reason::Reset, Some(addr(HOST))),
+        }
+    };
+    for t in targets {
+        let wrong: Vec<u16> = out
+            .analysis
+            .results
+            .iter()
+            .filter(|v| v.target == addr(t) && (v.state, v.reason, v.responder) != truth(t, v.port))
+            .map(|v| v.port)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{t}: {} wrong, e.g. {:?}; {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)],
+            out.info.warnings
+        );
+    }
 }
