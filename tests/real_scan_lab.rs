@@ -1,0 +1,112 @@
+//! synscope on its DEFAULT options against every target of the real-world
+//! lab profile (tests/lab/real.sh: kernel-default ICMP rate limits, a cloud
+//! VM, a firewalld host, a filtering router, an absent host, unreachable /
+//! prohibit / blackhole routes, a slow lossy link) in ONE scan of 3,000
+//! ports each, every port checked against the answer key
+//! (tests/lab/real-key.txt). Root only: skipped with a message otherwise,
+//! failed when CI is set.
+//!
+//! One known gap, asserted as such: the IPv4 unreachable and prohibit
+//! routes. Linux answers them from ip_error(), whose limiter (1 a second,
+//! burst 5, per peer) the router's other errors to us (ARP failures, its
+//! port reject) share, so in a scan of everything at once one of the two
+//! often gets no error of its own, or one admin-prohibited, and the slow
+//! re-probe's sample does not always get more (issue 11 stays open for it).
+//! Their ports must be right or silent, never anything else.
+
+mod common;
+
+use common::lab::*;
+use common::*;
+use serde_json::Value;
+
+const PORTS: &str = "1-3000";
+
+fn scan_everything(v6: bool) {
+    let _machine = light();
+    let Some(lab) = RealLab::up(&[]) else {
+        return;
+    };
+    let targets = real_targets(v6);
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_synscope"),
+        "scan",
+        "-q",
+        "-o",
+        "json",
+        "-p",
+        PORTS,
+    ];
+    args.extend(targets.iter().map(String::as_str));
+    let started = std::time::Instant::now();
+    let o = lab.exec("c", &args).output().expect("synscope scan");
+    let took = started.elapsed();
+    let j: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("scan JSON: {e}; stderr: {}", stderr(&o)));
+    assert_valid_report(&j, "real-world scan");
+    let results = j["results"].as_array().expect("results");
+    assert_eq!(results.len(), targets.len() * 3000, "a verdict per port");
+    let mut wrong: Vec<String> = Vec::new();
+    let mut gap = 0;
+    let mut inferred = 0;
+    for r in results {
+        let (t, port) = (
+            r["target"].as_str().unwrap_or("?"),
+            r["port"].as_u64().unwrap_or(0) as u16,
+        );
+        let truth = real_truth(t, port).unwrap_or_else(|| panic!("{t}:{port} not in the key"));
+        let got = (
+            r["state"].as_str().unwrap_or("?"),
+            r["reason"].as_str().unwrap_or("?"),
+            r["responder"].as_str(),
+        );
+        if r.get("inferred").is_some() {
+            inferred += 1;
+        }
+        if got == (truth.state, truth.reason, truth.responder) {
+            continue;
+        }
+        if matches!(truth.label, "prohibit4" | "unreach4")
+            && got == ("filtered", "no-response", None)
+        {
+            gap += 1;
+            continue;
+        }
+        if wrong.len() < 10 {
+            wrong.push(format!(
+                "{} {t}:{port}: got {got:?}, truth {truth:?}",
+                truth.label
+            ));
+        } else {
+            wrong.push(String::new());
+        }
+    }
+    println!(
+        "IPv{}: {} targets x 3000 ports in {:.1} s: {} wrong, {inferred} inferred, {gap} unreach4/prohibit4 ports silent (the known gap); {}",
+        if v6 { 6 } else { 4 },
+        targets.len(),
+        took.as_secs_f64(),
+        wrong.len(),
+        stderr(&o).trim()
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} ports wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert!(
+        inferred > 0,
+        "rate limits were at work: some verdicts are inferred"
+    );
+}
+
+#[test]
+fn every_port_of_every_real_world_target_v4() {
+    scan_everything(false);
+}
+
+#[test]
+fn every_port_of_every_real_world_target_v6() {
+    scan_everything(true);
+}
