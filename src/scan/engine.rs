@@ -38,6 +38,9 @@ pub struct EngineConfig {
     pub initial_rto: Duration,
     pub min_rto: Duration,
     pub max_rto: Duration,
+    /// At least this long between two sends (a pace below one a second,
+    /// for limiters that refill that slowly); None: `rate` alone.
+    pub gap: Option<Duration>,
     /// The congestion window's start and its bounds.
     pub initial_window: usize,
     pub min_window: usize,
@@ -51,6 +54,7 @@ impl Default for EngineConfig {
             rate: 0,
             max_retries: 6,
             adaptive_retries: true,
+            gap: None,
             initial_rto: Duration::from_millis(500),
             min_rto: Duration::from_millis(100),
             max_rto: Duration::from_millis(1250),
@@ -70,6 +74,7 @@ impl EngineConfig {
             rate: per_second,
             max_retries: retries,
             adaptive_retries: false,
+            gap: None,
             initial_rto: every,
             min_rto: every,
             max_rto: every,
@@ -220,26 +225,37 @@ impl Engine {
         }
     }
 
+    /// Sends a second allowed; 0: no cap.
+    fn per_sec(&self) -> f64 {
+        match self.cfg.gap {
+            Some(g) if !g.is_zero() => 1.0 / g.as_secs_f64(),
+            _ => f64::from(self.cfg.rate),
+        }
+    }
+
     fn burst(&self) -> f64 {
+        if self.cfg.gap.is_some() {
+            return 1.0;
+        }
         // 10 ms worth of probes, at least one.
-        (f64::from(self.cfg.rate) / 100.0).max(1.0)
+        (self.per_sec() / 100.0).max(1.0)
     }
 
     /// Tokens worth waking up for: a millisecond's worth, at least one (so
     /// a capped scan wakes about a thousand times a second, not for every
     /// probe).
     fn batch(&self) -> f64 {
-        (f64::from(self.cfg.rate) / 1000.0).clamp(1.0, self.burst())
+        (self.per_sec() / 1000.0).clamp(1.0, self.burst())
     }
 
     fn refill(&mut self, now: Instant) {
-        if self.cfg.rate == 0 {
+        if self.per_sec() == 0.0 {
             self.tokens = f64::INFINITY;
             return;
         }
         let dt = now.saturating_duration_since(self.refilled).as_secs_f64();
         self.refilled = now;
-        self.tokens = (self.tokens + dt * f64::from(self.cfg.rate)).min(self.burst());
+        self.tokens = (self.tokens + dt * self.per_sec()).min(self.burst());
     }
 
     fn group(&self, i: usize) -> usize {
@@ -448,12 +464,12 @@ impl Engine {
             return None;
         }
         let want = self.batch();
-        let token_at = if self.cfg.rate == 0 || self.tokens >= want {
+        let token_at = if self.per_sec() == 0.0 || self.tokens >= want {
             now
         } else {
             // At least a microsecond: a deficit that rounds to no time at
             // all would have the caller wake at once, forever.
-            now + Duration::from_secs_f64((want - self.tokens) / f64::from(self.cfg.rate))
+            now + Duration::from_secs_f64((want - self.tokens) / self.per_sec())
                 .max(Duration::from_micros(1))
         };
         let global_room = self.in_flight < self.cfg.window.max(1);

@@ -281,6 +281,9 @@ fn take_answers(results: &mut [Verdict], second: Vec<Verdict>) -> Vec<IpAddr> {
     changed
 }
 
+/// The pace of an IPv4 slow re-probe (see [`reprobe_rate_limited`]).
+const V4_REPROBE_GAP: Duration = Duration::from_millis(2500);
+
 /// Silent ports of a live host at most, for all of them to be probed
 /// again slowly when a responder was seen rate-limiting.
 const REPROBE_AT_MOST: usize = 16;
@@ -328,8 +331,9 @@ pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<(IpAddr, Vec<u16>)> {
 /// host-wide.
 const SAMPLE: usize = 4;
 
-/// Probes [`rate_limit_candidates`] again, two a second, each up to three
-/// times; what answers replaces the silence (the inference runs again).
+/// Probes [`rate_limit_candidates`] again, slowly (IPv6 two a second, three
+/// tries; IPv4 one every 2.5 s, two tries); what answers replaces the
+/// silence (the inference runs again).
 fn reprobe_rate_limited(
     net: &mut dyn Network,
     out: &mut ScanOutcome,
@@ -345,24 +349,16 @@ fn reprobe_rate_limited(
     if candidates.is_empty() {
         return Ok(());
     }
-    let one_second = Duration::from_secs(1);
-    let mut again = opts.clone();
-    again.engine = EngineConfig::fixed(2, 2, one_second, REPROBE_AT_MOST);
-    again.wait = Some(one_second);
-    again.shard = None;
     let sources: Vec<(IpAddr, IpAddr)> = out
         .analysis
         .results
         .iter()
         .map(|v| (v.target, v.client))
         .collect();
-    let pairs: Vec<(IpAddr, u16)> = candidates
+    let probes: Vec<plan::Probe> = candidates
         .iter()
         .flat_map(|(t, ports)| ports.iter().map(move |p| (*t, *p)))
-        .collect();
-    let probes: Vec<plan::Probe> = pairs
-        .iter()
-        .filter_map(|&(target, port)| {
+        .filter_map(|(target, port)| {
             let source = sources.iter().find(|(t, _)| *t == target)?.1;
             Some(plan::Probe {
                 source,
@@ -374,8 +370,39 @@ fn reprobe_rate_limited(
         })
         .collect();
     let n = probes.len();
-    let second = scan_on(net, &Plan::new(probes, 0), &again, None, on_verdict, stream)?;
-    let mut confirm = take_answers(&mut out.analysis.results, second.analysis.results);
+    let mut confirm = Vec::new();
+    // IPv6 limiters refill fast (Linux: 10 a second per peer): two a second,
+    // three tries. IPv4 route errors (unreachable and prohibit routes) are
+    // charged twice against a router's one-a-second allowance, shared by
+    // every error it sends us: one probe every 2.5 s, two tries.
+    let (v6, v4): (Vec<plan::Probe>, Vec<plan::Probe>) =
+        probes.into_iter().partition(|p| p.target.is_ipv6());
+    for (family, pace) in [
+        (
+            v6,
+            EngineConfig::fixed(2, 2, Duration::from_secs(1), REPROBE_AT_MOST),
+        ),
+        (
+            v4,
+            EngineConfig {
+                gap: Some(V4_REPROBE_GAP),
+                ..EngineConfig::fixed(1, 1, V4_REPROBE_GAP, REPROBE_AT_MOST)
+            },
+        ),
+    ] {
+        if family.is_empty() {
+            continue;
+        }
+        let mut again = opts.clone();
+        again.engine = pace;
+        again.wait = Some(Duration::from_secs(1));
+        again.shard = None;
+        let second = scan_on(net, &Plan::new(family, 0), &again, None, on_verdict, stream)?;
+        confirm.extend(take_answers(
+            &mut out.analysis.results,
+            second.analysis.results,
+        ));
+    }
     let changed = confirm.len();
     out.info.warnings.push(format!(
         "ICMP errors were rate-limited; {n} silent ports (of hosts that answer, and samples of hosts the limiter left unconfirmed or silent) were probed again slowly: {changed} answered{}",
