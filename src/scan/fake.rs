@@ -59,6 +59,18 @@ pub struct FakeHost {
     /// It says nothing at all before this time (it comes up, a rule is
     /// lifted).
     pub up_after: Duration,
+    /// A slow lossy link in front of it.
+    pub link: Option<Link>,
+}
+
+/// A bottleneck: one packet every `per_packet` (4 Mbit/s: about 150 µs for
+/// a SYN), a queue that holds `queue` of waiting before it drops (tbf's
+/// latency), and random loss each way.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    pub per_packet: Duration,
+    pub queue: Duration,
+    pub loss: f64,
 }
 
 impl FakeHost {
@@ -72,7 +84,14 @@ impl FakeHost {
             lose_first: HashMap::new(),
             path: Vec::new(),
             up_after: Duration::ZERO,
+            link: None,
         }
+    }
+
+    /// Behind a slow lossy link.
+    pub fn slow(mut self, link: Link) -> FakeHost {
+        self.link = Some(link);
+        self
     }
 
     /// Silent before `after`.
@@ -131,6 +150,13 @@ pub struct FakeNetwork {
     /// Each responder's bucket: (tokens, when last refilled).
     buckets: HashMap<IpAddr, (f64, Duration)>,
     last_ts: Nanos,
+    /// When each slow link is free again.
+    busy: HashMap<IpAddr, Duration>,
+    /// Random loss: a xorshift generator with a fixed seed (the same loss
+    /// every run).
+    rng: u64,
+    /// Packets the slow links lost or dropped.
+    pub link_drops: u64,
 }
 
 impl FakeNetwork {
@@ -154,6 +180,9 @@ impl FakeNetwork {
             icmp_limit: None,
             buckets: HashMap::new(),
             last_ts: 0,
+            busy: HashMap::new(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+            link_drops: 0,
         }
     }
 
@@ -225,6 +254,37 @@ impl FakeNetwork {
         }
     }
 
+    /// True with probability `p`.
+    fn chance(&mut self, p: f64) -> bool {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
+    }
+
+    /// A SYN through `h`'s slow link: when its answer is back, or None if
+    /// the link lost or dropped one of the two.
+    fn through(&mut self, h: &FakeHost, l: Link) -> Option<Duration> {
+        if self.chance(l.loss) {
+            self.link_drops += 1;
+            return None;
+        }
+        let free = self.busy.get(&h.addr).copied().unwrap_or(Duration::ZERO);
+        let start = free.max(self.clock);
+        if start - self.clock > l.queue {
+            // The queue is full: tail drop.
+            self.link_drops += 1;
+            return None;
+        }
+        let done = start + l.per_packet;
+        self.busy.insert(h.addr, done);
+        if self.chance(l.loss) {
+            self.link_drops += 1;
+            return None;
+        }
+        Some(done + h.rtt)
+    }
+
     fn host(&self, addr: IpAddr) -> Option<&FakeHost> {
         self.hosts.iter().find(|h| h.addr == addr)
     }
@@ -261,7 +321,13 @@ impl FakeNetwork {
             flags: flags::SYN,
             ttl: 64,
         };
-        let at = self.clock + h.rtt;
+        let at = match h.link {
+            Some(l) => match self.through(&h, l) {
+                Some(at) => at,
+                None => return,
+            },
+            None => self.clock + h.rtt,
+        };
         if let Some(t) = o.ttl
             && let Some(&router) = h.path.get(usize::from(t).wrapping_sub(1))
         {

@@ -624,3 +624,50 @@ fn hosts_behind_one_rate_limited_router_each_get_their_own_verdict() {
         );
     }
 }
+
+#[test]
+fn a_slow_lossy_link_gets_every_verdict_right_and_slows_only_itself() {
+    // 4 Mbit/s (a SYN every 150 µs), a 20 ms queue, 1 % loss each way, in
+    // front of a host whose closed ports RST; beside it a fast host.
+    let link = super::fake::Link {
+        per_packet: Duration::from_micros(150),
+        queue: Duration::from_millis(20),
+        loss: 0.01,
+    };
+    let slow = FakeHost::new("198.18.4.2", Behaviour::Closed)
+        .port(22, Behaviour::Open)
+        .port(2000, Behaviour::Open)
+        .slow(link);
+    let fast = FakeHost::new(HOST, Behaviour::Closed).port(443, Behaviour::Open);
+    let mut net = FakeNetwork::new(vec![slow, fast]);
+    let o = opts(&["198.18.4.2", HOST], "1-3000");
+    let (out, _) = scan(&mut net, &o);
+    assert!(
+        net.link_drops > 30,
+        "the link lost and dropped: {}",
+        net.link_drops
+    );
+    for v in &out.analysis.results {
+        let open = matches!(
+            (v.target == addr(HOST), v.port),
+            (true, 443) | (false, 22 | 2000)
+        );
+        let want = if open { State::Open } else { State::Refused };
+        assert_eq!(
+            v.state, want,
+            "{}:{} after {} probes",
+            v.target, v.port, v.probes
+        );
+    }
+    let e = out.info.engine;
+    assert!(e.answered_after_retry > 0, "{e:?}");
+    // The slow host's window was cut by its losses; the fast host's was
+    // not: its ports took no retransmission at all.
+    assert!(
+        out.analysis
+            .results
+            .iter()
+            .filter(|v| v.target == addr(HOST))
+            .all(|v| v.probes == 1)
+    );
+}
