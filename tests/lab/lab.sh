@@ -12,10 +12,11 @@
 set -Eeuo pipefail
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=common.sh
+source "$LAB_DIR/common.sh"
 STATE_ROOT=/run/synscope-lab
 PROG=lab.sh
 
-die() { echo "$PROG: $*" >&2; exit 1; }
 
 usage() {
     echo "usage: $PROG up|down PREFIX   (PREFIX: 1-10 chars of [A-Za-z0-9_], starting alnum)" >&2
@@ -46,8 +47,6 @@ names() {
     LOGFILE="$STATE/listen.log"
 }
 
-ns_exists() { [[ -e "/run/netns/$1" ]]; }
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 pick_python() {
     if [[ -n ${PYTHON:-} ]]; then echo "$PYTHON"
@@ -124,41 +123,9 @@ on_up_error() {
     exit 1
 }
 
-fail() { echo "$PROG: $*" >&2; false; }
 
-# Wait (<= 5 s) until link $2 in namespace $1 is operationally UP. A fresh
-# veth gets carrier at once, but the kernel's linkwatch applies it up to
-# ~1 s later; until then the device keeps the noop qdisc (drops everything
-# it would send) and IPv6 leaves its addresses tentative. Without this wait
-# the router silently ignored the client's first neighbour solicitation.
-wait_link_up() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        [[ $(nsx "$1" cat "/sys/class/net/$2/operstate" 2>/dev/null) == up ]] && return 0
-        sleep 0.1
-    done
-    fail "link $2 in $1 not up after 5 s"
-}
 
-# Wait (<= 5 s) until no IPv6 address in namespace $1 is tentative.
-wait_v6_ready() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        [[ -z $(nsx "$1" ip -6 addr show tentative) ]] && return 0
-        sleep 0.1
-    done
-    fail "IPv6 addresses in $1 still tentative after 5 s"
-}
 
-ns_base_sysctls() {
-    local ns=$1
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
-    # New namespaces inherit IPv4 devconf from the host; pin what matters.
-    nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
-    nsx "$ns" ip link set lo up
-}
 
 lab_up() {
     UP_PREFIX=$1

@@ -20,10 +20,11 @@
 set -Eeuo pipefail
 
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=common.sh
+source "$LAB_DIR/common.sh"
 STATE_ROOT=/run/synscope-lab
 PROG=real.sh
 
-die() { echo "$PROG: $*" >&2; exit 1; }
 
 usage() {
     echo "usage: $PROG up|down PREFIX   (PREFIX: 1-10 chars of [A-Za-z0-9_], starting alnum)" >&2
@@ -51,8 +52,6 @@ names() {
     STATE="$STATE_ROOT/${P}-w"
 }
 
-ns_exists() { [[ -e "/run/netns/$1" ]]; }
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 pick_python() {
     if [[ -n ${PYTHON:-} ]]; then echo "$PYTHON"
@@ -126,39 +125,9 @@ on_up_error() {
     exit 1
 }
 
-fail() { echo "$PROG: $*" >&2; false; }
 
-# Wait (<= 5 s) until link $2 in namespace $1 is operationally UP (linkwatch
-# applies a fresh veth's carrier up to ~1 s late; see README).
-wait_link_up() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        [[ $(nsx "$1" cat "/sys/class/net/$2/operstate" 2>/dev/null) == up ]] && return 0
-        sleep 0.1
-    done
-    fail "link $2 in $1 not up after 5 s"
-}
 
-# Wait (<= 5 s) until no IPv6 address in namespace $1 is tentative.
-wait_v6_ready() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        [[ -z $(nsx "$1" ip -6 addr show tentative) ]] && return 0
-        sleep 0.1
-    done
-    fail "IPv6 addresses in $1 still tentative after 5 s"
-}
 
-# The sysctls the deterministic lab pins too. Nothing ICMP-related: the
-# point of this profile is the kernel's default ICMP rate limits.
-ns_base_sysctls() {
-    local ns=$1
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
-    nsx "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0
-    nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
-    nsx "$ns" ip link set lo up
-}
 
 # A target namespace $1 on router subnet N ($4): veth $2 (target side) /
 # $3 (router side), 198.18.N.2/24 + 2001:db8:18:N::2/64, router .1 / ::1.
