@@ -22,12 +22,9 @@ use serde_json::Value;
 
 const PORTS: &str = "1-3000";
 
-fn scan_everything(v6: bool) {
-    let _machine = light();
-    let Some(lab) = RealLab::up(&[]) else {
-        return;
-    };
-    let targets = real_targets(v6);
+/// `synscope scan -q -o json -p 1-3000 TARGETS...` (no other flag) from the
+/// client: its report, and the process output.
+fn default_scan(lab: &RealLab, targets: &[String]) -> (Value, std::process::Output) {
     let mut args = vec![
         env!("CARGO_BIN_EXE_synscope"),
         "scan",
@@ -38,11 +35,21 @@ fn scan_everything(v6: bool) {
         PORTS,
     ];
     args.extend(targets.iter().map(String::as_str));
-    let started = std::time::Instant::now();
     let o = lab.exec("c", &args).output().expect("synscope scan");
-    let took = started.elapsed();
     let j: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("scan JSON: {e}; stderr: {}", stderr(&o)));
+    (j, o)
+}
+
+fn scan_everything(v6: bool) {
+    let _machine = light();
+    let Some(lab) = RealLab::up(&[]) else {
+        return;
+    };
+    let targets = real_targets(v6);
+    let started = std::time::Instant::now();
+    let (j, o) = default_scan(&lab, &targets);
+    let took = started.elapsed();
     assert_valid_report(&j, "real-world scan");
     let results = j["results"].as_array().expect("results");
     assert_eq!(results.len(), targets.len() * 3000, "a verdict per port");
@@ -124,18 +131,7 @@ fn the_lossy_open_port_is_open_in_19_of_20_default_scans() {
     let (runs, mut open, mut wrong) = (20, 0, 0usize);
     let started = std::time::Instant::now();
     for _ in 0..runs {
-        let args = [
-            env!("CARGO_BIN_EXE_synscope"),
-            "scan",
-            "-q",
-            "-o",
-            "json",
-            "-p",
-            PORTS,
-            slow.as_str(),
-        ];
-        let o = lab.exec("c", &args).output().expect("synscope scan");
-        let j: Value = serde_json::from_slice(&o.stdout).expect("scan JSON");
+        let (j, _) = default_scan(&lab, std::slice::from_ref(&slow));
         for r in j["results"].as_array().expect("results") {
             let port = r["port"].as_u64().unwrap_or(0) as u16;
             let t = real_truth(&slow, port).expect("in the key");

@@ -42,3 +42,25 @@ ns_base_sysctls() {
     nsx "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     nsx "$ns" ip link set lo up
 }
+
+# Ends every process in namespaces $@ (TERM, then KILL after 1 s) and
+# deletes them (which destroys their veths). Never fails.
+ns_delete() {
+    local ns pids i
+    for ns in "$@"; do
+        ns_exists "$ns" || continue
+        pids=$(ip netns pids "$ns" 2>/dev/null)
+        if [[ -n $pids ]]; then
+            # shellcheck disable=SC2086
+            kill -TERM $pids 2>/dev/null
+            for ((i = 0; i < 10; i++)); do
+                pids=$(ip netns pids "$ns" 2>/dev/null)
+                [[ -z $pids ]] && break
+                sleep 0.1
+            done
+            # shellcheck disable=SC2086
+            [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
+        fi
+        ip netns del "$ns" 2>/dev/null
+    done
+}

@@ -85,23 +85,7 @@ lab_down() {
     # 2. Any other process still running inside this lab's namespaces (they
     #    can only have been started for this lab), then the namespaces.
     #    Deleting a namespace destroys its veth ends.
-    local ns pids i
-    for ns in "$NS_C" "$NS_R" "$NS_T" "$NS_R2" "$NS_T2"; do
-        ns_exists "$ns" || continue
-        pids=$(ip netns pids "$ns" 2>/dev/null)
-        if [[ -n $pids ]]; then
-            # shellcheck disable=SC2086
-            kill -TERM $pids 2>/dev/null
-            for ((i = 0; i < 10; i++)); do
-                pids=$(ip netns pids "$ns" 2>/dev/null)
-                [[ -z $pids ]] && break
-                sleep 0.1
-            done
-            # shellcheck disable=SC2086
-            [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
-        fi
-        ip netns del "$ns" 2>/dev/null
-    done
+    ns_delete "$NS_C" "$NS_R" "$NS_T" "$NS_R2" "$NS_T2"
     rm -rf -- "$STATE" 2>/dev/null
     rm -rf -- "/etc/netns/$NS_C" 2>/dev/null
     rmdir "$STATE_ROOT" 2>/dev/null

@@ -72,7 +72,7 @@ alive() {
 lab_down() {
     names "$1"
     set +e
-    local f pid i ns pids
+    local f pid i
     # 1. The listeners, by the pids they recorded, if still listen.py.
     for f in "$STATE"/listen-*.pid; do
         [[ -r $f ]] || continue
@@ -88,22 +88,7 @@ lab_down() {
     done
     # 2. Anything else still running in this lab's namespaces (started for
     #    this lab only), then the namespaces (which destroys the veths).
-    for ns in "${ALL_NS[@]}"; do
-        ns_exists "$ns" || continue
-        pids=$(ip netns pids "$ns" 2>/dev/null)
-        if [[ -n $pids ]]; then
-            # shellcheck disable=SC2086
-            kill -TERM $pids 2>/dev/null
-            for ((i = 0; i < 10; i++)); do
-                pids=$(ip netns pids "$ns" 2>/dev/null)
-                [[ -z $pids ]] && break
-                sleep 0.1
-            done
-            # shellcheck disable=SC2086
-            [[ -n $pids ]] && kill -KILL $pids 2>/dev/null
-        fi
-        ip netns del "$ns" 2>/dev/null
-    done
+    ns_delete "${ALL_NS[@]}"
     rm -rf -- "$STATE" 2>/dev/null
     rmdir "$STATE_ROOT" 2>/dev/null
     set -e
