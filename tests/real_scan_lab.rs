@@ -6,13 +6,9 @@
 //! (tests/lab/real-key.txt). Root only: skipped with a message otherwise,
 //! failed when CI is set.
 //!
-//! One known gap, asserted as such: the IPv4 unreachable and prohibit
-//! routes. Linux answers them from ip_error(), whose limiter (1 a second,
-//! burst 5, per peer) the router's other errors to us (ARP failures, its
-//! port reject) share, so in a scan of everything at once one of the two
-//! often gets no error of its own, or one admin-prohibited, and the slow
-//! re-probe's sample does not always get more (issue 11 stays open for it).
-//! Their ports must be right or silent, never anything else.
+//! The scan also writes its capture (`--write`, which changes nothing of
+//! how it probes), and `analyze` of that file must give the same verdicts,
+//! marks included.
 
 mod common;
 
@@ -24,7 +20,11 @@ const PORTS: &str = "1-3000";
 
 /// `synscope scan -q -o json -p 1-3000 TARGETS...` (no other flag) from the
 /// client: its report, and the process output.
-fn default_scan(lab: &RealLab, targets: &[String]) -> (Value, std::process::Output) {
+fn default_scan(
+    lab: &RealLab,
+    targets: &[String],
+    write: Option<&str>,
+) -> (Value, std::process::Output) {
     let mut args = vec![
         env!("CARGO_BIN_EXE_synscope"),
         "scan",
@@ -34,6 +34,9 @@ fn default_scan(lab: &RealLab, targets: &[String]) -> (Value, std::process::Outp
         "-p",
         PORTS,
     ];
+    if let Some(w) = write {
+        args.extend(["--write", w]);
+    }
     args.extend(targets.iter().map(String::as_str));
     let o = lab.exec("c", &args).output().expect("synscope scan");
     let j: Value = serde_json::from_slice(&o.stdout)
@@ -47,14 +50,16 @@ fn scan_everything(v6: bool) {
         return;
     };
     let targets = real_targets(v6);
+    let dir = scratch(&format!("real-scan-v{}", if v6 { 6 } else { 4 }));
+    let file = dir.join("scan.pcap");
+    let file = file.to_str().expect("path");
     let started = std::time::Instant::now();
-    let (j, o) = default_scan(&lab, &targets);
+    let (j, o) = default_scan(&lab, &targets, Some(file));
     let took = started.elapsed();
     assert_valid_report(&j, "real-world scan");
     let results = j["results"].as_array().expect("results");
     assert_eq!(results.len(), targets.len() * 3000, "a verdict per port");
     let mut wrong: Vec<String> = Vec::new();
-    let mut gap = 0;
     let mut inferred = 0;
     for r in results {
         let (t, port) = (
@@ -73,12 +78,6 @@ fn scan_everything(v6: bool) {
         if got == (truth.state, truth.reason, truth.responder) {
             continue;
         }
-        if matches!(truth.label, "prohibit4" | "unreach4")
-            && got == ("filtered", "no-response", None)
-        {
-            gap += 1;
-            continue;
-        }
         if wrong.len() < 10 {
             wrong.push(format!(
                 "{} {t}:{port}: got {got:?}, truth {truth:?}",
@@ -89,7 +88,7 @@ fn scan_everything(v6: bool) {
         }
     }
     println!(
-        "IPv{}: {} targets x 3000 ports in {:.1} s: {} wrong, {inferred} inferred, {gap} unreach4/prohibit4 ports silent (the known gap); {}",
+        "IPv{}: {} targets x 3000 ports in {:.1} s: {} wrong, {inferred} inferred; {}",
         if v6 { 6 } else { 4 },
         targets.len(),
         took.as_secs_f64(),
@@ -106,6 +105,26 @@ fn scan_everything(v6: bool) {
         inferred > 0,
         "rate limits were at work: some verdicts are inferred"
     );
+    // The written capture, analysed: the same verdicts, marks included.
+    let a = run(&["analyze", "-q", "-o", "json", file]);
+    assert!(a.status.success(), "analyze: {}", stderr(&a));
+    let again: Value = serde_json::from_slice(&a.stdout).expect("analyze JSON");
+    let again = again["results"].as_array().expect("results");
+    let differ: Vec<String> = results
+        .iter()
+        .zip(again)
+        .filter(|(s, a)| s != a)
+        .take(5)
+        .map(|(s, a)| format!("scan {s}\nanalyze {a}"))
+        .collect();
+    assert!(
+        differ.is_empty() && again.len() == results.len(),
+        "analyze of the --write capture differs ({} vs {} verdicts):\n{}",
+        again.len(),
+        results.len(),
+        differ.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -131,7 +150,7 @@ fn the_lossy_open_port_is_open_in_19_of_20_default_scans() {
     let (runs, mut open, mut wrong) = (20, 0, 0usize);
     let started = std::time::Instant::now();
     for _ in 0..runs {
-        let (j, _) = default_scan(&lab, std::slice::from_ref(&slow));
+        let (j, _) = default_scan(&lab, std::slice::from_ref(&slow), None);
         for r in j["results"].as_array().expect("results") {
             let port = r["port"].as_u64().unwrap_or(0) as u16;
             let t = real_truth(&slow, port).expect("in the key");

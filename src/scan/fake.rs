@@ -36,6 +36,18 @@ pub enum Behaviour {
         code: u8,
         delay: Duration,
     },
+    /// An IPv4 router's error for a destination on an unreachable or
+    /// prohibit route (the kernel's ip_error): charged twice against the
+    /// router's allowance for us, once by ip_error's own limit (a burst of
+    /// 5 s, 1 s an error) and once by icmp_send's (6 s, 1 s), on the same
+    /// tokens: 2 errors in a burst, then none while probes come faster
+    /// than one every 2 s. With no limit set, always sent.
+    RouteError {
+        from: IpAddr,
+        ttl: u8,
+        icmp_type: u8,
+        code: u8,
+    },
     /// A RST in the host's name, forged on the path: it arrives with TTL
     /// `ttl` (a middlebox nearer than the host).
     ForgedReset { ttl: u8 },
@@ -208,6 +220,25 @@ impl FakeNetwork {
         }
     }
 
+    /// Whether `from` may send a route error at `at` ([`Behaviour::RouteError`]):
+    /// both limits take a token; the first may take one the second then
+    /// finds missing, as the kernel's do.
+    fn route_error_allowed(&mut self, from: IpAddr, at: Duration) -> bool {
+        let Some((burst, per_sec)) = self.icmp_limit else {
+            return true;
+        };
+        // ip_error's burst is a second below icmp_send's.
+        let own_burst = (burst - 1.0).max(1.0);
+        let (tokens, last) = self.buckets.entry(from).or_insert((own_burst, at));
+        *tokens = (*tokens + at.saturating_sub(*last).as_secs_f64() * per_sec).min(own_burst);
+        *last = (*last).max(at);
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        self.icmp_allowed(from, at)
+    }
+
     /// The local address probes to `target` leave from.
     pub fn source_of(&self, target: IpAddr) -> IpAddr {
         if target.is_ipv4() {
@@ -360,6 +391,18 @@ impl FakeNetwork {
                     let frame =
                         fixture::icmp_error_ip(from, src, ttl, icmp_type, code, &ip, ip.len());
                     self.schedule(at + delay, frame);
+                }
+            }
+            Behaviour::RouteError {
+                from,
+                ttl,
+                icmp_type,
+                code,
+            } => {
+                if self.route_error_allowed(from, at) {
+                    let frame =
+                        fixture::icmp_error_ip(from, src, ttl, icmp_type, code, &ip, ip.len());
+                    self.schedule(at, frame);
                 }
             }
             Behaviour::ForgedReset { ttl } => {

@@ -1,10 +1,12 @@
-//! The finishing step of a run: the verdicts of the scan's own probes,
-//! with what the run could not back said on each, the streamed verdicts,
-//! and the scan's own account.
+//! The finishing step of a scan: the verdicts of the scan's own probes
+//! from the one tracker, with what the first run could not back said on
+//! each, the streamed verdicts, and the scan's own account.
 
 use super::plan::Plan;
 use super::{ScanOptions, ScanOutcome, run};
-use crate::model::{Analysis, CaptureStats, EngineStats, ScanInfo, State, Verdict};
+use crate::model::{
+    Analysis, CaptureStats, EngineStats, InputSummary, ScanInfo, State, Stats, Verdict,
+};
 use crate::track::{self, Tracker};
 use rustc_hash::FxHashSet;
 use std::net::IpAddr;
@@ -20,13 +22,12 @@ pub(super) struct Streamer<'a> {
     pub(super) bar: &'a indicatif::ProgressBar,
 }
 
-impl Streamer<'_> {
-    fn ours(&self, v: &Verdict) -> bool {
-        self.plan
-            .probes
-            .first()
-            .is_some_and(|p| self.plan.contains(v.client, p.sport, v.target, v.port))
-    }
+/// Whether `v` is about one of `plan`'s probes (other traffic of this host
+/// may be in the capture).
+fn ours(plan: &Plan, v: &Verdict) -> bool {
+    plan.probes
+        .first()
+        .is_some_and(|p| plan.contains(v.client, p.sport, v.target, v.port))
 }
 
 impl run::Observer for Streamer<'_> {
@@ -34,7 +35,7 @@ impl run::Observer for Streamer<'_> {
         let fresh: Vec<Verdict> = tracker
             .take_streamed()
             .into_iter()
-            .filter(|v| self.ours(v) && self.streamed.insert((v.target, v.port)))
+            .filter(|v| ours(self.plan, v) && self.streamed.insert((v.target, v.port)))
             .collect();
         if !fresh.is_empty() {
             let f = &mut *self.on_verdict;
@@ -44,130 +45,182 @@ impl run::Observer for Streamer<'_> {
     }
 }
 
-/// The finishing step: the verdicts of this scan's own probes, with what
-/// the run could not back said on each (probes the capture never saw,
-/// silence while the capture lost packets, an interrupted or failed run),
-/// and the scan's own account.
-pub(super) fn finish(
-    done: run::Finished,
-    plan: &Plan,
-    opts: &ScanOptions,
+/// What the first run of a scan said of itself, kept while later passes
+/// run: how it ended, what it could not back, its warnings.
+pub(super) struct FirstRun {
+    pub(super) partial: bool,
+    stopped: Option<String>,
+    engine: EngineStats,
+    send_errors: u64,
     captures: Vec<(String, CaptureStats)>,
-    mut obs: Streamer<'_>,
-) -> ScanOutcome {
-    let run::Finished {
-        tracker,
-        engine,
-        mut inputs,
-        send_errors,
-        stopped,
-        interrupted,
-    } = done;
-    let mut warnings = Vec::new();
-    if interrupted {
-        warnings.push(
-            "interrupted: these are the verdicts so far (partial); probes still waiting were not given their full time and show as filtered".to_string(),
-        );
-    }
-    if let Some(e) = &stopped {
-        warnings.push(format!(
-            "the scan stopped early ({e}): these are the verdicts so far (partial); probes after that were not sent or their answers not seen, so ports shown filtered are not certain"
-        ));
-    }
-    let partial = interrupted || stopped.is_some();
-    for (device, s) in &captures {
-        if s.dropped > 0 || s.if_dropped > 0 {
+    /// Probes sent that the capture never saw (a verdict nothing backs).
+    not_captured: Vec<usize>,
+    /// The captures lost packets: every silence is doubtful.
+    lost: bool,
+    pub(super) warnings: Vec<String>,
+}
+
+impl FirstRun {
+    pub(super) fn new(
+        ran: &run::Ran,
+        plan: &Plan,
+        tracker: &Tracker,
+        captures: Vec<(String, CaptureStats)>,
+    ) -> FirstRun {
+        let mut warnings = Vec::new();
+        if ran.interrupted {
+            warnings.push(
+                "interrupted: these are the verdicts so far (partial); probes still waiting were not given their full time and show as filtered".to_string(),
+            );
+        }
+        if let Some(e) = &ran.stopped {
             warnings.push(format!(
-                "capture on {device} lost {} packets (kernel buffer full: {}, interface: {}); replies may be missing and ports shown filtered wrongly: scan again with a lower --rate",
-                s.dropped + s.if_dropped,
-                s.dropped,
-                s.if_dropped
+                "the scan stopped early ({e}): these are the verdicts so far (partial); probes after that were not sent or their answers not seen, so ports shown filtered are not certain"
             ));
         }
-    }
-    let clock = tracker.clock();
-    let (merged, stats) = tracker.finish();
-    // Only our own probes: other traffic of this host may be in the capture.
-    let mut results: Vec<Verdict> = merged
-        .into_verdicts()
-        .into_iter()
-        .filter(|v| obs.ours(v))
-        .collect();
-    let seen: FxHashSet<(IpAddr, u16)> = results.iter().map(|v| (v.target, v.port)).collect();
-    if partial {
-        // Silence not yet given its full time is no verdict.
-        let before = results.len();
-        results.retain(|v| {
-            v.state != State::Filtered
-                || v.first_probe_ns.saturating_add(opts.track.timeout) <= clock
-        });
-        let cut = before - results.len();
-        if cut > 0 {
-            warnings.push(format!(
-                "{cut} ports still waiting for an answer when the scan stopped are left out"
-            ));
+        let partial = ran.interrupted || ran.stopped.is_some();
+        for (device, s) in &captures {
+            if s.dropped > 0 || s.if_dropped > 0 {
+                warnings.push(format!(
+                    "capture on {device} lost {} packets (kernel buffer full: {}, interface: {}); replies may be missing and ports shown filtered wrongly: scan again with a lower --rate",
+                    s.dropped + s.if_dropped,
+                    s.dropped,
+                    s.if_dropped
+                ));
+            }
         }
-    }
-    let mut not_captured = 0u64;
-    for (i, p) in plan.probes.iter().enumerate() {
+        let seen: FxHashSet<(IpAddr, u16)> = tracker
+            .snapshot()
+            .iter()
+            .filter(|v| ours(plan, v))
+            .map(|v| (v.target, v.port))
+            .collect();
         // Never sent (an interrupted scan): no verdict at all.
-        if !engine.was_sent(i as u32) || seen.contains(&(p.target, p.port)) {
-            continue;
+        let not_captured: Vec<usize> = (0..plan.probes.len())
+            .filter(|&i| {
+                let p = &plan.probes[i];
+                ran.engine.was_sent(i as u32) && !seen.contains(&(p.target, p.port))
+            })
+            .collect();
+        if !not_captured.is_empty() && partial {
+            warnings.push(format!(
+                "{} probes sent (or tried) were never seen by the capture; the scan stopped early, so they are left out",
+                not_captured.len()
+            ));
+        } else if !not_captured.is_empty() {
+            warnings.push(format!(
+                "{} probes were sent (or tried) but never seen by the capture; they are shown filtered, which the capture cannot confirm",
+                not_captured.len()
+            ));
         }
-        not_captured += 1;
-        // A scan that stopped early gives no verdict it cannot back.
-        if !partial {
-            let mut v = Verdict::silent(p.source, p.target, p.port);
-            v.uncertain = true;
-            results.push(v);
+        if ran.send_errors > 0 {
+            warnings.push(format!(
+                "{} sends failed (and were retried)",
+                ran.send_errors
+            ));
+        }
+        let lost = captures.iter().any(|(_, s)| s.dropped + s.if_dropped > 0);
+        FirstRun {
+            partial,
+            stopped: ran.stopped.clone(),
+            engine: ran.engine.stats(),
+            send_errors: ran.send_errors,
+            captures,
+            not_captured,
+            lost,
+            warnings,
         }
     }
-    if not_captured > 0 && partial {
-        warnings.push(format!(
-            "{not_captured} probes sent (or tried) were never seen by the capture; the scan stopped early, so they are left out"
-        ));
-    } else if not_captured > 0 {
-        warnings.push(format!(
-            "{not_captured} probes were sent (or tried) but never seen by the capture; they are shown filtered, which the capture cannot confirm"
-        ));
+
+    /// The verdicts of `plan`'s probes as `tracker` has them now, with
+    /// what the first run could not back said on each, and the rate-limit
+    /// inference over them (as `analyze` of the written capture does it);
+    /// sorted by target, port, client. The second value: silent ports left
+    /// out of a partial scan.
+    pub(super) fn verdicts(
+        &self,
+        tracker: &Tracker,
+        plan: &Plan,
+        opts: &ScanOptions,
+    ) -> (Vec<Verdict>, usize) {
+        let clock = tracker.clock();
+        let mut results: Vec<Verdict> = tracker
+            .snapshot()
+            .into_iter()
+            .filter(|v| ours(plan, v))
+            .collect();
+        let mut cut = 0;
+        if self.partial {
+            // Silence not yet given its full time is no verdict.
+            let before = results.len();
+            results.retain(|v| {
+                v.state != State::Filtered
+                    || v.first_probe_ns.saturating_add(opts.track.timeout) <= clock
+            });
+            cut = before - results.len();
+        } else {
+            // Probes the capture never saw (unless a later pass's were).
+            let have: FxHashSet<(IpAddr, u16)> =
+                results.iter().map(|v| (v.target, v.port)).collect();
+            for &i in &self.not_captured {
+                let p = &plan.probes[i];
+                if have.contains(&(p.target, p.port)) {
+                    continue;
+                }
+                let mut v = Verdict::silent(p.source, p.target, p.port);
+                v.uncertain = true;
+                results.push(v);
+            }
+        }
+        // Lost packets make every silence doubtful: say so on each.
+        if self.lost {
+            for v in results.iter_mut().filter(|v| v.state == State::Filtered) {
+                v.uncertain = true;
+            }
+        }
+        results.sort_by_key(|v| (v.target, v.port, v.client));
+        track::infer::rate_limited_errors(&mut results);
+        (results, cut)
     }
-    if send_errors > 0 {
-        warnings.push(format!("{send_errors} sends failed (and were retried)"));
-    }
-    // Lost packets make every silence doubtful: say so on each.
-    let lost: u64 = captures.iter().map(|(_, s)| s.dropped + s.if_dropped).sum();
-    if lost > 0 {
-        for v in results.iter_mut().filter(|v| v.state == State::Filtered) {
-            v.uncertain = true;
+
+    /// The scan's outcome: `results`, the captures' summaries with the
+    /// tracker's counters, and the account.
+    pub(super) fn outcome(
+        self,
+        results: Vec<Verdict>,
+        mut inputs: Vec<InputSummary>,
+        stats: Stats,
+        plan: &Plan,
+    ) -> ScanOutcome {
+        for (i, inp) in inputs.iter_mut().enumerate() {
+            inp.stats = if i == 0 { stats } else { Default::default() };
+        }
+        ScanOutcome {
+            analysis: Analysis::from_parts(results, inputs),
+            info: ScanInfo {
+                partial: self.partial,
+                capture_error: self.stopped,
+                // SAFETY: geteuid has no preconditions.
+                ran_as_uid: unsafe { libc::geteuid() },
+                engine: self.engine,
+                captures: self.captures,
+                not_captured: self.not_captured.len() as u64,
+                send_errors: self.send_errors,
+                seed: plan.seed,
+                source_port: plan.probes.first().map_or(0, |p| p.sport),
+                duration_s: 0.0,
+                warnings: self.warnings,
+            },
         }
     }
-    results.sort_by_key(|v| (v.target, v.port, v.client));
-    track::infer::rate_limited_errors(&mut results);
-    // Whatever was not streamed yet (decided at the end) goes out now.
-    for v in &results {
-        // Marked uncertain or inferred only now: again.
+}
+
+/// Hands over what was not streamed yet (decided at the end), and again
+/// what is marked uncertain or inferred only now.
+pub(super) fn stream_rest(results: &[Verdict], obs: &mut Streamer<'_>) {
+    for v in results {
         if obs.streamed.insert((v.target, v.port)) || v.uncertain || v.inferred.is_some() {
             (obs.on_verdict)(v);
         }
-    }
-    for (i, inp) in inputs.iter_mut().enumerate() {
-        inp.stats = if i == 0 { stats } else { Default::default() };
-    }
-    ScanOutcome {
-        analysis: Analysis::from_parts(results, inputs),
-        info: ScanInfo {
-            partial,
-            capture_error: stopped,
-            // SAFETY: geteuid has no preconditions.
-            ran_as_uid: unsafe { libc::geteuid() },
-            engine: engine.stats(),
-            captures,
-            not_captured,
-            send_errors,
-            seed: plan.seed,
-            source_port: plan.probes.first().map_or(0, |p| p.sport),
-            duration_s: 0.0,
-            warnings,
-        },
     }
 }

@@ -23,9 +23,8 @@ pub mod send;
 pub mod targets;
 pub mod trace;
 
-use finish::{Streamer, finish};
+use finish::{FirstRun, Streamer, stream_rest};
 pub use passes::rate_limit_candidates;
-use passes::{probe_late_starters, reprobe_rate_limited};
 pub use plan::shard;
 
 use crate::error::Error;
@@ -36,7 +35,6 @@ use crate::track;
 use engine::EngineConfig;
 use net::{Network, RawNetwork};
 use plan::Plan;
-use probe::IsnKey;
 use rand::{RngExt, SeedableRng, seq::SliceRandom};
 use rustc_hash::FxHashSet;
 use std::net::IpAddr;
@@ -265,15 +263,16 @@ fn run_raw(
     if let Some(w) = writer {
         w.finish()?;
     }
-    probe_late_starters(&mut net, &mut out, opts, sport, on_verdict, stream)?;
-    reprobe_rate_limited(&mut net, &mut out, opts, sport, on_verdict, stream)?;
     out.info.source_port = sport;
     out.info.duration_s = started.elapsed().as_secs_f64();
     Ok(out)
 }
 
 /// The scan of `plan` on any network (the raw one, or a fake in tests):
-/// the run loop, then the finishing step.
+/// the first run, then the second passes (hosts that came up late, ports
+/// whose ICMP errors a limiter held back), all on one session, and the
+/// verdicts of its one tracker over every packet (those `analyze` of the
+/// `writer` capture finds).
 pub fn scan_on(
     net: &mut dyn Network,
     plan: &Plan,
@@ -299,17 +298,44 @@ pub fn scan_on(
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let mut session = run::Session::new(net, &cfg, writer);
     let mut obs = Streamer {
         plan,
         streamed: FxHashSet::default(),
         on_verdict,
         bar: &bar,
     };
-    let key = IsnKey::new();
-    let done = run::run(net, plan, &key, &cfg, writer, &mut obs)?;
+    let ran = run::run(net, plan, &mut session, &cfg, &mut obs)?;
     bar.finish_and_clear();
-    let captures = net.capture_stats();
-    Ok(finish(done, plan, opts, captures, obs))
+    let mut first = FirstRun::new(&ran, plan, session.tracker(), net.capture_stats());
+    let (results, cut) = first.verdicts(session.tracker(), plan, opts);
+    if cut > 0 {
+        first.warnings.push(format!(
+            "{cut} ports still waiting for an answer when the scan stopped are left out"
+        ));
+    }
+    stream_rest(&results, &mut obs);
+    let Streamer { on_verdict, .. } = obs;
+    let mut passes = passes::Passes {
+        net,
+        session: &mut session,
+        plan,
+        opts,
+        first: &first,
+        cfg,
+        on_verdict,
+        results,
+        warnings: Vec::new(),
+    };
+    if !first.partial && passes.late_starters()? {
+        passes.rate_limited()?;
+    }
+    let passes::Passes {
+        results, warnings, ..
+    } = passes;
+    first.warnings.extend(warnings);
+    let (tracker, inputs) = session.finish();
+    Ok(first.outcome(results, inputs, tracker.stats(), plan))
 }
 
 #[cfg(test)]

@@ -1,93 +1,214 @@
-//! The second passes of a raw scan, on the same network: hosts that came
-//! up partway through are probed again, and, when ICMP errors were seen
-//! rate-limited, the few silent ports of answering hosts and samples of
-//! unconfirmed or silent hosts are probed again slowly.
+//! The second passes of a raw scan, on the same network and the same
+//! session (one tracker, one `--write` capture): hosts that came up partway
+//! through are probed again, and, when ICMP errors were seen rate-limited,
+//! the few silent ports of answering hosts and samples of unconfirmed or
+//! silent hosts are probed again slowly. The verdicts are then those of
+//! the one tracker over every packet, so `analyze` of the written capture
+//! finds the same.
 
+use super::ScanOptions;
 use super::engine::EngineConfig;
+use super::finish::FirstRun;
 use super::net::Network;
 use super::plan::{self, Plan};
-use super::{ScanOptions, ScanOutcome, scan_on};
+use super::run::{self, RunConfig, Session};
 use crate::error::Error;
-use crate::model::{Analysis, NANOS_PER_SEC, State, Verdict};
-use crate::select::PortSet;
-use crate::track;
+use crate::model::{NANOS_PER_SEC, State, Verdict};
+use crate::track::{self, Tracker};
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// A host that started answering only partway through (it came up, a
-/// rule was lifted) leaves its earlier ports looking filtered: those are
-/// probed once more, on the same network, before they are called so.
-pub(super) fn probe_late_starters(
-    net: &mut dyn Network,
-    out: &mut ScanOutcome,
-    opts: &ScanOptions,
-    sport: u16,
-    on_verdict: &mut dyn FnMut(&Verdict),
-    stream: bool,
-) -> Result<(), Error> {
-    if out.info.partial {
-        return Ok(());
-    }
-    for (target, ports) in silent_before_first_answer(&out.analysis.results, NANOS_PER_SEC) {
-        let mut again = opts.clone();
-        again.targets = vec![target];
-        again.ports = PortSet::from_ports(&ports);
-        // These ports are this shard's already.
-        again.shard = None;
-        let source = out
-            .analysis
-            .results
-            .iter()
-            .find(|v| v.target == target)
-            .map(|v| v.client);
-        let (plan, _) = Plan::scan(
-            &again.targets,
-            &again.ports,
-            None,
-            None,
-            Some(sport),
-            again.ttl,
-            |_| source,
-        );
-        let second = scan_on(net, &plan, &again, None, on_verdict, stream)?;
-        let changed = take_answers(&mut out.analysis.results, second.analysis.results).len();
-        out.info.warnings.push(format!(
-            "{target} answered nothing until partway through the scan; the {} ports silent before that were probed again: {changed} answered this time{}",
-            ports.len(),
-            if out.info.warnings.is_empty() || opts.write.is_none() {
-                ""
-            } else {
-                " (the --write capture holds the first pass only)"
-            }
-        ));
-    }
-    let mut results = std::mem::take(&mut out.analysis.results);
-    track::infer::rate_limited_errors(&mut results);
-    let inputs = std::mem::take(&mut out.analysis.inputs);
-    out.analysis = Analysis::from_parts(results, inputs);
-    Ok(())
+/// The later passes of one scan, and the verdicts as they stand.
+pub(super) struct Passes<'a, 'w> {
+    pub(super) net: &'a mut dyn Network,
+    pub(super) session: &'a mut Session<'w>,
+    /// The scan's own plan: its probes are the ones reported.
+    pub(super) plan: &'a Plan,
+    pub(super) opts: &'a ScanOptions,
+    pub(super) first: &'a FirstRun,
+    pub(super) cfg: RunConfig,
+    pub(super) on_verdict: &'a mut dyn FnMut(&Verdict),
+    pub(super) results: Vec<Verdict>,
+    pub(super) warnings: Vec<String>,
 }
 
-/// What a second pass found replaces the first pass's silence (the
-/// probes of both add up); the targets of the verdicts it replaced, one
-/// entry each.
-fn take_answers(results: &mut [Verdict], second: Vec<Verdict>) -> Vec<IpAddr> {
-    let mut changed = Vec::new();
-    for nv in second {
-        if nv.state == State::Filtered {
-            continue;
-        }
-        if let Some(v) = results
-            .iter_mut()
-            .find(|v| v.target == nv.target && v.port == nv.port)
-        {
-            let probes = v.probes.saturating_add(nv.probes);
-            changed.push(nv.target);
-            *v = nv;
-            v.probes = probes;
-        }
+/// An observer that drops the per-attempt verdicts a streaming tracker
+/// keeps (a pass hands over merged verdicts, once it is over).
+struct Discard;
+
+impl run::Observer for Discard {
+    fn drained(&mut self, tracker: &mut Tracker, _: &crate::model::EngineStats) {
+        tracker.take_streamed();
     }
-    changed
+}
+
+impl Passes<'_, '_> {
+    /// Runs `probes` on the session, then takes the verdicts again and
+    /// hands over those that changed; false if the pass could not finish
+    /// (Ctrl-C, the capture failed), which is said.
+    fn pass(
+        &mut self,
+        probes: Vec<plan::Probe>,
+        engine: EngineConfig,
+        wait: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let cfg = RunConfig {
+            engine,
+            wait,
+            ..self.cfg
+        };
+        let ran = run::run(
+            self.net,
+            &Plan::new(probes, 0),
+            self.session,
+            &cfg,
+            &mut Discard,
+        )?;
+        self.refresh();
+        if let Some(e) = &ran.stopped {
+            self.warnings.push(format!(
+                "a second pass stopped early ({e}); its ports keep what the first pass found"
+            ));
+        }
+        Ok(ran.stopped.is_none() && !ran.interrupted)
+    }
+
+    /// The verdicts from the tracker again; those that changed are handed
+    /// over (the later verdict supersedes).
+    fn refresh(&mut self) {
+        let (new, _) = self
+            .first
+            .verdicts(self.session.tracker(), self.plan, self.opts);
+        let old: FxHashMap<(IpAddr, u16, IpAddr), &Verdict> = self
+            .results
+            .iter()
+            .map(|v| ((v.target, v.port, v.client), v))
+            .collect();
+        for v in &new {
+            if old.get(&(v.target, v.port, v.client)) != Some(&v) {
+                (self.on_verdict)(v);
+            }
+        }
+        self.results = new;
+    }
+
+    /// How many of `ports` of `target` are answered now.
+    fn answered(&self, target: IpAddr, ports: &[u16]) -> usize {
+        self.results
+            .iter()
+            .filter(|v| v.target == target && v.state != State::Filtered && ports.contains(&v.port))
+            .count()
+    }
+
+    fn sport(&self) -> u16 {
+        self.plan.probes.first().map_or(0, |p| p.sport)
+    }
+
+    /// A host that started answering only partway through (it came up, a
+    /// rule was lifted) leaves its earlier ports looking filtered: those
+    /// are probed once more before they are called so.
+    pub(super) fn late_starters(&mut self) -> Result<bool, Error> {
+        for (target, ports) in silent_before_first_answer(&self.results, NANOS_PER_SEC) {
+            let source = self
+                .results
+                .iter()
+                .find(|v| v.target == target)
+                .map(|v| v.client);
+            let (plan, _) = Plan::scan(
+                &[target],
+                &crate::select::PortSet::from_ports(&ports),
+                None,
+                None,
+                Some(self.sport()),
+                self.opts.ttl,
+                |_| source,
+            );
+            let finished = self.pass(plan.probes, self.opts.engine, self.opts.wait)?;
+            let changed = self.answered(target, &ports);
+            self.warnings.push(format!(
+                "{target} answered nothing until partway through the scan; the {} ports silent before that were probed again: {changed} answered this time",
+                ports.len(),
+            ));
+            if !finished {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Probes [`rate_limit_candidates`] again, slowly (IPv6 two a second,
+    /// three tries; IPv4 one every 2.5 s, two tries), each in a new attempt
+    /// (after the tracker's timeout since the port's last probe), so the
+    /// packets themselves show an error that came on a later attempt: the
+    /// inference reads its confirmation off them.
+    pub(super) fn rate_limited(&mut self) -> Result<(), Error> {
+        let candidates = rate_limit_candidates(&self.results);
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        // The ports' first attempts run out first.
+        if let Some(last) = self.session.last_send() {
+            let until =
+                last + Duration::from_nanos(self.opts.track.timeout) + Duration::from_millis(20);
+            let now = self.net.now();
+            if until > now {
+                run::listen(self.net, self.session, &self.cfg, until - now)?;
+            }
+        }
+        let sources: FxHashMap<IpAddr, IpAddr> =
+            self.results.iter().map(|v| (v.target, v.client)).collect();
+        let (sport, ttl) = (self.sport(), self.opts.ttl);
+        let probes: Vec<plan::Probe> = candidates
+            .iter()
+            .flat_map(|(t, ports)| ports.iter().map(move |p| (*t, *p)))
+            .filter_map(|(target, port)| {
+                Some(plan::Probe {
+                    source: *sources.get(&target)?,
+                    sport,
+                    target,
+                    port,
+                    ttl,
+                })
+            })
+            .collect();
+        let n = probes.len();
+        // IPv6 limiters refill fast (Linux: 10 a second per peer): two a
+        // second, three tries. IPv4 route errors (unreachable and prohibit
+        // routes) are charged twice against a router's one-a-second
+        // allowance, shared by every error it sends us: one probe every
+        // 2.5 s, two tries.
+        let (v6, v4): (Vec<plan::Probe>, Vec<plan::Probe>) =
+            probes.into_iter().partition(|p| p.target.is_ipv6());
+        for (family, pace) in [
+            (
+                v6,
+                EngineConfig::fixed(2, 2, Duration::from_secs(1), REPROBE_AT_MOST),
+            ),
+            (
+                v4,
+                EngineConfig {
+                    gap: Some(V4_REPROBE_GAP),
+                    ..EngineConfig::fixed(1, 1, V4_REPROBE_GAP, REPROBE_AT_MOST)
+                },
+            ),
+        ] {
+            if family.is_empty() {
+                continue;
+            }
+            if !self.pass(family, pace, Some(Duration::from_secs(1)))? {
+                break;
+            }
+        }
+        let changed: usize = candidates
+            .iter()
+            .map(|(t, ports)| self.answered(*t, ports))
+            .sum();
+        self.warnings.push(format!(
+            "ICMP errors were rate-limited; {n} silent ports (of hosts that answer, and samples of hosts the limiter left unconfirmed or silent) were probed again slowly: {changed} answered"
+        ));
+        Ok(())
+    }
 }
 
 /// The pace of an IPv4 slow re-probe (see [`reprobe_rate_limited`]).
@@ -139,104 +260,6 @@ pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<(IpAddr, Vec<u16>)> {
 /// Silent ports probed again on a host whose error is not yet confirmed
 /// host-wide.
 const SAMPLE: usize = 4;
-
-/// Probes [`rate_limit_candidates`] again, slowly (IPv6 two a second, three
-/// tries; IPv4 one every 2.5 s, two tries); what answers replaces the
-/// silence (the inference runs again).
-pub(super) fn reprobe_rate_limited(
-    net: &mut dyn Network,
-    out: &mut ScanOutcome,
-    opts: &ScanOptions,
-    sport: u16,
-    on_verdict: &mut dyn FnMut(&Verdict),
-    stream: bool,
-) -> Result<(), Error> {
-    if out.info.partial {
-        return Ok(());
-    }
-    let candidates = rate_limit_candidates(&out.analysis.results);
-    if candidates.is_empty() {
-        return Ok(());
-    }
-    let sources: Vec<(IpAddr, IpAddr)> = out
-        .analysis
-        .results
-        .iter()
-        .map(|v| (v.target, v.client))
-        .collect();
-    let probes: Vec<plan::Probe> = candidates
-        .iter()
-        .flat_map(|(t, ports)| ports.iter().map(move |p| (*t, *p)))
-        .filter_map(|(target, port)| {
-            let source = sources.iter().find(|(t, _)| *t == target)?.1;
-            Some(plan::Probe {
-                source,
-                sport,
-                target,
-                port,
-                ttl: opts.ttl,
-            })
-        })
-        .collect();
-    let n = probes.len();
-    let mut confirm = Vec::new();
-    // IPv6 limiters refill fast (Linux: 10 a second per peer): two a second,
-    // three tries. IPv4 route errors (unreachable and prohibit routes) are
-    // charged twice against a router's one-a-second allowance, shared by
-    // every error it sends us: one probe every 2.5 s, two tries.
-    let (v6, v4): (Vec<plan::Probe>, Vec<plan::Probe>) =
-        probes.into_iter().partition(|p| p.target.is_ipv6());
-    for (family, pace) in [
-        (
-            v6,
-            EngineConfig::fixed(2, 2, Duration::from_secs(1), REPROBE_AT_MOST),
-        ),
-        (
-            v4,
-            EngineConfig {
-                gap: Some(V4_REPROBE_GAP),
-                ..EngineConfig::fixed(1, 1, V4_REPROBE_GAP, REPROBE_AT_MOST)
-            },
-        ),
-    ] {
-        if family.is_empty() {
-            continue;
-        }
-        let mut again = opts.clone();
-        again.engine = pace;
-        again.wait = Some(Duration::from_secs(1));
-        again.shard = None;
-        let second = scan_on(net, &Plan::new(family, 0), &again, None, on_verdict, stream)?;
-        confirm.extend(take_answers(
-            &mut out.analysis.results,
-            second.analysis.results,
-        ));
-    }
-    let changed = confirm.len();
-    out.info.warnings.push(format!(
-        "ICMP errors were rate-limited; {n} silent ports (of hosts that answer, and samples of hosts the limiter left unconfirmed or silent) were probed again slowly: {changed} answered{}",
-        if opts.write.is_some() {
-            " (the --write capture holds the first pass only)"
-        } else {
-            ""
-        }
-    ));
-    let mut results = std::mem::take(&mut out.analysis.results);
-    track::infer::rate_limited_errors(&mut results);
-    // Two sampled ports that answered with the host's one error confirm
-    // it host-wide (the inference still checks that nothing contradicts).
-    confirm.sort_unstable();
-    for t in confirm
-        .chunk_by(|a, b| a == b)
-        .filter(|c| c.len() >= 2)
-        .map(|c| c[0])
-    {
-        track::infer::confirmed(&mut results, t);
-    }
-    let inputs = std::mem::take(&mut out.analysis.inputs);
-    out.analysis = Analysis::from_parts(results, inputs);
-    Ok(())
-}
 
 /// Per target: when the target said nothing for at least `gap` from its
 /// first probe, then answered, and no port probed after its first answer is

@@ -60,13 +60,66 @@ pub trait Observer {
 pub struct Quiet;
 impl Observer for Quiet {}
 
-/// What a run leaves: the tracker with everything it saw, the scheduler
-/// (which probes went out), each capture's summary, and how it ended.
-pub struct Finished {
-    pub tracker: Tracker,
+/// What the runs of one scan share: the one tracker every captured packet
+/// goes into, the reading stage of each capture, and the `--write` tee. A
+/// scan's later passes (re-probes) run on the same session, so its
+/// verdicts are those of one tracker over every packet, as `analyze` of
+/// the written capture finds them.
+pub struct Session<'w> {
+    tracker: Tracker,
+    readers: Vec<Reader>,
+    tee: Option<&'w mut PcapWriter>,
+    /// When the last probe of any run went out.
+    last_send: Option<Instant>,
+}
+
+impl<'w> Session<'w> {
+    /// A session on `net`'s captures; `cfg` says how to track (timeout,
+    /// DNS kept, verdicts streamed); `tee` receives every captured frame.
+    pub fn new(net: &mut dyn Network, cfg: &RunConfig, tee: Option<&'w mut PcapWriter>) -> Self {
+        let mut tracker = Tracker::new(cfg.track);
+        if cfg.stream {
+            tracker.stream_verdicts();
+        }
+        let readers = (0..net.captures())
+            .map(|i| {
+                let link = net.capture(i).link_type();
+                Reader::new(format!("live:{}", net.device(i)), link, cfg.keep_dns)
+            })
+            .collect();
+        Session {
+            tracker,
+            readers,
+            tee,
+            last_send: None,
+        }
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn tracker_mut(&mut self) -> &mut Tracker {
+        &mut self.tracker
+    }
+
+    /// When the last probe went out, if any did.
+    pub fn last_send(&self) -> Option<Instant> {
+        self.last_send
+    }
+
+    /// The tracker with everything it saw, and each capture's summary
+    /// (tracker counters not yet added).
+    pub fn finish(self) -> (Tracker, Vec<InputSummary>) {
+        let inputs = self.readers.into_iter().map(|r| r.finish().0).collect();
+        (self.tracker, inputs)
+    }
+}
+
+/// How a run went: the scheduler (which probes went out), and how it
+/// ended.
+pub struct Ran {
     pub engine: Engine,
-    /// One per capture, tracker counters not yet added.
-    pub inputs: Vec<InputSummary>,
     pub send_errors: u64,
     /// Why the run stopped before its end (capture failed, interface
     /// gone).
@@ -75,15 +128,14 @@ pub struct Finished {
     pub interrupted: bool,
 }
 
-/// Runs `plan` on `net`. `tee` receives every captured frame (`--write`).
+/// Runs `plan` on `net`, every captured packet into `session`.
 pub fn run(
     net: &mut dyn Network,
     plan: &Plan,
-    key: &IsnKey,
+    session: &mut Session<'_>,
     cfg: &RunConfig,
-    mut tee: Option<&mut PcapWriter>,
     obs: &mut dyn Observer,
-) -> Result<Finished, Error> {
+) -> Result<Ran, Error> {
     let start = net.now();
     // Each target its own round trips and window.
     let mut targets: FxHashMap<IpAddr, u32> = FxHashMap::default();
@@ -96,22 +148,14 @@ pub fn run(
         })
         .collect();
     let mut engine = Engine::with_groups(groups, cfg.engine, start);
-    let mut tracker = Tracker::new(cfg.track);
-    if cfg.stream {
-        tracker.stream_verdicts();
-    }
-    let mut readers: Vec<Reader> = (0..net.captures())
-        .map(|i| {
-            let link = net.capture(i).link_type();
-            Reader::new(format!("live:{}", net.device(i)), link, cfg.keep_dns)
-        })
-        .collect();
+    // Each run its own ISNs: a reply to an earlier run's SYN answers
+    // that SYN's attempt, not this one's.
+    let key = IsnKey::new();
     let mut loop_ = Loop {
         plan,
-        key,
+        key: &key,
         engine: &mut engine,
-        tracker: &mut tracker,
-        readers: &mut readers,
+        session,
         obs,
         send_errors: 0,
         failed_batches: 0,
@@ -121,28 +165,40 @@ pub fn run(
         drops: 0,
         drops_read: start,
     };
-    let mut stopped = loop_.probe(net, &mut tee)?;
+    let mut stopped = loop_.probe(net)?;
     if stopped.is_none() {
-        stopped = loop_.listen(net, cfg.wait, &mut tee);
+        stopped = loop_.listen(net, cfg.wait);
     }
     let send_errors = loop_.send_errors;
     let interrupted = net.interrupted();
-    Ok(Finished {
-        tracker,
+    Ok(Ran {
         engine,
-        inputs: readers.into_iter().map(|r| r.finish().0).collect(),
         send_errors,
         stopped,
         interrupted,
     })
 }
 
-struct Loop<'a> {
+/// Listens on `session` for `wait` without sending (answers to earlier
+/// runs still go into the tracker and the tee).
+pub fn listen(
+    net: &mut dyn Network,
+    session: &mut Session<'_>,
+    cfg: &RunConfig,
+    wait: Duration,
+) -> Result<Ran, Error> {
+    let cfg = RunConfig {
+        wait: Some(wait),
+        ..*cfg
+    };
+    run(net, &Plan::new(Vec::new(), 0), session, &cfg, &mut Quiet)
+}
+
+struct Loop<'a, 'w> {
     plan: &'a Plan,
     key: &'a IsnKey,
     engine: &'a mut Engine,
-    tracker: &'a mut Tracker,
-    readers: &'a mut Vec<Reader>,
+    session: &'a mut Session<'w>,
     obs: &'a mut dyn Observer,
     send_errors: u64,
     failed_batches: u32,
@@ -155,14 +211,10 @@ struct Loop<'a> {
     drops_read: Instant,
 }
 
-impl Loop<'_> {
+impl Loop<'_, '_> {
     /// Sends until every probe is answered or given up (or Ctrl-C); the
     /// reason if it had to stop early.
-    fn probe(
-        &mut self,
-        net: &mut dyn Network,
-        tee: &mut Option<&mut PcapWriter>,
-    ) -> Result<Option<String>, Error> {
+    fn probe(&mut self, net: &mut dyn Network) -> Result<Option<String>, Error> {
         let mut due = Vec::new();
         loop {
             due.clear();
@@ -170,7 +222,7 @@ impl Loop<'_> {
             if let Some(stop) = self.send(net, &due)? {
                 return Ok(Some(stop));
             }
-            if let Err(e) = self.drain(net, tee) {
+            if let Err(e) = self.drain(net) {
                 return Ok(Some(e.to_string()));
             }
             if self.engine.finished() || net.interrupted() {
@@ -233,6 +285,7 @@ impl Loop<'_> {
             .collect();
         match net.send(&batch) {
             Ok(n) => {
+                self.session.last_send = Some(now);
                 self.send_errors += (batch.len() - n) as u64;
                 self.failed_batches = 0;
                 Ok(None)
@@ -273,20 +326,21 @@ impl Loop<'_> {
     /// Reads what every capture holds (a bounded amount each, so sending
     /// never starves) through the reading stage into the tracker; tells the
     /// scheduler what the tracker found answered.
-    fn drain(
-        &mut self,
-        net: &mut dyn Network,
-        tee: &mut Option<&mut PcapWriter>,
-    ) -> Result<(), Error> {
+    fn drain(&mut self, net: &mut dyn Network) -> Result<(), Error> {
         let now = net.now();
-        let (plan, engine, tracker, obs, heard) = (
+        let Session {
+            tracker,
+            readers,
+            tee,
+            ..
+        } = &mut *self.session;
+        let (plan, engine, obs, heard) = (
             self.plan,
             &mut *self.engine,
-            &mut *self.tracker,
             &mut *self.obs,
             &mut self.heard,
         );
-        for (i, reader) in self.readers.iter_mut().enumerate() {
+        for (i, reader) in readers.iter_mut().enumerate() {
             let src = net.capture(i);
             reader.pump(src, DRAIN_LIMIT, tee.as_deref_mut(), None, |ts, pkt| {
                 if let Some(a) = tracker.observe(ts, &pkt) {
@@ -309,12 +363,7 @@ impl Loop<'_> {
     /// failed, slow hosts) for `wait`, or a tenth of a second once Ctrl-C
     /// came (the answers already on their way still go into the verdicts
     /// and the `--write` file, so both say the same of the last probes).
-    fn listen(
-        &mut self,
-        net: &mut dyn Network,
-        wait: Option<Duration>,
-        tee: &mut Option<&mut PcapWriter>,
-    ) -> Option<String> {
+    fn listen(&mut self, net: &mut dyn Network, wait: Option<Duration>) -> Option<String> {
         let now = net.now();
         let mut until = match wait {
             Some(w) => now + w,
@@ -322,7 +371,7 @@ impl Loop<'_> {
         };
         let mut draining = false;
         loop {
-            if let Err(e) = self.drain(net, tee) {
+            if let Err(e) = self.drain(net) {
                 return Some(e.to_string());
             }
             let now = net.now();
@@ -336,7 +385,7 @@ impl Loop<'_> {
             net.wait(until);
         }
         // What came in while the last wait ended.
-        self.drain(net, tee).err().map(|e| e.to_string())
+        self.drain(net).err().map(|e| e.to_string())
     }
 
     /// Until when something can still answer, once every probe is answered

@@ -6,7 +6,6 @@
 use super::engine::EngineConfig;
 use super::net::{Network, RawNetwork};
 use super::plan::{Plan, Probe};
-use super::probe::IsnKey;
 use super::run::{self, Observer, RunConfig};
 use super::{pick_source_port, route};
 use crate::error::Error;
@@ -95,7 +94,8 @@ fn trace_on(
             })
             .collect(),
     };
-    let done = run::run(net, plan, &IsnKey::new(), &cfg, None, &mut hops)?;
+    let mut session = run::Session::new(net, &cfg, None);
+    let done = run::run(net, plan, &mut session, &cfg, &mut hops)?;
     if let Some(reason) = done.stopped {
         return Err(Error::Capture {
             device: net.device(0).to_string(),

@@ -36,14 +36,15 @@ const LISTED: usize = 16;
 /// - it has a rate limit's shape: the host's earliest probes that were not
 ///   answered open (up to three) all got it (a limiter's bucket starts
 ///   full; a rule for a few ports would not catch the first probes of a
-///   random order); or it is a routing failure (host or network
+///   random order); or a slow re-probe confirmed it (see
+///   [`reprobe_confirms`]); or it is a routing failure (host or network
 ///   unreachable, no route) from a router for a host that never answered
 ///   itself, where one port's error is enough: the router cannot reach the
 ///   host on any port.
 ///
 /// `results` is sorted or not; each (client, target) is judged alone.
 pub fn rate_limited_errors(results: &mut [Verdict]) {
-    extend(results, |_| true, true);
+    extend(results);
 }
 
 /// The hosts whose errors would extend but for the rate limit's shape (a
@@ -59,12 +60,6 @@ pub fn unconfirmed(results: &[Verdict]) -> Vec<IpAddr> {
     out
 }
 
-/// Extends `target`'s error as [`rate_limited_errors`] does, without the
-/// shape test: a slow re-probe of its silent ports confirmed it.
-pub fn confirmed(results: &mut [Verdict], target: IpAddr) {
-    extend(results, |t| t == target, false);
-}
-
 fn hosts(results: &[Verdict]) -> BTreeMap<(IpAddr, IpAddr), Vec<usize>> {
     let mut by_host: BTreeMap<(IpAddr, IpAddr), Vec<usize>> = BTreeMap::new();
     for (i, v) in results.iter().enumerate() {
@@ -73,12 +68,9 @@ fn hosts(results: &[Verdict]) -> BTreeMap<(IpAddr, IpAddr), Vec<usize>> {
     by_host
 }
 
-fn extend(results: &mut [Verdict], which: impl Fn(IpAddr) -> bool, shape: bool) {
-    for ((_, target), idx) in hosts(results) {
-        if !which(target) {
-            continue;
-        }
-        let Some(model) = evidence(results, &idx, shape) else {
+fn extend(results: &mut [Verdict]) {
+    for idx in hosts(results).into_values() {
+        let Some(model) = evidence(results, &idx, true) else {
             continue;
         };
         let mut ports: Vec<u16> = idx
@@ -162,6 +154,9 @@ fn evidence(results: &[Verdict], idx: &[usize], shape: bool) -> Option<Verdict> 
     {
         return Some((**first).clone());
     }
+    if reprobe_confirms(&vs, same) {
+        return Some((**first).clone());
+    }
     // The earliest probes that were not answered open.
     let mut early: Vec<&&Verdict> = vs.iter().filter(|v| v.state != State::Open).collect();
     early.sort_by_key(|v| (v.first_probe_ns, v.port));
@@ -175,6 +170,46 @@ fn evidence(results: &[Verdict], idx: &[usize], shape: bool) -> Option<Verdict> 
     }
     Some((**first).clone())
 }
+
+/// A slow re-probe's confirmation, read off the packets: of the host's
+/// ports probed again after their first attempt had run out (a later
+/// attempt: the scan's re-probe pass, a client's retry after its
+/// timeout), at least two, and at least half, got the error on that later
+/// attempt. Silence and then the error on the same port is a limiter's
+/// mark; a sample of the silent ports answering so says the error is the
+/// host's rule, not a few ports'. (A client that retries every silent port
+/// and got the error on a few of them does not pass: the half is not
+/// there.)
+fn reprobe_confirms(vs: &[&Verdict], same: impl Fn(&Verdict) -> bool) -> bool {
+    let again = vs
+        .iter()
+        .filter(|v| v.attempts >= 2 && v.state != State::Open && v.inferred.is_none())
+        .count();
+    let later = vs
+        .iter()
+        .filter(|v| {
+            v.attempts >= 2
+                && v.state == State::Unreachable
+                && v.inferred.is_none()
+                && same(v)
+                && answered_later(v)
+        })
+        .count();
+    later >= 2 && 2 * later >= again
+}
+
+/// Whether the attempt that decided `v` began after the port's first SYN
+/// (the first attempt went unanswered).
+fn answered_later(v: &Verdict) -> bool {
+    let (Some(at), Some(rtt_ms)) = (v.decided_ns, v.rtt_ms) else {
+        return false;
+    };
+    // rtt_ms is rounded to the microsecond: a millisecond's margin.
+    let began = at.saturating_sub((rtt_ms * 1e6) as u64);
+    began > v.first_probe_ns.saturating_add(NANOS_PER_MS)
+}
+
+const NANOS_PER_MS: u64 = 1_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -295,6 +330,76 @@ mod tests {
         // One error alone is not enough (but for a routing failure, below).
         let mut r = firewalld();
         r.retain(|x| x.state != State::Unreachable || x.port == 1000);
+        let before = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, before);
+    }
+
+    /// A host behind a router whose budget went to other hosts' errors:
+    /// the first pass got the prohibit error on two late ports only (no
+    /// shape); then `sampled` silent ports probed again in a later attempt,
+    /// of which `answered` got the error.
+    fn spent_budget(sampled: u16, answered: u16) -> Vec<Verdict> {
+        let mut r: Vec<Verdict> = (1..=100u16)
+            .map(|p| v(p, u64::from(p) * 1000, State::Filtered, Reason::NoResponse))
+            .collect();
+        for x in r.iter_mut().filter(|x| x.port == 60 || x.port == 90) {
+            *x = v(
+                x.port,
+                x.first_probe_ns,
+                State::Unreachable,
+                Reason::AdminProhibited,
+            );
+            x.decided_ns = Some(x.first_probe_ns + 500);
+            x.rtt_ms = Some(0.0);
+            x.attempts = 1;
+        }
+        for (k, x) in r.iter_mut().filter(|x| x.port % 10 == 5).enumerate() {
+            if k as u16 >= sampled {
+                break;
+            }
+            x.attempts = 2;
+            if (k as u16) < answered {
+                let first = x.first_probe_ns;
+                *x = v(x.port, first, State::Unreachable, Reason::AdminProhibited);
+                x.attempts = 2;
+                // The later attempt, 5 s on, answered in 1 ms.
+                x.decided_ns = Some(first + 5_001_000_000);
+                x.rtt_ms = Some(1.0);
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn a_slow_reprobe_that_gets_the_error_on_half_its_sample_confirms_it() {
+        // Before the re-probe: unconfirmed (the scan samples it).
+        assert_eq!(unconfirmed(&spent_budget(0, 0)), vec![addr("203.0.113.5")]);
+        let mut r = spent_budget(4, 2);
+        assert!(unconfirmed(&r).is_empty());
+        rate_limited_errors(&mut r);
+        assert!(r.iter().all(|x| x.reason == Reason::AdminProhibited));
+        let inf = r.iter().find_map(|x| x.inferred.clone()).unwrap();
+        assert_eq!((inf.errors, inf.from_ports), (4, vec![5, 15, 60, 90]));
+        // One of four: not the host's rule.
+        let mut r = spent_budget(4, 1);
+        let before = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, before);
+        // A client that retried every silent port later and got the error
+        // on a few: no half.
+        let mut r = spent_budget(10, 3);
+        let before = r.clone();
+        rate_limited_errors(&mut r);
+        assert_eq!(r, before);
+        // The error on the port's first attempt is no confirmation.
+        let mut r = spent_budget(4, 2);
+        for x in r
+            .iter_mut()
+            .filter(|x| x.attempts == 2 && x.state == State::Unreachable)
+        {
+            x.decided_ns = Some(x.first_probe_ns + 1_000_000);
+        }
         let before = r.clone();
         rate_limited_errors(&mut r);
         assert_eq!(r, before);

@@ -28,7 +28,7 @@ pub(super) struct Record {
 }
 
 /// One record per triple, over any number of attempts and files.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Merger {
     records: Vec<Record>,
     /// Triple → index in `records`.

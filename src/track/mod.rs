@@ -655,6 +655,18 @@ impl Tracker {
         }
     }
 
+    /// The verdicts as they stand, every live attempt counted with what it
+    /// has seen so far (as [`Tracker::finish`] would), without ending the
+    /// table: a scan decides its next pass on these and goes on feeding
+    /// the same tracker.
+    pub fn snapshot(&self) -> Vec<Verdict> {
+        let mut m = self.merged.clone();
+        for a in &self.ring {
+            m.absorb(a);
+        }
+        m.into_verdicts()
+    }
+
     /// The end of the capture: every live attempt is decided with what was
     /// seen (no answer → filtered). Returns the merger holding every
     /// verdict (see [`Merger::into_verdicts`]) and the counters.
