@@ -34,6 +34,9 @@ pub struct EngineStats {
     pub answered_after_retry: u64,
     /// Probes given up after every retry.
     pub unanswered: u64,
+    /// Timing pings: SYNs sent again to a port of a mostly-silent target
+    /// that answered before (round trips and loss while little answers).
+    pub pings: u64,
 }
 
 /// Kernel counters at the end of a capture.

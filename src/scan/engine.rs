@@ -6,13 +6,21 @@
 //! - the retransmission timeout follows the round trips seen (RFC 6298:
 //!   srtt + 4·rttvar, clamped), sampled only from probes answered on their
 //!   first send (Karn);
-//! - a congestion window caps the probes in flight: it starts at
-//!   `initial_window`, grows by one for each probe answered on its first
-//!   send while below the slow-start threshold (doubling every round trip),
-//!   by one per window beyond it, and halves on a loss signal (a SYN-ACK or
-//!   RST that came only after a retransmission, or packets the capture
-//!   lost), at most once per round trip; silence is not a loss signal (a
-//!   DROP rule is silent however slowly one probes);
+//! - a congestion window per target caps the probes in flight: it starts
+//!   at `initial_window`, grows for each probe answered on its first send
+//!   (by one while below the slow-start threshold, doubling every round
+//!   trip, by one per window beyond it; times the target's probes per
+//!   answer, at most 50, as nmap's cc_scale: where most probes go
+//!   unanswered each answer stands for many), and halves on a loss signal
+//!   (a SYN-ACK or RST that came only after a retransmission, a timing
+//!   ping unanswered, packets the capture lost), at most once per round
+//!   trip; silence is not a loss signal (a DROP rule is silent however
+//!   slowly one probes);
+//! - a target whose probes mostly go unanswered gets timing pings: the SYN
+//!   again to a port of it that answered, once enough of its sends timed
+//!   out; their answers are round-trip samples and grow the window, so a
+//!   DROP-all host with one open port is not probed at the initial pace
+//!   for the whole scan;
 //! - retries follow the evidence: a probe is sent at most once more than
 //!   the highest try that ever got an answer (at least twice), and never
 //!   more than `1 + max_retries` times, so a host that drops everything
@@ -109,6 +117,17 @@ struct Group {
     in_flight: usize,
     /// New probes that found its window full, in plan order.
     deferred: VecDeque<u32>,
+    /// A probe of this target that got a SYN-ACK or RST: the port its
+    /// timing pings go to.
+    ping: Option<u32>,
+    /// The outstanding ping's send time and deadline.
+    ping_out: Option<(Instant, Instant)>,
+    /// Probes launched to it since its last answer.
+    quiet: u32,
+    /// Its probes and pings decided (answered or given up), and of those
+    /// answered (the growth scale).
+    decided: u64,
+    answers: u64,
 }
 
 #[derive(Debug)]
@@ -136,6 +155,19 @@ pub struct Engine {
     stats: EngineStats,
 }
 
+/// A target that answers few of its probes (a DROP firewall with a port
+/// or two open) gets a timing ping once this many of its sends timed out
+/// since its last answer (or an eighth of its window, if more): the SYN
+/// again to a port of it that answered. The ping's answer is a round-trip sample
+/// and grows the window; a ping unanswered is a loss signal. (nmap's
+/// timing pings, in spirit.)
+const PING_EVERY: u32 = 32;
+
+/// An answer grows the window by the target's probes-per-answer ratio at
+/// most this much (nmap's cc_scale): where most probes get no answer, each
+/// answer stands for many probes that went through.
+const MAX_SCALE: f64 = 50.0;
+
 /// New probes looked at per call before the rest waits (a run whose next
 /// probes all belong to full windows does not scan the whole plan at once).
 const LOOK_AHEAD: usize = 4096;
@@ -159,6 +191,11 @@ impl Engine {
             cut_at: None,
             in_flight: 0,
             deferred: VecDeque::new(),
+            ping: None,
+            ping_out: None,
+            quiet: 0,
+            decided: 0,
+            answers: 0,
         };
         let probes = group_of.len();
         Engine {
@@ -290,6 +327,28 @@ impl Engine {
         self.send(i, now, out);
     }
 
+    /// A send of group `g` timed out unanswered: once enough did since its
+    /// last answer, a timing ping goes to the port of it that answered.
+    fn timed_out(&mut self, g: usize, now: Instant, out: &mut Vec<u32>) {
+        let rto = self.rto_of(g);
+        let grp = &mut self.groups[g];
+        grp.quiet = grp.quiet.saturating_add(1);
+        if grp.quiet < PING_EVERY.max((grp.cwnd / 8.0) as u32) || grp.ping_out.is_some() {
+            return;
+        }
+        let Some(p) = grp.ping else {
+            return;
+        };
+        let deadline = now + rto;
+        grp.ping_out = Some((now, deadline));
+        grp.quiet = 0;
+        self.tokens -= 1.0;
+        self.stats.pings += 1;
+        // Try number 0 marks a ping's timer.
+        self.timers.push(Reverse((deadline, p, 0)));
+        out.push(p);
+    }
+
     /// A probe leaves the window (answered or given up).
     fn land(&mut self, i: usize) {
         let g = self.group(i);
@@ -306,15 +365,29 @@ impl Engine {
                 break;
             }
             let i = i as usize;
+            if try_no == 0 {
+                // A ping's deadline: unanswered, it is a loss signal.
+                self.timers.pop();
+                let g = self.group(i);
+                if self.groups[g].ping_out.is_some_and(|(_, d)| d == deadline) {
+                    self.groups[g].ping_out = None;
+                    self.groups[g].decided += 1;
+                    self.cut(g, now);
+                }
+                continue;
+            }
             if self.status.get(i) != Some(&Status::Sent) || self.tries[i] != try_no {
                 self.timers.pop();
                 continue;
             }
+            let g = self.group(i);
             if self.tries[i] > self.retry_limit() {
                 self.timers.pop();
+                self.groups[g].decided += 1;
                 self.status[i] = Status::GaveUp;
                 self.land(i);
                 self.stats.unanswered += 1;
+                self.timed_out(g, now, out);
                 continue;
             }
             if self.tokens < 1.0 {
@@ -323,6 +396,7 @@ impl Engine {
             self.timers.pop();
             self.stats.retransmitted += 1;
             self.send(i, now, out);
+            self.timed_out(g, now, out);
         }
         // Probes that waited for their target's window, first.
         let mut k = 0;
@@ -367,15 +441,35 @@ impl Engine {
     /// (`tcp`), or an ICMP error (which routers rate-limit: one that comes
     /// late says nothing of congestion).
     pub fn answered_by(&mut self, i: u32, now: Instant, tcp: bool) {
+        let idx = i;
         let i = i as usize;
+        let g = self.group(i);
         if self.status.get(i) != Some(&Status::Sent) {
+            // A timing ping's answer (its port answered before).
+            let grp = &mut self.groups[g];
+            if let (Some(p), Some((sent, _))) = (grp.ping, grp.ping_out)
+                && p == idx
+                && tcp
+            {
+                grp.ping_out = None;
+                grp.answers += 1;
+                grp.decided += 1;
+                self.sample(g, now.saturating_duration_since(sent));
+                self.grow(g);
+            }
             return;
         }
         self.status[i] = Status::Answered;
         self.land(i);
         self.stats.answered += 1;
         self.best_try = self.best_try.max(self.tries[i]);
-        let g = self.group(i);
+        let grp = &mut self.groups[g];
+        grp.quiet = 0;
+        grp.answers += 1;
+        grp.decided += 1;
+        if tcp && grp.ping.is_none() {
+            grp.ping = Some(idx);
+        }
         if self.tries[i] == 1 {
             if let Some(sent) = self.last_sent[i] {
                 self.sample(g, now.saturating_duration_since(sent));
@@ -394,13 +488,17 @@ impl Engine {
         self.answered_by(i, now, true);
     }
 
+    /// An answer on a first send (or a ping's): the window grows, by one
+    /// (slow start) or one per window, times the target's probes per
+    /// answer (at most [`MAX_SCALE`]).
     fn grow(&mut self, g: usize) {
         let max = self.cfg.window.max(1) as f64;
         let g = &mut self.groups[g];
+        let scale = (g.decided as f64 / g.answers.max(1) as f64).clamp(1.0, MAX_SCALE);
         if g.cwnd < g.ssthresh {
-            g.cwnd += 1.0;
+            g.cwnd += scale;
         } else {
-            g.cwnd += 1.0 / g.cwnd;
+            g.cwnd += scale / g.cwnd;
         }
         g.cwnd = g.cwnd.min(max);
     }
@@ -596,7 +694,12 @@ mod tests {
         let mut t = t0;
         out.clear();
         e.due(t + ms(500), &mut out);
-        assert_eq!(out.len(), 98, "the first retransmissions");
+        // The first retransmissions, and a timing ping (32 sends timed out
+        // since the last answer) to the port that answered first.
+        assert_eq!(out.len(), 99);
+        assert_eq!(out.iter().filter(|&&i| i >= 2).count(), 98);
+        assert_eq!(out.iter().filter(|&&i| i == 0).count(), 1);
+        assert_eq!(e.stats().pings, 1);
         // One answer to a retransmission: loss, so one retry more.
         e.answered(2, t0 + ms(501));
         assert_eq!(e.retry_limit(), 2);

@@ -705,6 +705,39 @@ fn a_slow_lossy_link_gets_every_verdict_right_and_slows_only_itself() {
             .results
             .iter()
             .filter(|v| v.target == addr(HOST))
-            .all(|v| v.probes == 1)
+            .all(|v| v.probes == 1),
+        "{:?} {e:?}",
+        out.analysis
+            .results
+            .iter()
+            .filter(|v| v.target == addr(HOST) && v.probes > 1)
+            .map(|v| (v.port, v.probes))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_drop_all_host_with_one_open_port_is_timed_by_pings() {
+    // A cloud VM: 22 open, everything else dropped. Its one answer gives
+    // the round trip; timing pings to 22 then keep the window growing
+    // while nothing else answers.
+    let vm = FakeHost::new(HOST, Behaviour::Drop).port(22, Behaviour::Open);
+    let mut net = FakeNetwork::new(vec![vm]);
+    let (out, _) = scan(&mut net, &opts(&[HOST], "1-20000"));
+    let e = out.info.engine;
+    assert!(e.pings > 10, "{e:?}");
+    assert_eq!(out.analysis.summary.open, 1);
+    assert_eq!(out.analysis.summary.filtered, 19_999);
+    // Each ping is a SYN to 22 again, in its probe count.
+    let v = verdict(&out, HOST, 22);
+    assert_eq!(u64::from(v.probes), 1 + e.pings);
+    assert_eq!(net.sent.syns[&(addr(HOST), 22)], 1 + e.pings as u32);
+    // Two sends a silent port, at the pace the window allows: without
+    // the pings the window would stay at its start (256 probes in
+    // flight, each held for two timeouts: 20,000 ports in 16 s at best).
+    assert!(
+        net.elapsed() < Duration::from_secs(6),
+        "{:?} {e:?}",
+        net.elapsed()
     );
 }

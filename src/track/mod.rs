@@ -534,6 +534,10 @@ impl Tracker {
                 a.add_isn(tcp.seq);
                 a.last_syn = ts;
                 a.probes = a.probes.saturating_add(1);
+                // The client asks again (a scanner's timing ping after it
+                // reset the half-open connection): the next SYN-ACK or
+                // RST answers this SYN, not an open connection.
+                a.established = false;
             } else {
                 // The client's own segments: its RST closing a half-open
                 // connection after the SYN-ACK, its ACKs and data.
