@@ -3,6 +3,7 @@
 
 use crate::model::{Analysis, InputSummary, SCHEMA_VERSION, Summary, Verdict};
 use serde::Serialize;
+use std::io::Write;
 
 #[derive(Serialize)]
 struct Document<'a, S: Serialize> {
@@ -30,7 +31,13 @@ pub fn write_json<W: std::io::Write, S: Serialize>(
         inputs: &a.inputs,
         scan,
     };
-    serde_json::to_writer(&mut w, &doc).map_err(std::io::Error::from)?;
-    w.write_all(b"\n")?;
+    // A buffer of this function's own type: serde_json writes a token at a
+    // time, and through a `dyn Write` every token would be a call that
+    // cannot be inlined (a third of a 65,535-port scan's user time).
+    let mut buf = std::io::BufWriter::with_capacity(1 << 16, &mut w);
+    serde_json::to_writer(&mut buf, &doc).map_err(std::io::Error::from)?;
+    buf.write_all(b"\n")?;
+    buf.flush()?;
+    drop(buf);
     w.flush()
 }

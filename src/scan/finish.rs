@@ -61,10 +61,12 @@ pub(super) struct FirstRun {
 }
 
 impl FirstRun {
+    /// `seen`: the verdicts of `plan`'s probes the tracker has (see
+    /// [`own_verdicts`]).
     pub(super) fn new(
         ran: &run::Ran,
         plan: &Plan,
-        tracker: &Tracker,
+        seen: &[Verdict],
         captures: Vec<(String, CaptureStats)>,
     ) -> FirstRun {
         let mut warnings = Vec::new();
@@ -89,19 +91,24 @@ impl FirstRun {
                 ));
             }
         }
-        let seen: FxHashSet<(IpAddr, u16)> = tracker
-            .snapshot()
-            .iter()
-            .filter(|v| ours(plan, v))
-            .map(|v| (v.target, v.port))
-            .collect();
-        // Never sent (an interrupted scan): no verdict at all.
-        let not_captured: Vec<usize> = (0..plan.probes.len())
-            .filter(|&i| {
-                let p = &plan.probes[i];
-                ran.engine.was_sent(i as u32) && !seen.contains(&(p.target, p.port))
-            })
-            .collect();
+        // Probes sent that the capture never saw; never sent (an
+        // interrupted scan): no verdict at all. (A plan probes each target
+        // port once: when the capture saw as many as were sent, it saw
+        // them all.)
+        let sent = (0..plan.probes.len())
+            .filter(|&i| ran.engine.was_sent(i as u32))
+            .count();
+        let not_captured: Vec<usize> = if seen.len() >= sent {
+            Vec::new()
+        } else {
+            let seen: FxHashSet<(IpAddr, u16)> = seen.iter().map(|v| (v.target, v.port)).collect();
+            (0..plan.probes.len())
+                .filter(|&i| {
+                    let p = &plan.probes[i];
+                    ran.engine.was_sent(i as u32) && !seen.contains(&(p.target, p.port))
+                })
+                .collect()
+        };
         if !not_captured.is_empty() && partial {
             warnings.push(format!(
                 "{} probes sent (or tried) were never seen by the capture; the scan stopped early, so they are left out",
@@ -143,12 +150,18 @@ impl FirstRun {
         plan: &Plan,
         opts: &ScanOptions,
     ) -> (Vec<Verdict>, usize) {
-        let clock = tracker.clock();
-        let mut results: Vec<Verdict> = tracker
-            .snapshot()
-            .into_iter()
-            .filter(|v| ours(plan, v))
-            .collect();
+        self.verdicts_from(own_verdicts(tracker, plan), tracker.clock(), plan, opts)
+    }
+
+    /// [`FirstRun::verdicts`] from `results` ([`own_verdicts`]) taken at
+    /// capture time `clock`.
+    pub(super) fn verdicts_from(
+        &self,
+        mut results: Vec<Verdict>,
+        clock: crate::model::Nanos,
+        plan: &Plan,
+        opts: &ScanOptions,
+    ) -> (Vec<Verdict>, usize) {
         let mut cut = 0;
         if self.partial {
             // Silence not yet given its full time is no verdict.
@@ -178,7 +191,9 @@ impl FirstRun {
                 v.uncertain = true;
             }
         }
-        results.sort_by_key(|v| (v.target, v.port, v.client));
+        if !self.not_captured.is_empty() {
+            results.sort_by_key(|v| (v.target, v.port, v.client));
+        }
         track::infer::rate_limited_errors(&mut results);
         (results, cut)
     }
@@ -213,6 +228,14 @@ impl FirstRun {
             },
         }
     }
+}
+
+/// The verdicts of `plan`'s probes as `tracker` has them now (sorted by
+/// target, port, client).
+pub(super) fn own_verdicts(tracker: &Tracker, plan: &Plan) -> Vec<Verdict> {
+    let mut v = tracker.snapshot();
+    v.retain(|v| ours(plan, v));
+    v
 }
 
 /// Hands over what was not streamed yet (decided at the end), and again

@@ -307,8 +307,9 @@ pub fn scan_on(
     };
     let ran = run::run(net, plan, &mut session, &cfg, &mut obs)?;
     bar.finish_and_clear();
-    let mut first = FirstRun::new(&ran, plan, session.tracker(), net.capture_stats());
-    let (results, cut) = first.verdicts(session.tracker(), plan, opts);
+    let seen = finish::own_verdicts(session.tracker(), plan);
+    let mut first = FirstRun::new(&ran, plan, &seen, net.capture_stats());
+    let (results, cut) = first.verdicts_from(seen, session.tracker().clock(), plan, opts);
     if cut > 0 {
         first.warnings.push(format!(
             "{cut} ports still waiting for an answer when the scan stopped are left out"

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 /// One SYN segment on its way out.
 #[derive(Debug, Clone, Copy)]
 pub struct Outgoing<'a> {
+    /// The source address the segment's checksum covers.
+    pub source: IpAddr,
     pub target: IpAddr,
     /// The TCP segment (the kernel adds the IP header).
     pub segment: &'a [u8],
@@ -115,7 +117,15 @@ impl Network for RawNetwork {
                 self.sender.set_ttl(t)?;
                 self.ttl = Some(t);
             }
-            let segs: Vec<(IpAddr, &[u8])> = run.iter().map(|o| (o.target, o.segment)).collect();
+            let segs: Vec<super::send::Segment<'_>> = run
+                .iter()
+                .map(|o| super::send::Segment {
+                    source: o.source,
+                    target: o.target,
+                    ttl: o.ttl,
+                    tcp: o.segment,
+                })
+                .collect();
             match self.sender.send(&segs) {
                 Ok(k) => sent += k,
                 Err(e) => first_err = first_err.or(Some(e)),

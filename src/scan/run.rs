@@ -277,6 +277,7 @@ impl Loop<'_, '_> {
             .map(|(seg, i)| {
                 let p = &self.plan.probes[*i];
                 Outgoing {
+                    source: p.source,
                     target: p.target,
                     segment: &seg[..],
                     ttl: p.ttl,

@@ -41,6 +41,17 @@ impl Merger {
         Merger::default()
     }
 
+    /// Room for `n` more triples.
+    pub fn reserve(&mut self, n: usize) {
+        self.records.reserve(n);
+        let (records, hasher) = (&self.records, &self.hasher);
+        self.index.reserve(n, |&j| {
+            records
+                .get(j as usize)
+                .map_or(0, |r| hasher.hash_one(r.key))
+        });
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }

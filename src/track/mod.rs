@@ -665,6 +665,7 @@ impl Tracker {
     /// the same tracker.
     pub fn snapshot(&self) -> Vec<Verdict> {
         let mut m = self.merged.clone();
+        m.reserve(self.ring.len());
         for a in &self.ring {
             m.absorb(a);
         }
