@@ -233,7 +233,7 @@ fn run_raw(
     );
     let buffer = opts
         .capture_buffer
-        .unwrap_or(crate::source::live_default_buffer());
+        .unwrap_or(crate::source::live_buffer_for(plan.len()));
     let filter = format!("(tcp port {sport}) or icmp or icmp6");
     let mut net = RawNetwork::open(&routes, &filter, buffer)?;
     let mut writer = match &opts.write {

@@ -32,7 +32,7 @@ pub fn trace(opts: &TraceOptions) -> Result<Vec<PortTrace>, Error> {
     let (plan, base) = plan(opts, r.source);
     let last = usize::from(base) + plan.len().saturating_sub(1);
     let filter = format!("(tcp portrange {base}-{last}) or icmp or icmp6");
-    let mut net = RawNetwork::open(&[r], &filter, crate::source::live_default_buffer())?;
+    let mut net = RawNetwork::open(&[r], &filter, crate::source::live_buffer_for(plan.len()))?;
     trace_on(&mut net, opts, &plan, base)
 }
 

@@ -16,6 +16,18 @@ pub use live::LiveSource;
 pub fn live_default_buffer() -> i32 {
     live::DEFAULT_BUFFER_BYTES
 }
+
+/// The kernel capture buffer for a scan of `probes` probes: 1 KiB a probe
+/// (more than all its packets: the SYN, its retries, the answer), between
+/// 2 MiB and [`live_default_buffer`]. The kernel allocates and zeroes it
+/// when the capture opens: 64 MiB for a one-port scan costs it about as
+/// much as the scan itself.
+pub fn live_buffer_for(probes: usize) -> i32 {
+    let want = probes
+        .saturating_mul(1024)
+        .clamp(2 << 20, live_default_buffer() as usize);
+    i32::try_from(want).unwrap_or(live_default_buffer())
+}
 pub use memory::MemorySource;
 pub use reader::{Pumped, Reader};
 pub use writer::PcapWriter;
