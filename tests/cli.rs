@@ -910,3 +910,40 @@ fn a_capture_on_standard_input() {
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     assert!(stderr(&o).starts_with("synscope: -: "));
 }
+
+/// A reader that went away before anything was written (`| head -c0`,
+/// a closed pipe): exit 0 and not a word, for every command that writes
+/// to stdout and every report format.
+#[test]
+fn a_closed_pipe_is_not_an_error_anywhere() {
+    let capture = root().join("captures/nmap-v4.pcap");
+    let capture = capture.to_str().expect("path");
+    let mut cases: Vec<Vec<&str>> = vec![
+        vec!["completions", "bash"],
+        vec!["completions", "zsh"],
+        vec!["completions", "fish"],
+        vec!["man"],
+        vec!["--help"],
+    ];
+    for f in ["table", "json", "jsonl", "csv", "nmap-xml"] {
+        cases.push(vec!["analyze", "--format", f, "--all", capture]);
+    }
+    cases.push(vec!["analyze", "--findings", capture]);
+    for args in cases {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_synscope"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn synscope");
+        // Close our end before the child writes: every write fails (EPIPE).
+        drop(child.stdout.take());
+        let o = child.wait_with_output().expect("wait");
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "{args:?}: {:?}, stderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

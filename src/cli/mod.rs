@@ -25,9 +25,18 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Scan(args) => scan::run(&args),
         Command::Diagnose(args) => diagnose::run(&args),
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "synscope", &mut std::io::stdout());
-            EXIT_OK
+            // Into memory first: clap_complete panics when its writer
+            // fails, and a reader that went away (`| head -c1`) is no
+            // error.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "synscope", &mut script);
+            match output::to_stdout(|w| w.write_all(&script)) {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("synscope: cannot write the completions: {e}");
+                    EXIT_RUNTIME
+                }
+            }
         }
         Command::Man => {
             let man = clap_mangen::Man::new(Cli::command());
