@@ -947,3 +947,54 @@ fn a_closed_pipe_is_not_an_error_anywhere() {
         );
     }
 }
+
+/// `--output` (and diagnose's `--report`) where nothing can be written:
+/// one line naming the file, exit 3, at once, before anything is read or
+/// sent (the scans' target is loopback, and they must not get that far).
+#[test]
+fn an_unwritable_output_fails_before_the_work() {
+    let d = scratch("unwritable");
+    let missing = d.join("no-such-dir").join("out.json");
+    let missing = missing.to_str().expect("path");
+    let dir = d.to_str().expect("path");
+    let capture = root().join("captures/nmap-v4.pcap");
+    let capture = capture.to_str().expect("path");
+    for (args, path) in [
+        (
+            vec![
+                "scan",
+                "-p",
+                "1-65535",
+                "-o",
+                "json",
+                "--output",
+                missing,
+                "127.0.0.1",
+            ],
+            missing,
+        ),
+        (vec!["scan", "-p", "80", "--output", dir, "127.0.0.1"], dir),
+        (
+            vec!["diagnose", "127.0.0.1:1", "--report", missing],
+            missing,
+        ),
+        (vec!["analyze", "--output", missing, capture], missing),
+    ] {
+        let started = std::time::Instant::now();
+        let o = run(&args);
+        let took = started.elapsed();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{args:?}: {took:?}"
+        );
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains(path) && err.contains("nothing was done"),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty(), "{args:?}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -17,6 +17,9 @@ const PROGRESS_BYTES: u64 = 16 << 20;
 
 /// Runs the command; its exit code.
 pub fn run(args: &AnalyzeArgs) -> u8 {
+    if super::output::check_outputs(&[args.report.output.as_deref()]).is_err() {
+        return EXIT_RUNTIME;
+    }
     let opts = Options::from(args);
     let inputs = inputs::expand(&args.files);
     say_left_out(&inputs);

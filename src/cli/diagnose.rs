@@ -17,6 +17,9 @@ pub fn run(args: &DiagnoseArgs) -> u8 {
         Ok(o) => o,
         Err(e) => return super::exit::input_error(&e),
     };
+    if super::output::check_outputs(&[args.report.as_deref()]).is_err() {
+        return EXIT_RUNTIME;
+    }
     let d = match crate::diagnose::run::run(&opts) {
         Ok(d) => d,
         Err(e) => {

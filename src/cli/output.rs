@@ -59,6 +59,21 @@ pub fn deliver(
     }
 }
 
+/// Checks, before any work, that each of `files` (`--output`, `--report`)
+/// can be written; says on stderr which cannot, and why.
+pub fn check_outputs(files: &[Option<&Path>]) -> Result<(), Unwritten> {
+    for path in files.iter().flatten() {
+        if let Err(e) = crate::report::check_writable(path) {
+            eprintln!(
+                "synscope: {}: cannot write the report there: {e}; nothing was done (choose another file)",
+                path.display()
+            );
+            return Err(Unwritten);
+        }
+    }
+    Ok(())
+}
+
 /// Writes to stdout (buffered, then flushed). A reader that went away
 /// (`| head`, BrokenPipe) is not an error: there is nothing more to say.
 pub fn to_stdout(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {

@@ -14,6 +14,9 @@ pub fn run(args: &ScanArgs) -> u8 {
         Ok(o) => o,
         Err(e) => return super::exit::input_error(&e),
     };
+    if super::output::check_outputs(&[args.report.output.as_deref()]).is_err() {
+        return EXIT_RUNTIME;
+    }
     // JSON Lines to stdout: each verdict printed as it is decided, and
     // nothing more at the end.
     let stream = matches!(args.report.format, Format::Jsonl) && args.report.output.is_none();

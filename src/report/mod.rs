@@ -68,6 +68,31 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     result
 }
 
+/// Whether [`write_atomic`] could write `path` now: its temporary file is
+/// created (as a new file, never through a symlink) and removed again. A
+/// long scan checks this before it starts, so its result is not lost
+/// after it ran.
+pub fn check_writable(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::IsADirectory,
+            "is a directory",
+        ));
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let tmp = path.with_file_name(format!(".{name}.{}.check", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    std::fs::remove_file(&tmp)
+}
+
 /// 65520 → "65,520".
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
