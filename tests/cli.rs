@@ -998,3 +998,100 @@ fn an_unwritable_output_fails_before_the_work() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A `--filter` that selects probes keeps the ICMP errors about them:
+/// they come from other addresses (a router) and carry the probe's ports
+/// only in their quote, but the filter is asked about the quoted packet.
+/// For the ports a filter selects, the verdicts are those without it.
+#[test]
+fn a_filter_keeps_the_icmp_errors_that_quote_what_it_selects() {
+    let verdicts = |file: &str, filter: Option<&str>, ports: &str| -> Vec<Value> {
+        let f = root().join("captures").join(file);
+        let mut args = vec!["analyze", "-o", "json", "-p", ports, f.to_str().unwrap()];
+        if let Some(flt) = filter {
+            args.extend(["--filter", flt]);
+        }
+        let o = run(&args);
+        assert!(
+            o.status.success() || o.status.code() == Some(1),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        let j: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        j["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|v| {
+                serde_json::json!([
+                    v["target"],
+                    v["port"],
+                    v["state"],
+                    v["reason"],
+                    v["responder"]
+                ])
+            })
+            .collect()
+    };
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "nmap-v4.pcap",
+            "9001,9002,80,443",
+            &[
+                "host 203.0.113.2",
+                "port 9001 or port 9002",
+                "tcp",
+                "host 203.0.113.99",
+                "net 192.0.2.0/24",
+                "dst host 192.0.2.129 or src host 192.0.2.129",
+            ],
+        ),
+        (
+            "nmap-v6.pcapng",
+            "9001,9002,80,443",
+            &[
+                "host 2001:db8:2::2",
+                "port 9002",
+                "ip6 and tcp",
+                "net 2001:db8:3::/48",
+            ],
+        ),
+        (
+            "rejected.pcap",
+            "9001,9002",
+            &["host 203.0.113.2", "port 9002"],
+        ),
+        (
+            "absent-host.pcap",
+            "80",
+            &["host 203.0.113.99", "tcp port 80"],
+        ),
+    ];
+    for (file, ports, filters) in cases {
+        let all = verdicts(file, None, ports);
+        assert!(
+            all.iter().any(|v| v[2] == "unreachable"),
+            "{file}: the case needs ICMP errors"
+        );
+        for flt in filters {
+            let got = verdicts(file, Some(flt), ports);
+            assert!(!got.is_empty(), "{file} -f {flt:?}: nothing selected");
+            // Each verdict the filter leaves is the one without it.
+            for v in &got {
+                assert!(
+                    all.contains(v),
+                    "{file} -f {flt:?}: {v} not as without a filter"
+                );
+            }
+        }
+        // The two filters of the issue select exactly these ports.
+    }
+    let v4 = verdicts("nmap-v4.pcap", None, "9001,9002");
+    for flt in ["host 203.0.113.2", "port 9001 or port 9002"] {
+        assert_eq!(
+            verdicts("nmap-v4.pcap", Some(flt), "9001,9002"),
+            v4,
+            "-f {flt:?}"
+        );
+    }
+}

@@ -194,7 +194,8 @@ pub struct AnalyzeArgs {
     /// inputs add up to 16 MiB or more).
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// BPF filter applied while reading (tcpdump syntax).
+    /// BPF filter applied while reading (tcpdump syntax); ICMP errors
+    /// quoting a packet it selects are kept too.
     #[arg(short = 'f', long, value_name = "BPF")]
     pub filter: Option<String>,
     /// Seconds after an attempt's last SYN with no answer before it counts as filtered.

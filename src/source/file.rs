@@ -9,8 +9,13 @@ use std::path::Path;
 pub struct FileSource {
     cap: Capture<Offline>,
     link: LinkType,
-    /// Packets handed out so far.
+    /// Packets read so far.
     read: u64,
+    /// The user's `--filter`, asked about the packets ICMP errors quote
+    /// (see [`FileSource::open`]).
+    quotes: Option<pcap::BpfProgram>,
+    /// The frame handed out, when a filter made it a copy.
+    copy: Vec<u8>,
 }
 
 impl FileSource {
@@ -47,13 +52,37 @@ impl FileSource {
                 pcap_reason(&e)
             ))
         })?;
+        let mut quotes = None;
         if let Some(f) = filter {
-            cap.filter(f, true)
-                .map_err(|e| unreadable(format!("bad --filter {f:?}: {}", pcap_reason(&e))))?;
+            let bad =
+                |e: pcap::Error| unreadable(format!("bad --filter {f:?}: {}", pcap_reason(&e)));
+            // The user's filter selects probes; the ICMP errors about them
+            // come from other addresses and carry the probe's ports only in
+            // their quote. libpcap keeps every ICMP error too, and the
+            // filter is then asked about each error's quoted packet.
+            let own = cap.compile(f, true).map_err(bad)?;
+            cap.filter(&format!("({f}) or icmp or icmp6"), true)
+                .map_err(bad)?;
+            quotes = Some(own);
         }
         let link = LinkType(cap.get_datalink().0);
-        Ok(FileSource { cap, link, read: 0 })
+        Ok(FileSource {
+            cap,
+            link,
+            read: 0,
+            quotes,
+            copy: Vec::new(),
+        })
     }
+}
+
+/// Whether a frame the widened filter let through is one the user's
+/// filter `f` selects: itself, or the packet an ICMP error quotes.
+fn selected(f: Option<&pcap::BpfProgram>, link: LinkType, data: &[u8]) -> bool {
+    let Some(f) = f else {
+        return true;
+    };
+    f.filter(data) || crate::wire::quoted_frame(link, data).is_some_and(|q| f.filter(&q))
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -98,29 +127,70 @@ impl PacketSource for FileSource {
     }
 
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
+        if self.quotes.is_some() {
+            return self.next_selected();
+        }
+        let read = self.read;
         match self.cap.next_packet() {
             Ok(p) => {
                 self.read += 1;
                 Ok(Some(RawPacket::from_pcap(&p)))
             }
-            Err(pcap::Error::NoMorePackets) => Ok(None),
-            Err(e) => {
-                let mut why = pcap_reason(&e);
-                if why.contains("different from the type of the first interface") {
-                    why.push_str(
+            Err(e) => failed(e, read),
+        }
+    }
+}
+
+impl FileSource {
+    /// The next frame the user's filter selects; the ICMP frames let
+    /// through for their quotes that it does not select are passed over,
+    /// as libpcap would have. (The frame is copied: a frame borrowed from
+    /// libpcap cannot be handed out from a loop that may read the next.)
+    fn next_selected(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
+        let (ts, len) = loop {
+            match self.cap.next_packet() {
+                Ok(p) => {
+                    self.read += 1;
+                    if !selected(self.quotes.as_ref(), self.link, p.data) {
+                        continue;
+                    }
+                    self.copy.clear();
+                    self.copy.extend_from_slice(p.data);
+                    let r = RawPacket::from_pcap(&p);
+                    break (r.ts, r.len);
+                }
+                Err(e) => return failed(e, self.read),
+            }
+        };
+        Ok(Some(RawPacket {
+            ts,
+            len,
+            data: &self.copy,
+        }))
+    }
+}
+
+/// What a failed read says: nothing more to read, or one line on why
+/// (after `read` packets).
+fn failed<'a>(e: pcap::Error, read: u64) -> Result<Option<RawPacket<'a>>, Error> {
+    match e {
+        pcap::Error::NoMorePackets => Ok(None),
+        e => {
+            let mut why = pcap_reason(&e);
+            if why.contains("different from the type of the first interface") {
+                why.push_str(
                         " (libpcap reads one link type per pcapng file: split it by interface, e.g. with tshark -r FILE -w PART -Y frame.interface_id==N)",
                     );
-                }
-                if self.read <= 1 && why.contains("bigger than snaplen") {
-                    // Old patched tcpdumps wrote longer record headers
-                    // behind the standard magic number; Wireshark's
-                    // readers guess which, libpcap's do not.
-                    why.push_str(
+            }
+            if read <= 1 && why.contains("bigger than snaplen") {
+                // Old patched tcpdumps wrote longer record headers
+                // behind the standard magic number; Wireshark's
+                // readers guess which, libpcap's do not.
+                why.push_str(
                         " (if an old patched tcpdump wrote it, as Red Hat 6.1's, SuSE 6.3's or Nokia IPSO's did, `editcap -F pcap FILE NEW` converts it)",
                     );
-                }
-                Err(Error::Read { reason: why })
             }
+            Err(Error::Read { reason: why })
         }
     }
 }

@@ -223,6 +223,47 @@ pub fn parse(link: LinkType, data: &[u8]) -> Result<Packet, Skip> {
     }
 }
 
+/// For a frame carrying an ICMP or ICMPv6 error: the frame as the packet
+/// it quotes would have been captured (the same link header, then the
+/// quoted datagram in place of the error), so a capture filter written
+/// for the probes can be asked whether the error is about one of them.
+/// None for anything else.
+pub fn quoted_frame(link: LinkType, data: &[u8]) -> Option<Vec<u8>> {
+    let (ether_type, net) = link::network(link, data).ok()?;
+    let payload = match ether_type {
+        EtherType::IPV4 => {
+            let h = Ipv4HeaderSlice::from_slice(net).ok()?;
+            if h.protocol() != IpNumber::ICMP || h.fragments_offset().value() != 0 {
+                return None;
+            }
+            let i = Icmpv4Slice::from_slice(net.get(h.slice().len()..)?).ok()?;
+            if i.type_u8() != ICMP4_DEST_UNREACH && i.type_u8() != ICMP4_TIME_EXCEEDED {
+                return None;
+            }
+            i.payload()
+        }
+        EtherType::IPV6 => {
+            let (ip, _) = LaxIpSlice::from_slice(net).ok()?;
+            let p = ip.payload();
+            if p.ip_number != IpNumber::IPV6_ICMP || p.fragmented {
+                return None;
+            }
+            let i = Icmpv6Slice::from_slice(p.payload).ok()?;
+            if i.type_u8() != ICMP6_DEST_UNREACH && i.type_u8() != ICMP6_TIME_EXCEEDED {
+                return None;
+            }
+            i.payload()
+        }
+        _ => return None,
+    };
+    // The link header: everything before the network layer.
+    let link_len = (net.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+    let mut frame = Vec::with_capacity(link_len + payload.len());
+    frame.extend_from_slice(data.get(..link_len)?);
+    frame.extend_from_slice(payload);
+    Some(frame)
+}
+
 /// IPv4: checked header view, then the transport bytes up to the total
 /// length (or the captured end, when the snap length cut the packet or the
 /// length field is impossible, as TSO captures carry 0 there).

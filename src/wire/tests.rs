@@ -438,3 +438,47 @@ fn dns_responses_are_read_and_queries_skipped() {
         let _ = parse(LinkType::RAW, &udp(53, &ok[..cut]));
     }
 }
+
+#[test]
+fn the_frame_an_icmp_error_quotes_keeps_the_link_header() {
+    use crate::fixture::{self, Seg, addr};
+    let syn = Seg {
+        src: addr("198.51.100.2"),
+        dst: addr("203.0.113.2"),
+        sport: 40000,
+        dport: 9002,
+        seq: 7,
+        ack: 0,
+        flags: crate::wire::flags::SYN,
+        ttl: 64,
+    };
+    let quoted = fixture::tcp_ip(&syn);
+    let err = fixture::icmp_error_ip(
+        addr("198.51.100.1"),
+        addr("198.51.100.2"),
+        64,
+        3,
+        13,
+        &quoted,
+        quoted.len(),
+    );
+    // Raw IP: the quoted datagram itself.
+    assert_eq!(
+        super::quoted_frame(LinkType::RAW, &err).as_deref(),
+        Some(&quoted[..])
+    );
+    // Ethernet: the same 14-byte header in front.
+    let mut eth = vec![0u8; 12];
+    eth.extend_from_slice(&[0x08, 0x00]);
+    let mut frame = eth.clone();
+    frame.extend_from_slice(&err);
+    let mut want = eth;
+    want.extend_from_slice(&quoted);
+    assert_eq!(super::quoted_frame(LinkType::ETHERNET, &frame), Some(want));
+    // Not an error: None.
+    assert_eq!(super::quoted_frame(LinkType::RAW, &quoted), None);
+    // Cut anywhere: no panic.
+    for n in 0..err.len() {
+        let _ = super::quoted_frame(LinkType::RAW, &err[..n]);
+    }
+}
