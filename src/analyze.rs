@@ -203,7 +203,7 @@ impl Analyzer {
         let mut results = self.merged.into_verdicts();
         // Over every verdict of a host, before the selection, so a
         // selection shows what the whole capture says of its ports.
-        track::infer::rate_limited_errors(&mut results);
+        track::infer::annotate(&mut results);
         let results: Vec<Verdict> = results
             .into_iter()
             .filter(|v| sel.admits(v.client, v.target, v.port))

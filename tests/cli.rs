@@ -1095,3 +1095,79 @@ fn a_filter_keeps_the_icmp_errors_that_quote_what_it_selects() {
         );
     }
 }
+
+/// A reset forged one hop nearer, among 40 of the host's own: marked in
+/// every format with both distances, and never folded into "Not shown".
+#[test]
+fn a_forged_reset_is_marked_everywhere_and_never_folded() {
+    use synscope::fixture::{self, Seg};
+    use synscope::source::PcapWriter;
+    use synscope::wire::{LinkType, flags};
+    let d = scratch("forged");
+    let f = d.join("forged.pcap");
+    let t0: u64 = 1_700_000_000_000_000_000;
+    let mut w = PcapWriter::create(&f, LinkType::ETHERNET).expect("create pcap");
+    let mut put = |ts: u64, s: &Seg| {
+        let fr = fixture::ethernet(&fixture::tcp_ip(s));
+        w.write(ts, fr.len() as u32, &fr);
+    };
+    for (k, port) in (1000..1040u16).chain([22, 9003]).enumerate() {
+        let syn = Seg::syn("198.51.100.2", 40000, "203.0.113.2", port, 100 + k as u32);
+        let at = t0 + k as u64 * 1_000_000;
+        put(at, &syn);
+        let reply = match port {
+            22 => syn.reply(flags::SYN | flags::ACK, 63),
+            // One hop nearer than the host: TTL 64 where its own say 63.
+            9003 => syn.reply(flags::RST | flags::ACK, 64),
+            _ => syn.reply(flags::RST | flags::ACK, 63),
+        };
+        put(at + 100_000, &reply);
+    }
+    w.finish().expect("finish pcap");
+    let file = f.to_str().unwrap();
+    let table = stdout(&run(&["analyze", file]));
+    assert!(
+        table.contains("Not shown: 40 refused ports (reset) from 203.0.113.2, 2 hops"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.contains(" 9003 "))
+        .unwrap_or_else(|| panic!("9003 folded away:\n{table}"));
+    assert!(row.contains("64/1!"), "{row}");
+    assert!(
+        table.contains("!: in the host's name but from 1 hop, where its own replies come from 2"),
+        "{table}"
+    );
+    let j = analyze_ok(&[file]);
+    let r = j["results"].as_array().unwrap();
+    let marked: Vec<&Value> = r.iter().filter(|v| v.get("host_hops").is_some()).collect();
+    assert_eq!(marked.len(), 1, "{marked:?}");
+    assert_eq!(
+        (
+            marked[0]["port"].as_u64(),
+            marked[0]["hops"].as_u64(),
+            marked[0]["host_hops"].as_u64()
+        ),
+        (Some(9003), Some(1), Some(2))
+    );
+    assert_valid_report(&j, "forged");
+    let jl = stdout(&run(&["analyze", "-o", "jsonl", file]));
+    let line = jl
+        .lines()
+        .find(|l| l.contains("\"port\":9003"))
+        .expect("9003 line");
+    assert!(line.contains("\"host_hops\":2"), "{line}");
+    let csv = stdout(&run(&["analyze", "-o", "csv", file]));
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "host_hops")
+        .expect("host_hops column");
+    for l in csv.lines().skip(1) {
+        let cells: Vec<&str> = l.split(',').collect();
+        let want = if cells[2] == "9003" { "2" } else { "" };
+        assert_eq!(cells[col], want, "{l}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

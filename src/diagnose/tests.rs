@@ -25,6 +25,7 @@ fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Opti
         decided_ns: None,
         uncertain: false,
         inferred: None,
+        host_hops: None,
     }
 }
 

@@ -151,6 +151,11 @@ pub struct Verdict {
     /// errors answers only some probes). Only present then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inferred: Option<Inferred>,
+    /// The host's own distance in hops, when this reply came in its name
+    /// (responder = target) from another distance (`hops`): something on
+    /// the path sent it (a middlebox's forged reset). Only present then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_hops: Option<u8>,
 }
 
 /// The evidence an inferred verdict stands on.
@@ -185,6 +190,7 @@ impl Verdict {
             decided_ns: None,
             uncertain: false,
             inferred: None,
+            host_hops: None,
         }
     }
 

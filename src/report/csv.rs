@@ -4,7 +4,7 @@
 use crate::model::Analysis;
 use std::io::Write;
 
-pub const COLUMNS: [&str; 15] = [
+pub const COLUMNS: [&str; 16] = [
     "client",
     "target",
     "port",
@@ -20,6 +20,7 @@ pub const COLUMNS: [&str; 15] = [
     "attempts",
     "uncertain",
     "inferred",
+    "host_hops",
 ];
 
 fn field(s: &str) -> String {
@@ -53,6 +54,7 @@ pub fn write_csv<W: Write>(a: &Analysis, mut w: W) -> std::io::Result<()> {
             v.attempts.to_string(),
             v.uncertain.to_string(),
             opt(v.inferred.as_ref().map(|i| i.errors)),
+            opt(v.host_hops),
         ];
         let row: Vec<String> = row.iter().map(|f| field(f)).collect();
         writeln!(w, "{}", row.join(","))?;

@@ -116,10 +116,14 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
         if rows.len() == 1 { "" } else { "s" },
         state_summary(rows)
     );
-    // The largest class of identical answers, collapsed when it is large.
-    let class = |v: &Verdict| (v.state, v.reason, v.responder, v.inferred.is_some());
-    let mut classes: BTreeMap<(State, Reason, Option<IpAddr>, bool), usize> = BTreeMap::new();
-    for v in rows {
+    // The largest class of identical answers (the same state, reason,
+    // responder and distance), collapsed when it is large; a reply marked
+    // as from another distance than its host's is never folded away.
+    type Class = (State, Reason, Option<IpAddr>, Option<u8>, bool);
+    let class =
+        |v: &Verdict| -> Class { (v.state, v.reason, v.responder, v.hops, v.inferred.is_some()) };
+    let mut classes: BTreeMap<Class, usize> = BTreeMap::new();
+    for v in rows.iter().filter(|v| v.host_hops.is_none()) {
         *classes.entry(class(v)).or_default() += 1;
     }
     let hidden = classes
@@ -127,8 +131,12 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
         .max_by_key(|(_, n)| **n)
         .filter(|(_, n)| **n > COLLAPSE_OVER && !opts.all)
         .map(|(k, n)| (*k, *n));
-    if let Some(((state, reason, responder, inferred), n)) = hidden {
-        let from = responder.map(|r| format!(" from {r}")).unwrap_or_default();
+    if let Some(((state, reason, responder, hops, inferred), n)) = hidden {
+        let from = match (responder, hops) {
+            (Some(r), Some(h)) => format!(" from {r}, {h} hop{}", if h == 1 { "" } else { "s" }),
+            (Some(r), None) => format!(" from {r}"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
             "Not shown: {} {}{} ports ({}){from}; --all shows them",
@@ -140,8 +148,26 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
     }
     let shown: Vec<&&Verdict> = rows
         .iter()
-        .filter(|v| hidden.is_none_or(|(k, _)| class(v) != k))
+        .filter(|v| v.host_hops.is_some() || hidden.is_none_or(|(k, _)| class(v) != k))
         .collect();
+    let foreign: Vec<&&Verdict> = rows.iter().filter(|v| v.host_hops.is_some()).collect();
+    if let Some(f) = foreign.first() {
+        let ports: Vec<String> = foreign
+            .iter()
+            .take(16)
+            .map(|v| v.port.to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "!: in the host's name but from {} hop{}, where its own replies come from {}: sent by something on the path (a middlebox's forged reset?), not the host: port{} {}{}",
+            f.hops.unwrap_or(0),
+            if f.hops == Some(1) { "" } else { "s" },
+            f.host_hops.unwrap_or(0),
+            if foreign.len() == 1 { "" } else { "s" },
+            ports.join(", "),
+            if foreign.len() > 16 { ", ..." } else { "" }
+        );
+    }
     if let Some(inf) = rows.iter().find_map(|v| v.inferred.as_ref()) {
         let listed: Vec<String> = inf.from_ports.iter().map(|p| p.to_string()).collect();
         let _ = writeln!(
@@ -194,6 +220,11 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
             }
             (Some(t), Some(h)) => format!("{t}/{h}"),
             _ => "-".into(),
+        };
+        let ttl = if v.host_hops.is_some() {
+            format!("{ttl}!")
+        } else {
+            ttl
         };
         let rtt = v
             .rtt_ms

@@ -194,7 +194,7 @@ impl FirstRun {
         if !self.not_captured.is_empty() {
             results.sort_by_key(|v| (v.target, v.port, v.client));
         }
-        track::infer::rate_limited_errors(&mut results);
+        track::infer::annotate(&mut results);
         (results, cut)
     }
 

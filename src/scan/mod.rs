@@ -143,7 +143,7 @@ pub fn run_unprivileged(opts: &ScanOptions) -> Result<ScanOutcome, Error> {
     probes.shuffle(&mut rng);
     let timeout = Duration::from_nanos(opts.track.timeout).max(Duration::from_millis(100));
     let mut results = connect::connect_scan(&probes, timeout)?;
-    track::infer::rate_limited_errors(&mut results);
+    track::infer::annotate(&mut results);
     let answered = results
         .iter()
         .filter(|v| v.state != State::Filtered)

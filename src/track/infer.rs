@@ -47,6 +47,57 @@ pub fn rate_limited_errors(results: &mut [Verdict]) {
     extend(results);
 }
 
+/// What the verdicts say beyond each one's own packet, the same for a
+/// scan and `analyze` of its capture: the rate-limit inference
+/// ([`rate_limited_errors`]), then replies in a host's name from another
+/// distance than its own ([`foreign_distances`]).
+pub fn annotate(results: &mut [Verdict]) {
+    rate_limited_errors(results);
+    foreign_distances(results);
+}
+
+/// Marks each reply that came in a host's name (responder = target) from
+/// another distance than the host's own with that distance
+/// ([`Verdict::host_hops`]): a reset forged one hop nearer by a middlebox
+/// looks like the host's but for its TTL. The host's own distance is the
+/// most common one of its SYN-ACKs (a forger resets; it seldom accepts),
+/// or of all its replies when none accepted; at least two replies must
+/// agree on it, and more than sent the odd one out.
+pub fn foreign_distances(results: &mut [Verdict]) {
+    for idx in hosts(results).into_values() {
+        let own =
+            |v: &Verdict| v.responder == Some(v.target) && v.inferred.is_none() && v.hops.is_some();
+        let mode = |accepts: bool| -> Option<(u8, usize, usize)> {
+            let mut n: BTreeMap<u8, usize> = BTreeMap::new();
+            for &i in &idx {
+                let v = &results[i];
+                if own(v) && (!accepts || v.state == State::Open) {
+                    *n.entry(v.hops.unwrap_or(0)).or_default() += 1;
+                }
+            }
+            let (&h, &c) = n
+                .iter()
+                .max_by_key(|(h, c)| (**c, std::cmp::Reverse(**h)))?;
+            let rest = n.values().sum::<usize>() - c;
+            Some((h, c, rest))
+        };
+        // From two SYN-ACKs or more; else from a majority of every reply.
+        let host = match mode(true).filter(|m| m.1 >= 2) {
+            Some((h, _, _)) => h,
+            None => match mode(false) {
+                Some((h, count, rest)) if count >= 2 && count > rest => h,
+                _ => continue,
+            },
+        };
+        for &i in &idx {
+            let v = &mut results[i];
+            if own(v) && v.hops != Some(host) {
+                v.host_hops = Some(host);
+            }
+        }
+    }
+}
+
 /// The hosts whose errors would extend but for the rate limit's shape (a
 /// budget spent on other hosts' errors before their first probes): a
 /// sample of their silent ports probed again slowly tells.
@@ -403,6 +454,58 @@ mod tests {
         let before = r.clone();
         rate_limited_errors(&mut r);
         assert_eq!(r, before);
+    }
+
+    #[test]
+    fn a_reset_in_the_hosts_name_from_nearer_is_marked_with_both_distances() {
+        let target = addr("203.0.113.5");
+        let reply = |port: u16, state: State, hops: u8| {
+            let mut x = v(port, u64::from(port), state, Reason::Reset);
+            x.responder = Some(target);
+            x.hops = Some(hops);
+            x.ttl = Some(65 - hops);
+            if state == State::Open {
+                x.reason = Reason::SynAck;
+            }
+            x
+        };
+        let mut r = vec![
+            reply(22, State::Open, 2),
+            reply(80, State::Open, 2),
+            reply(81, State::Refused, 2),
+            reply(9003, State::Refused, 1),
+            v(9000, 1, State::Filtered, Reason::NoResponse),
+        ];
+        annotate(&mut r);
+        let marked: Vec<(u16, Option<u8>)> = r
+            .iter()
+            .filter(|x| x.host_hops.is_some())
+            .map(|x| (x.port, x.host_hops))
+            .collect();
+        assert_eq!(marked, vec![(9003, Some(2))]);
+        // Every reset forged nearer, the SYN-ACKs still tell the host's
+        // own distance.
+        let mut r: Vec<Verdict> = (1..=50u16).map(|p| reply(p, State::Refused, 1)).collect();
+        r.push(reply(443, State::Open, 2));
+        r.push(reply(22, State::Open, 2));
+        annotate(&mut r);
+        assert_eq!(r.iter().filter(|x| x.host_hops == Some(2)).count(), 50);
+        // One reply alone, or a split with nothing to go by: no mark.
+        for mut r in [
+            vec![reply(9003, State::Refused, 1)],
+            vec![reply(1, State::Refused, 1), reply(2, State::Refused, 2)],
+        ] {
+            annotate(&mut r);
+            assert!(r.iter().all(|x| x.host_hops.is_none()), "{r:?}");
+        }
+        // A router's error is not in the host's name: never marked.
+        let mut r = vec![reply(22, State::Open, 2), reply(80, State::Open, 2)];
+        let mut e = v(9002, 5, State::Unreachable, Reason::AdminProhibited);
+        e.responder = Some(addr("198.51.100.1"));
+        e.hops = Some(1);
+        r.push(e);
+        annotate(&mut r);
+        assert!(r.iter().all(|x| x.host_hops.is_none()));
     }
 
     #[test]
