@@ -1171,3 +1171,32 @@ fn a_forged_reset_is_marked_everywhere_and_never_folded() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `--findings` where the format cannot carry them: refused in one line,
+/// exit 2, before anything is read or sent (not dropped without a word).
+#[test]
+fn findings_in_a_format_that_cannot_carry_them_are_refused() {
+    let capture = root().join("captures/nmap-v4.pcap");
+    let capture = capture.to_str().expect("path");
+    for f in ["csv", "jsonl", "nmap-xml"] {
+        for args in [
+            vec!["analyze", "--findings", "-o", f, capture],
+            vec!["scan", "--findings", "-o", f, "-p", "1-65535", "127.0.0.1"],
+        ] {
+            let started = std::time::Instant::now();
+            let o = run(&args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{args:?}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.contains("--findings is shown in the table and JSON formats only"),
+                "{err}"
+            );
+            assert!(o.stdout.is_empty(), "{args:?}");
+        }
+    }
+}

@@ -180,6 +180,49 @@ fn lab_scan_v4_and_v6() {
     check_lab_scan(&lab, false, &dir);
     check_lab_scan(&lab, true, &dir);
     let _ = std::fs::remove_dir_all(&dir);
+    // `scan --findings`: the same findings analyze gives from a capture,
+    // in the JSON `scan` object beside how the scan went, and in the table.
+    for target in [TARGET4, TARGET6] {
+        let j = scan_json(Some(&lab), &["--findings", "-p", "9000-9004", target]);
+        let kinds: Vec<(u64, &str)> = j["scan"]["findings"]
+            .as_array()
+            .expect("scan.findings")
+            .iter()
+            .map(|f| {
+                (
+                    f["port"].as_u64().unwrap_or(0),
+                    f["kind"].as_str().unwrap_or("?"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (9000, "dropped-host-up"),
+                (9001, "rejected-by-host"),
+                (9002, "rejected-on-path"),
+                (9003, "middlebox-reset"),
+                (9004, "dropped-host-up"),
+            ],
+            "{target}"
+        );
+        assert!(
+            j["scan"]["engine"].is_object(),
+            "how the scan went is still there"
+        );
+        let bin = env!("CARGO_BIN_EXE_synscope");
+        let o = lab
+            .exec(
+                'c',
+                &[bin, "scan", "--findings", "-p", "22,80,81,9003", target],
+            )
+            .output()
+            .unwrap();
+        let out = stdout(&o);
+        assert!(out.starts_with("Findings:"), "{out}");
+        assert!(out.contains("Reset by a device on the path"), "{out}");
+        assert!(out.contains("!: in the host's name"), "{out}");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `synscope analyze`: verdicts (and with `--findings`, explanations) from
 //! capture files.
 
-use super::args::AnalyzeArgs;
+use super::args::{AnalyzeArgs, Format};
 use super::exit::{EXIT_INPUT, EXIT_RUNTIME, analyze_code};
 use super::output::{Report, output};
 use crate::analyze::{Analyzer, Options};
@@ -16,7 +16,21 @@ use std::path::PathBuf;
 const PROGRESS_BYTES: u64 = 16 << 20;
 
 /// Runs the command; its exit code.
+/// `--findings` goes with the table and JSON: the other formats carry
+/// verdicts only, and dropping the findings there would be silent.
+pub(super) fn findings_format(findings: bool, format: Format) -> Result<(), String> {
+    if findings && !matches!(format, Format::Table | Format::Json) {
+        return Err(
+            "--findings is shown in the table and JSON formats only (csv, jsonl and nmap-xml carry verdicts): drop one of them".into(),
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: &AnalyzeArgs) -> u8 {
+    if let Err(e) = findings_format(args.findings, args.report.format) {
+        return super::exit::input_error(&e);
+    }
     if super::output::check_outputs(&[args.report.output.as_deref()]).is_err() {
         return EXIT_RUNTIME;
     }
@@ -133,6 +147,42 @@ impl Report for Verdicts<'_> {
 
     fn json(&self, w: &mut dyn Write) -> io::Result<()> {
         write_json(self.analysis, self.scan, w)
+    }
+}
+
+/// `scan --findings`: the findings before the table (and the scan's
+/// note after it), or in the JSON `scan` object beside how the scan went.
+pub struct ScanFindings<'a> {
+    pub analysis: &'a Analysis,
+    pub findings: &'a OfflineFindings,
+    pub all: bool,
+    pub scan: &'a ScanInfo,
+}
+
+impl Report for ScanFindings<'_> {
+    fn verdicts(&self) -> &Analysis {
+        self.analysis
+    }
+
+    fn table(&self) -> String {
+        let mut text = crate::report::render_findings(self.findings);
+        text.push_str(&render_table(self.analysis, TableOptions { all: self.all }));
+        text.push_str(&crate::report::scan_note(self.scan));
+        text
+    }
+
+    fn json(&self, w: &mut dyn Write) -> io::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Extra<'a> {
+            #[serde(flatten)]
+            scan: &'a ScanInfo,
+            findings: &'a [crate::diagnose::Finding],
+        }
+        let extra = Extra {
+            scan: self.scan,
+            findings: &self.findings.findings,
+        };
+        write_json(self.analysis, Some(&extra), w)
     }
 }
 

@@ -151,7 +151,7 @@ pub struct ScanArgs {
     /// Probe only part I of N of the target × port space (e.g. 2/4): N machines cover it exactly once.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<(u32, u32)>,
-    /// Kernel capture buffer in KiB (default 65536), like tcpdump -B.
+    /// Kernel capture buffer in KiB (default: 1 KiB a probe, 2048 to 65536), like tcpdump -B.
     #[arg(long, value_name = "KIB", value_parser = clap::value_parser!(u32).range(1..=4_194_304))]
     pub capture_buffer: Option<u32>,
     /// Source port of the probes (default: random, outside the kernel's ephemeral range).
@@ -162,6 +162,9 @@ pub struct ScanArgs {
     pub timeout: f64,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Explain the failures in plain language (as `diagnose` does), from what the scan saw.
+    #[arg(long)]
+    pub findings: bool,
 }
 
 /// How a verdict report is written (analyze and scan).

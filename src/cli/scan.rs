@@ -1,6 +1,6 @@
 //! `synscope scan`: SYN probes sent, and a verdict for every (target, port).
 
-use super::analyze::Verdicts;
+use super::analyze::{ScanFindings, Verdicts};
 use super::args::{Format, ScanArgs};
 use super::exit::{EXIT_RUNTIME, scan_code};
 use super::output::output;
@@ -10,6 +10,9 @@ use std::io::Write;
 
 /// Runs the command; its exit code.
 pub fn run(args: &ScanArgs) -> u8 {
+    if let Err(e) = super::analyze::findings_format(args.findings, args.report.format) {
+        return super::exit::input_error(&e);
+    }
     let opts = match ScanOptions::try_from(args) {
         Ok(o) => o,
         Err(e) => return super::exit::input_error(&e),
@@ -42,12 +45,25 @@ pub fn run(args: &ScanArgs) -> u8 {
         eprintln!("synscope: warning: {w}");
     }
     if !stream {
-        let report = Verdicts {
-            analysis: &outcome.analysis,
-            all: args.report.all,
-            scan: Some(info),
+        let (format, file) = (args.report.format, args.report.output.as_deref());
+        let written = if args.findings {
+            let findings = crate::diagnose::offline::offline_findings(&outcome.analysis);
+            let report = ScanFindings {
+                analysis: &outcome.analysis,
+                findings: &findings,
+                all: args.report.all,
+                scan: info,
+            };
+            output(&report, format, file)
+        } else {
+            let report = Verdicts {
+                analysis: &outcome.analysis,
+                all: args.report.all,
+                scan: Some(info),
+            };
+            output(&report, format, file)
         };
-        if output(&report, args.report.format, args.report.output.as_deref()).is_err() {
+        if written.is_err() {
             return EXIT_RUNTIME;
         }
     }

@@ -105,7 +105,12 @@ impl Lab {
             &["dumpcap", "-i", iface, "-f", "tcp or icmp or icmp6", "-w"],
         );
         c.arg(file);
-        start_capture(c, "Capturing on", "dumpcap")
+        let cap = start_capture(c, "Capturing on", "dumpcap");
+        // dumpcap says it is capturing before its filter is set, and
+        // libpcap discards what the ring held when the filter goes on: a
+        // scan's first answers could fall in between.
+        std::thread::sleep(Duration::from_millis(300));
+        cap
     }
 
     /// Starts tcpdump in the client namespace writing `file`, and waits until
