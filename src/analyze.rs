@@ -204,12 +204,15 @@ impl Analyzer {
         // Over every verdict of a host, before the selection, so a
         // selection shows what the whole capture says of its ports.
         track::infer::annotate(&mut results);
+        let all = results.len();
         let results: Vec<Verdict> = results
             .into_iter()
             .filter(|v| sel.admits(v.client, v.target, v.port))
             .collect();
+        let unselected = (all - results.len()) as u64;
         let mut a = Analysis::from_parts(results, self.inputs);
         a.dns = self.dns;
+        a.unselected = unselected;
         a
     }
 }

@@ -1200,3 +1200,29 @@ fn findings_in_a_format_that_cannot_carry_them_are_refused() {
         }
     }
 }
+
+/// A selection that matches nothing says what the inputs hold instead,
+/// not that they hold no attempt at all.
+#[test]
+fn a_selection_that_matches_nothing_says_what_there_is() {
+    let f = root().join("captures/wrong-port.pcap");
+    let f = f.to_str().unwrap();
+    for args in [
+        vec!["analyze", "-p", "9999", f],
+        vec!["analyze", "--target", "192.0.2.77", f],
+    ] {
+        let out = stdout(&run(&args));
+        assert!(
+            out.contains("No connection attempt matches the selection (--target, --client, -p): the inputs have attempts to 2 other target ports"),
+            "{args:?}: {out}"
+        );
+    }
+    let d = scratch("no-attempts");
+    let empty = d.join("empty.pcap");
+    let w =
+        synscope::source::PcapWriter::create(&empty, synscope::wire::LinkType::ETHERNET).unwrap();
+    w.finish().unwrap();
+    let out = stdout(&run(&["analyze", "-p", "80", empty.to_str().unwrap()]));
+    assert!(out.contains("No TCP connection attempts found."), "{out}");
+    let _ = std::fs::remove_dir_all(&d);
+}

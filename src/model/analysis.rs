@@ -107,6 +107,9 @@ pub struct Analysis {
     pub dns: Vec<DnsEvent>,
     pub inputs: Vec<InputSummary>,
     pub summary: Summary,
+    /// Verdicts the inputs held that a selection (`--target`, `--client`,
+    /// `-p`) left out.
+    pub unselected: u64,
 }
 
 impl Analysis {
@@ -136,6 +139,7 @@ impl Analysis {
         Analysis {
             results,
             dns: Vec::new(),
+            unselected: 0,
             inputs,
             summary,
         }

@@ -20,7 +20,14 @@ const COLLAPSE_OVER: usize = 25;
 
 pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
     let mut out = String::new();
-    if a.results.is_empty() {
+    if a.results.is_empty() && a.unselected > 0 {
+        let _ = writeln!(
+            out,
+            "No connection attempt matches the selection (--target, --client, -p): the inputs have attempts to {} other target port{} (drop the selection to see them).",
+            thousands(a.unselected),
+            if a.unselected == 1 { "" } else { "s" }
+        );
+    } else if a.results.is_empty() {
         out.push_str("No TCP connection attempts found.\n");
     }
     let mut by_target: BTreeMap<IpAddr, Vec<&Verdict>> = BTreeMap::new();
