@@ -1226,3 +1226,19 @@ fn a_selection_that_matches_nothing_says_what_there_is() {
     assert!(out.contains("No TCP connection attempts found."), "{out}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A bad --filter over a directory is said once, not once per file.
+#[test]
+fn a_bad_filter_is_reported_once() {
+    let d = scratch("bad-filter");
+    for name in ["nmap-v4.pcap", "wrong-port.pcap", "rejected.pcap"] {
+        std::fs::copy(root().join("captures").join(name), d.join(name)).unwrap();
+    }
+    let o = run(&["analyze", "-f", "hosst 1.2.3.4", d.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bad --filter \"hosst 1.2.3.4\""), "{err}");
+    assert!(o.stdout.is_empty());
+    let _ = std::fs::remove_dir_all(&d);
+}

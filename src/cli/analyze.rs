@@ -31,6 +31,12 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
     if let Err(e) = findings_format(args.findings, args.report.format) {
         return super::exit::input_error(&e);
     }
+    // A filter that cannot parse is said once, not once per file.
+    if let Some(f) = &args.filter
+        && let Err(e) = crate::source::check_filter(f)
+    {
+        return super::exit::input_error(&e);
+    }
     if super::output::check_outputs(&[args.report.output.as_deref()]).is_err() {
         return EXIT_RUNTIME;
     }

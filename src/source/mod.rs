@@ -17,6 +17,22 @@ pub fn live_default_buffer() -> i32 {
     live::DEFAULT_BUFFER_BYTES
 }
 
+/// Whether `filter` is a BPF expression libpcap can compile (for
+/// Ethernet frames: a filter that names another link's fields fails on
+/// the files of that link alone, and says so there); the error says
+/// libpcap's words.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    let cap = pcap::Capture::dead(pcap::Linktype::ETHERNET)
+        .map_err(|e| format!("cannot check --filter {filter:?}: {e}"))?;
+    cap.compile(filter, true).map(|_| ()).map_err(|e| {
+        let why = match e {
+            pcap::Error::PcapError(s) => s,
+            other => other.to_string(),
+        };
+        format!("bad --filter {filter:?}: {why}")
+    })
+}
+
 /// The kernel capture buffer for a scan of `probes` probes: 1 KiB a probe
 /// (more than all its packets: the SYN, its retries, the answer), between
 /// 2 MiB and [`live_default_buffer`]. The kernel allocates and zeroes it
