@@ -1242,3 +1242,17 @@ fn a_bad_filter_is_reported_once() {
     assert!(o.stdout.is_empty());
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `diagnose HOST:80 -p 81`: two ports asked for, one line, exit 2,
+/// nothing sent (it used to take 80 without a word).
+#[test]
+fn diagnose_refuses_two_different_ports() {
+    let o = run(&["diagnose", "127.0.0.1:80", "-p", "81"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("port 80 in the target and -p 81: give one of them"),
+        "{err}"
+    );
+}

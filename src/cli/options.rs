@@ -117,6 +117,14 @@ impl TryFrom<&DiagnoseArgs> for DiagnoseOptions {
     /// The port from HOST:PORT or -p.
     fn try_from(args: &DiagnoseArgs) -> Result<Self, String> {
         let (host, port) = split_host_port(&args.target);
+        if let (Some(a), Some(b)) = (port, args.port)
+            && a != b
+        {
+            return Err(format!(
+                "{}: port {a} in the target and -p {b}: give one of them",
+                args.target
+            ));
+        }
         let Some(port) = port.or(args.port) else {
             return Err(format!(
                 "{}: which port? give HOST:PORT or -p PORT",
