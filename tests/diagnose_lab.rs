@@ -495,3 +495,49 @@ fn a_rate_limited_reject_is_reprobed_slowly_not_called_filtered() {
     );
     println!("{}", f["details"]);
 }
+
+/// On a terminal (through `script`), diagnose says each stage on stderr as
+/// it starts, and its Markdown ends with the verdict; into a pipe, no stage
+/// line at all. The report says when and from which machine it probed.
+#[test]
+fn stages_show_on_a_terminal_never_in_a_pipe() {
+    let Some(lab) = Lab::up(&["script"]) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    // 9004 is dropped silently: resolving, probing, re-probing, tracing.
+    let target = "203.0.113.2:9004";
+    let cmd = format!("{bin} diagnose {target} --wait 0.5");
+    let o = lab
+        .exec('c', &["script", "-qefc", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    for stage in [
+        "synscope: resolving 203.0.113.2...",
+        "synscope: probing port 9004 and",
+        "synscope: 203.0.113.2 port 9004 was silent: probing it again",
+        "synscope: tracing where port 9004's probes stop",
+    ] {
+        assert!(tty.contains(stage), "{stage:?} not on the terminal:\n{tty}");
+    }
+    let last = tty
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("**In short:"))
+        .unwrap_or_else(|| panic!("no closing verdict:\n{tty}"));
+    assert!(last.contains("203.0.113.2 port 9004"), "{last}");
+    assert!(tty.contains("_Probed from "), "{tty}");
+    // Into a pipe: the same report, and not one stage line.
+    let o = lab
+        .exec('c', &[bin, "diagnose", target, "--wait", "0.5"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("..."), "stages in a pipe: {err}");
+    assert!(stdout(&o).contains("**In short:"), "{}", stdout(&o));
+    let j = diagnose(&lab, target, "0.5");
+    let at = j["generated_at"].as_str().unwrap_or("");
+    assert!(at.ends_with('Z') && at.len() == 20, "{at}");
+    assert!(!j["generated_on"].as_str().unwrap_or("").is_empty());
+}

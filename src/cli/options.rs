@@ -111,6 +111,11 @@ impl TryFrom<&ScanArgs> for ScanOptions {
     }
 }
 
+/// One stage of a diagnosis, on stderr.
+fn say_stage(what: &str) {
+    eprintln!("synscope: {what}...");
+}
+
 impl TryFrom<&DiagnoseArgs> for DiagnoseOptions {
     type Error = String;
 
@@ -143,6 +148,10 @@ impl TryFrom<&DiagnoseArgs> for DiagnoseOptions {
                 .as_ref()
                 .map(|p| p.iter().collect())
                 .unwrap_or_default(),
+            // Each stage on stderr as it starts, on a terminal only (never
+            // into a pipe or a file).
+            stages: std::io::IsTerminal::is_terminal(&std::io::stderr())
+                .then_some(say_stage as fn(&str)),
             scan: ScanOptions {
                 engine: EngineConfig {
                     rate: args.rate,

@@ -32,6 +32,10 @@ pub struct AddressDiagnosis {
 #[derive(Debug, Serialize)]
 pub struct Diagnosis {
     pub schema_version: u32,
+    /// When the diagnosis ran (UTC, RFC 3339) and on which machine (its
+    /// host name): for a ticket, where it matters whence one probed.
+    pub generated_at: String,
+    pub generated_on: String,
     pub host: String,
     pub port: u16,
     pub resolution: Resolution,

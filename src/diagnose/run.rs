@@ -25,6 +25,9 @@ pub struct DiagnoseOptions {
     pub reference: Vec<u16>,
     /// Scan settings (targets and ports are filled in here).
     pub scan: ScanOptions,
+    /// Told each stage as it starts (resolving, probing, re-probing,
+    /// tracing), for a terminal's stderr; None: quiet.
+    pub stages: Option<fn(&str)>,
 }
 
 /// Splits `HOST[:PORT]`: `example.org:443`, `[2001:db8::1]:443`,
@@ -71,12 +74,54 @@ fn reprobe_slowly(
     Ok((v, probes))
 }
 
+/// Now, UTC, as RFC 3339 (`2026-12-01T12:20:03Z`), from the C library's
+/// calendar (gmtime_r).
+pub fn utc_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let t = libc::time_t::try_from(now).unwrap_or(0);
+    // SAFETY: an all-zero tm is a valid value for gmtime_r to fill; both
+    // pointers are valid for the call.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::gmtime_r(&t, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// This machine's host name ("unknown" if it has none).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
+    let stage = |what: String| {
+        if let Some(f) = &opts.stages {
+            f(&what);
+        }
+    };
+    stage(format!("resolving {}", opts.host));
     let resolution = resolve::resolve(&opts.host, opts.family);
     let summary = resolution.describe(&opts.host);
     let addresses = resolution.addresses().to_vec();
     let mut d = Diagnosis {
         schema_version: crate::model::SCHEMA_VERSION,
+        generated_at: utc_now(),
+        generated_on: host_name(),
         host: opts.host.clone(),
         port: opts.port,
         resolution,
@@ -98,6 +143,16 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
     sopts.targets = addresses.clone();
     sopts.ports = ports;
     let routes = scan::route::routes(&addresses).unwrap_or_default();
+    stage(format!(
+        "probing port {} and {} reference ports of {}",
+        opts.port,
+        sopts.ports.len().saturating_sub(1),
+        addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let outcome = match scan::run(&sopts) {
         Ok(o) => o,
         // No raw sockets: fall back to connect() probes, and say so.
@@ -129,6 +184,10 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
             .iter()
             .any(|v| v.port == opts.port && v.state == State::Filtered);
         if silent && !unprivileged {
+            stage(format!(
+                "{a} port {} was silent: probing it again, one probe a second (4 s)",
+                opts.port
+            ));
             let (answered, probes) = reprobe_slowly(&sopts, a, opts.port)?;
             slow_note = Some(findings::slow_reprobe_note(
                 probes,
@@ -161,6 +220,10 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
             && f.kind == Kind::DroppedHostUp
             && !unprivileged
         {
+            stage(format!(
+                "tracing where port {}'s probes stop on the way to {a} (against port {reference})",
+                opts.port
+            ));
             let t = trace::trace(&TraceOptions {
                 target: a,
                 ports: vec![opts.port, reference],

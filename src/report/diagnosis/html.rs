@@ -120,6 +120,12 @@ pub fn render_diagnosis_html(d: &Diagnosis) -> String {
     );
     let _ = writeln!(
         o,
+        "<p><em>Probed from {} at {}.</em></p>",
+        esc(&d.generated_on),
+        esc(&d.generated_at)
+    );
+    let _ = writeln!(
+        o,
         "<h2>Name resolution</h2><p>{}</p>",
         esc(&d.resolution_summary)
     );

@@ -51,6 +51,11 @@ fn path(out: &mut String, target: std::net::IpAddr, rows: &[PathRow]) {
 pub fn render_diagnosis_markdown(d: &Diagnosis) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Why {}:{}?\n", d.host, d.port);
+    let _ = writeln!(
+        out,
+        "_Probed from {} at {}._\n",
+        d.generated_on, d.generated_at
+    );
     let _ = writeln!(out, "## Name resolution\n\n{}\n", d.resolution_summary);
     for a in &d.addresses {
         let _ = writeln!(out, "## {} port {}\n", a.address, d.port);
@@ -95,6 +100,19 @@ pub fn render_diagnosis_markdown(d: &Diagnosis) -> String {
         let _ = writeln!(out, "### Evidence\n");
         evidence(&mut out, a, d.port);
         out.push('\n');
+    }
+    // The verdict again at the end, where a terminal leaves the eye.
+    for a in &d.addresses {
+        if let Some(f) = a.findings.first() {
+            let _ = writeln!(
+                out,
+                "**In short: {} port {}: {}**\n",
+                a.address, d.port, f.summary
+            );
+        }
+    }
+    if d.addresses.is_empty() {
+        let _ = writeln!(out, "**In short: {}**\n", d.resolution_summary);
     }
     if let Some(s) = &d.scan {
         let e = s.engine;
