@@ -1213,7 +1213,7 @@ fn a_selection_that_matches_nothing_says_what_there_is() {
     ] {
         let out = stdout(&run(&args));
         assert!(
-            out.contains("No connection attempt matches the selection (--target, --client, -p): the inputs have attempts to 2 other target ports"),
+            out.contains("No connection attempt matches the selection (--target, --client, -p, --state, --open): the inputs have attempts to 2 other target ports"),
             "{args:?}: {out}"
         );
     }
@@ -1255,4 +1255,73 @@ fn diagnose_refuses_two_different_ports() {
         err.contains("port 80 in the target and -p 81: give one of them"),
         "{err}"
     );
+}
+
+/// Many hosts at a glance: a host silent on every port is one line, the
+/// summary counts hosts; --open and --state show only those states, in
+/// every format, and the exit code still follows every verdict.
+#[test]
+fn many_hosts_one_line_each_when_silent_and_states_to_show() {
+    use synscope::fixture::{self, Seg};
+    use synscope::source::PcapWriter;
+    use synscope::wire::{LinkType, flags};
+    let d = scratch("many-hosts");
+    let f = d.join("many.pcap");
+    let t0: u64 = 1_700_000_000_000_000_000;
+    let mut w = PcapWriter::create(&f, LinkType::ETHERNET).expect("create pcap");
+    let mut put = |ts: u64, s: &Seg| {
+        let fr = fixture::ethernet(&fixture::tcp_ip(s));
+        w.write(ts, fr.len() as u32, &fr);
+    };
+    // 203.0.113.1: 80 open, 443 refused; .2 to .30: silent on both.
+    let mut k = 0u64;
+    for host in 1..=30u8 {
+        for port in [80u16, 443] {
+            let target = format!("203.0.113.{host}");
+            let syn = Seg::syn("198.51.100.2", 40000, &target, port, 7 + k as u32);
+            let at = t0 + k * 1_000_000;
+            put(at, &syn);
+            if host == 1 {
+                let fl = if port == 80 {
+                    flags::SYN | flags::ACK
+                } else {
+                    flags::RST | flags::ACK
+                };
+                put(at + 100_000, &syn.reply(fl, 63));
+            }
+            k += 1;
+        }
+    }
+    w.finish().expect("finish pcap");
+    let file = f.to_str().unwrap();
+    let table = stdout(&run(&["analyze", file]));
+    for host in 2..=30 {
+        let line =
+            format!("203.0.113.{host}: 2 ports: silent on every one (filtered, no-response)");
+        assert_eq!(table.matches(&line).count(), 1, "{line}\n{table}");
+    }
+    assert!(table.contains("30 hosts: 1 with some answer"), "{table}");
+    assert!(table.contains("29 silent on every port probed"), "{table}");
+    assert_eq!(
+        table.matches("┌").count(),
+        1,
+        "one table, for the host that answered:\n{table}"
+    );
+    let open = stdout(&run(&["analyze", "--open", "-o", "csv", file]));
+    let rows: Vec<&str> = open.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{open}");
+    assert!(rows[0].contains("203.0.113.1,80,open"), "{open}");
+    let j = analyze_ok(&["--state", "refused,filtered", file]);
+    let states: Vec<&str> = j["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 59);
+    assert!(states.iter().all(|s| *s == "refused" || *s == "filtered"));
+    assert_eq!(j["summary"]["open"], 0);
+    let o = run(&["analyze", "--state", "closed", file]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
 }

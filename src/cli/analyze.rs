@@ -71,6 +71,9 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
     if all_failed {
         return code;
     }
+    if let Some(states) = args.report.shown_states() {
+        analysis = analysis.only_states(&states);
+    }
     let (format, all, file) = (
         args.report.format,
         args.report.all,

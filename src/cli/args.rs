@@ -179,6 +179,45 @@ pub struct ReportArgs {
     /// Write the report to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Show only open ports (nmap's --open; the same as --state open).
+    #[arg(long, conflicts_with = "state")]
+    pub open: bool,
+    /// Show only ports in these states (comma-separated): open, refused, filtered, unreachable.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATES")]
+    pub state: Vec<ShownState>,
+}
+
+/// A verdict state, for `--state`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShownState {
+    Open,
+    Refused,
+    Filtered,
+    Unreachable,
+}
+
+impl ReportArgs {
+    /// The states shown (`--open`, `--state`), or None for all.
+    pub fn shown_states(&self) -> Option<Vec<crate::model::State>> {
+        use crate::model::State;
+        if self.open {
+            return Some(vec![State::Open]);
+        }
+        if self.state.is_empty() {
+            return None;
+        }
+        Some(
+            self.state
+                .iter()
+                .map(|s| match s {
+                    ShownState::Open => State::Open,
+                    ShownState::Refused => State::Refused,
+                    ShownState::Filtered => State::Filtered,
+                    ShownState::Unreachable => State::Unreachable,
+                })
+                .collect(),
+        )
+    }
 }
 
 #[derive(clap::Args)]

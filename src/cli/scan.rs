@@ -23,8 +23,12 @@ pub fn run(args: &ScanArgs) -> u8 {
     // JSON Lines to stdout: each verdict printed as it is decided, and
     // nothing more at the end.
     let stream = matches!(args.report.format, Format::Jsonl) && args.report.output.is_none();
+    let shown = args.report.shown_states();
     let result = if stream {
         scan::run_streaming(&opts, &mut |v: &Verdict| {
+            if shown.as_ref().is_some_and(|s| !s.contains(&v.state)) {
+                return;
+            }
             let mut out = std::io::stdout().lock();
             let line = serde_json::to_string(v).unwrap_or_default();
             // A closed pipe is not an error, as for a report written whole.
@@ -44,12 +48,21 @@ pub fn run(args: &ScanArgs) -> u8 {
     for w in &info.warnings {
         eprintln!("synscope: warning: {w}");
     }
+    let code = scan_code(info, &outcome.analysis.results);
+    let only;
+    let analysis = match &shown {
+        Some(states) => {
+            only = outcome.analysis.only_states(states);
+            &only
+        }
+        None => &outcome.analysis,
+    };
     if !stream {
         let (format, file) = (args.report.format, args.report.output.as_deref());
         let written = if args.findings {
-            let findings = crate::diagnose::offline::offline_findings(&outcome.analysis);
+            let findings = crate::diagnose::offline::offline_findings(analysis);
             let report = ScanFindings {
-                analysis: &outcome.analysis,
+                analysis,
                 findings: &findings,
                 all: args.report.all,
                 scan: info,
@@ -57,7 +70,7 @@ pub fn run(args: &ScanArgs) -> u8 {
             output(&report, format, file)
         } else {
             let report = Verdicts {
-                analysis: &outcome.analysis,
+                analysis,
                 all: args.report.all,
                 scan: Some(info),
             };
@@ -67,5 +80,5 @@ pub fn run(args: &ScanArgs) -> u8 {
             return EXIT_RUNTIME;
         }
     }
-    scan_code(info, &outcome.analysis.results)
+    code
 }

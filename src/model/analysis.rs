@@ -113,6 +113,23 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// The same analysis showing only the verdicts in `states` (the others
+    /// count as left out by the selection); the summary counts what is
+    /// shown.
+    pub fn only_states(&self, states: &[State]) -> Analysis {
+        let results: Vec<Verdict> = self
+            .results
+            .iter()
+            .filter(|v| states.contains(&v.state))
+            .cloned()
+            .collect();
+        let left = (self.results.len() - results.len()) as u64;
+        let mut a = Analysis::from_parts(results, self.inputs.clone());
+        a.dns = self.dns.clone();
+        a.unselected = self.unselected + left;
+        a
+    }
+
     /// An analysis of these results (sorted) from these inputs, with the
     /// summary computed from both.
     pub fn from_parts(results: Vec<Verdict>, inputs: Vec<InputSummary>) -> Analysis {

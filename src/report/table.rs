@@ -23,7 +23,7 @@ pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
     if a.results.is_empty() && a.unselected > 0 {
         let _ = writeln!(
             out,
-            "No connection attempt matches the selection (--target, --client, -p): the inputs have attempts to {} other target port{} (drop the selection to see them).",
+            "No connection attempt matches the selection (--target, --client, -p, --state, --open): the inputs have attempts to {} other target port{} (drop the selection to see them).",
             thousands(a.unselected),
             if a.unselected == 1 { "" } else { "s" }
         );
@@ -34,9 +34,45 @@ pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
     for v in &a.results {
         by_target.entry(v.target).or_default().push(v);
     }
+    let mut silent_hosts = 0usize;
     for (target, rows) in &by_target {
+        // Among several hosts, one silent on every port it was probed on:
+        // its one line says all there is (a /24 scan is mostly such hosts).
+        let silent = rows
+            .iter()
+            .all(|v| v.state == State::Filtered && !v.uncertain && v.inferred.is_none());
+        if silent && !opts.all && by_target.len() > 1 {
+            silent_hosts += 1;
+            let _ = writeln!(
+                out,
+                "{target}: {} port{}: silent on every one (filtered, no-response)",
+                thousands(rows.len() as u64),
+                if rows.len() == 1 { "" } else { "s" }
+            );
+            continue;
+        }
+        if silent_hosts > 0 {
+            out.push('\n');
+            silent_hosts = 0;
+        }
         render_host(&mut out, *target, rows, opts);
         out.push('\n');
+    }
+    if silent_hosts > 0 {
+        out.push('\n');
+    }
+    if by_target.len() > 1 {
+        let silent = by_target
+            .values()
+            .filter(|rows| rows.iter().all(|v| v.state == State::Filtered))
+            .count();
+        let _ = writeln!(
+            out,
+            "{} hosts: {} with some answer (their own or a router's), {} silent on every port probed.",
+            thousands(by_target.len() as u64),
+            thousands((by_target.len() - silent) as u64),
+            thousands(silent as u64)
+        );
     }
     let s = &a.summary;
     let _ = write!(
