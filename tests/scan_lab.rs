@@ -1039,3 +1039,56 @@ fn progress_only_on_a_terminal_and_not_with_q() {
     assert_eq!(lines.len(), 1500, "every line on the terminal");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `scan target.lab`: the name the addresses came from is kept in every
+/// format (the lab's resolver gives target.lab an A and an AAAA record).
+#[test]
+fn a_scanned_name_is_kept_in_every_format() {
+    let _machine = light();
+    let Some(lab) = Lab::up(&["dnsmasq"]) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let out = |format: &str| -> String {
+        let o = lab
+            .exec(
+                'c',
+                &[bin, "scan", "-q", "-o", format, "-p", "22,81", "target.lab"],
+            )
+            .output()
+            .unwrap();
+        // 81 is refused: exit 1 (not every port open).
+        assert_eq!(o.status.code(), Some(1), "{format}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let j: Value = serde_json::from_str(&out("json")).unwrap();
+    assert_valid_report(&j, "scan target.lab");
+    let r = j["results"].as_array().unwrap();
+    assert_eq!(r.len(), 4, "two ports of each address");
+    assert!(r.iter().all(|v| v["name"] == "target.lab"), "{r:?}");
+    let table = out("table");
+    for addr in [TARGET4, TARGET6] {
+        assert!(
+            table.contains(&format!("{addr} (target.lab): 2 ports")),
+            "{table}"
+        );
+    }
+    let csv = out("csv");
+    assert!(csv.lines().next().unwrap().ends_with(",name"), "{csv}");
+    assert!(
+        csv.lines().skip(1).all(|l| l.ends_with(",target.lab")),
+        "{csv}"
+    );
+    assert!(
+        out("jsonl")
+            .lines()
+            .all(|l| l.contains("\"name\":\"target.lab\""))
+    );
+    let xml = out("nmap-xml");
+    assert_eq!(
+        xml.matches("<hostname name=\"target.lab\" type=\"user\"/>")
+            .count(),
+        2,
+        "{xml}"
+    );
+}

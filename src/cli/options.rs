@@ -72,8 +72,9 @@ impl TryFrom<&ScanArgs> for ScanOptions {
     /// Resolves the targets (names through DNS) and checks the size of the
     /// scan before anything is sent.
     fn try_from(args: &ScanArgs) -> Result<Self, String> {
-        let targets = targets::resolve(&args.targets, family(args.ipv4, args.ipv6), args.force)
-            .map_err(|e| e.to_string())?;
+        let (targets, names) =
+            targets::resolve_named(&args.targets, family(args.ipv4, args.ipv6), args.force)
+                .map_err(|e| e.to_string())?;
         let ports = match &args.ports {
             Some(p) => p.clone(),
             // clap requires -p or --top-ports.
@@ -89,6 +90,7 @@ impl TryFrom<&ScanArgs> for ScanOptions {
         }
         Ok(ScanOptions {
             targets,
+            names,
             ports,
             engine: EngineConfig {
                 rate: args.rate.unwrap_or(0),

@@ -26,6 +26,7 @@ fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Opti
         uncertain: false,
         inferred: None,
         host_hops: None,
+        name: None,
     }
 }
 

@@ -156,6 +156,10 @@ pub struct Verdict {
     /// the path sent it (a middlebox's forged reset). Only present then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_hops: Option<u8>,
+    /// The host name the target address came from (a scan's command
+    /// line, or a DNS answer in the capture). Only present then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The evidence an inferred verdict stands on.
@@ -191,6 +195,7 @@ impl Verdict {
             uncertain: false,
             inferred: None,
             host_hops: None,
+            name: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::model::Analysis;
 use std::io::Write;
 
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 17] = [
     "client",
     "target",
     "port",
@@ -21,6 +21,7 @@ pub const COLUMNS: [&str; 16] = [
     "uncertain",
     "inferred",
     "host_hops",
+    "name",
 ];
 
 fn field(s: &str) -> String {
@@ -55,6 +56,7 @@ pub fn write_csv<W: Write>(a: &Analysis, mut w: W) -> std::io::Result<()> {
             v.uncertain.to_string(),
             opt(v.inferred.as_ref().map(|i| i.errors)),
             opt(v.host_hops),
+            v.name.clone().unwrap_or_default(),
         ];
         let row: Vec<String> = row.iter().map(|f| field(f)).collect();
         writeln!(w, "{}", row.join(","))?;

@@ -93,7 +93,14 @@ pub fn write_nmap_xml<W: Write>(a: &Analysis, args: &str, mut w: W) -> std::io::
         )?;
         let kind = if host.is_ipv6() { "ipv6" } else { "ipv4" };
         writeln!(w, "<address addr=\"{host}\" addrtype=\"{kind}\"/>")?;
-        writeln!(w, "<hostnames>\n</hostnames>\n<ports>")?;
+        match vs.iter().find_map(|v| v.name.as_deref()) {
+            Some(n) => writeln!(
+                w,
+                "<hostnames>\n<hostname name=\"{}\" type=\"user\"/>\n</hostnames>\n<ports>",
+                esc(n)
+            )?,
+            None => writeln!(w, "<hostnames>\n</hostnames>\n<ports>")?,
+        }
         for v in vs {
             let reason_ip = match v.responder {
                 Some(r) if r != *host => format!(" reason_ip=\"{r}\""),

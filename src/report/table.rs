@@ -45,7 +45,8 @@ pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
             silent_hosts += 1;
             let _ = writeln!(
                 out,
-                "{target}: {} port{}: silent on every one (filtered, no-response)",
+                "{}: {} port{}: silent on every one (filtered, no-response)",
+                host_label(*target, rows),
                 thousands(rows.len() as u64),
                 if rows.len() == 1 { "" } else { "s" }
             );
@@ -151,7 +152,16 @@ fn state_summary(rows: &[&Verdict]) -> String {
     parts.join(", ")
 }
 
+/// "203.0.113.2", or "203.0.113.2 (www.example.org)" when a name gave it.
+fn host_label(target: IpAddr, rows: &[&Verdict]) -> String {
+    match rows.iter().find_map(|v| v.name.as_deref()) {
+        Some(n) => format!("{target} ({n})"),
+        None => target.to_string(),
+    }
+}
+
 fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableOptions) {
+    let target = host_label(target, rows);
     let _ = writeln!(
         out,
         "{target}: {} port{}: {}",

@@ -44,6 +44,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
     pub targets: Vec<IpAddr>,
+    /// The host name each target address came from, where one did: kept
+    /// on its verdicts (`name`).
+    pub names: Vec<(IpAddr, String)>,
     pub ports: PortSet,
     pub engine: EngineConfig,
     /// How long to keep listening after the last probe is answered or given
@@ -85,6 +88,7 @@ impl Default for ScanOptions {
     fn default() -> Self {
         ScanOptions {
             targets: Vec::new(),
+            names: Vec::new(),
             ports: PortSet::all(),
             engine: EngineConfig::default(),
             wait: None,
@@ -198,14 +202,28 @@ fn run_inner(
     on_verdict: &mut dyn FnMut(&Verdict),
     stream: bool,
 ) -> Result<ScanOutcome, Error> {
-    if opts.unprivileged {
+    let names: rustc_hash::FxHashMap<IpAddr, &str> =
+        opts.names.iter().map(|(a, n)| (*a, n.as_str())).collect();
+    let name = |v: &Verdict| -> Verdict {
+        let mut v = v.clone();
+        v.name = names.get(&v.target).map(|n| n.to_string());
+        v
+    };
+    let mut out = if opts.unprivileged {
         let out = run_unprivileged(opts)?;
         for v in &out.analysis.results {
-            on_verdict(v);
+            on_verdict(&name(v));
         }
-        return Ok(out);
+        out
+    } else if names.is_empty() {
+        run_raw(opts, on_verdict, stream)?
+    } else {
+        run_raw(opts, &mut |v| on_verdict(&name(v)), stream)?
+    };
+    for v in &mut out.analysis.results {
+        v.name = names.get(&v.target).map(|n| n.to_string());
     }
-    run_raw(opts, on_verdict, stream)
+    Ok(out)
 }
 
 /// A raw scan: open the captures and sockets, drop root, run the loop,

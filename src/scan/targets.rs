@@ -28,10 +28,25 @@ pub fn refusal(a: &IpAddr) -> Option<&'static str> {
 /// addresses are refused, and a block's network and broadcast addresses are
 /// left out (they are not hosts).
 pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAddr>, Error> {
+    resolve_named(specs, family, force).map(|(a, _)| a)
+}
+
+/// (address, the host name it came from).
+pub type Names = Vec<(IpAddr, String)>;
+
+/// [`resolve`], and the name each address came from (for the addresses
+/// a host name gave; the first name, when several give one address).
+pub fn resolve_named(
+    specs: &[String],
+    family: Family,
+    force: bool,
+) -> Result<(Vec<IpAddr>, Names), Error> {
+    let mut names: Names = Vec::new();
     let mut out: Vec<IpAddr> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for spec in specs {
         let spec = spec.trim();
+        let mut named = false;
         let addrs: Vec<IpAddr> = if let Some(a) = literal(spec) {
             vec![a]
         } else if let Ok(net) = spec.parse::<IpNet>() {
@@ -77,6 +92,7 @@ pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAd
                     spec: spec.to_string(),
                 });
             }
+            named = true;
             found
         };
         if !force && let Some((a, what)) = addrs.iter().find_map(|a| Some((*a, refusal(a)?))) {
@@ -97,6 +113,9 @@ pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAd
             });
         }
         for a in kept {
+            if named && !names.iter().any(|(n, _)| *n == a) {
+                names.push((a, spec.to_string()));
+            }
             if seen.insert(a) {
                 out.push(a);
             }
@@ -105,7 +124,7 @@ pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAd
             return Err(Error::TooManyTargets { limit: MAX_TARGETS });
         }
     }
-    Ok(out)
+    Ok((out, names))
 }
 
 #[cfg(test)]
