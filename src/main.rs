@@ -1,9 +1,8 @@
 //! The `synscope` command: the command line parsed, and run (src/cli).
 
-use clap::Parser;
 use std::process::ExitCode;
-use synscope::cli::{self, Cli};
+use synscope::cli;
 
 fn main() -> ExitCode {
-    cli::run(Cli::parse())
+    cli::run(cli::parse())
 }

@@ -2,12 +2,13 @@
 //! options from it, the one output step every report goes through, and the
 //! exit codes ([`exit`]).
 //!
-//! `main` is `cli::run(Cli::parse())`.
+//! `main` is `cli::run(cli::parse())`.
 
 mod analyze;
 pub mod args;
 mod diagnose;
 pub mod exit;
+pub mod habits;
 mod options;
 mod output;
 mod scan;
@@ -17,6 +18,26 @@ pub use args::{AnalyzeArgs, Cli, Command, DiagnoseArgs, Format, ReportArgs, Scan
 use clap::CommandFactory;
 use exit::{EXIT_OK, EXIT_RUNTIME};
 use std::process::ExitCode;
+
+/// The command line, nmap's habits for `scan` met first ([`habits`]):
+/// the notes on what was taken without effect go to stderr; an option
+/// that cannot be taken ends the process with its one-line answer (exit
+/// 2), as clap's own errors do.
+pub fn parse() -> Cli {
+    use clap::Parser;
+    match habits::translate(std::env::args_os().collect()) {
+        Ok((args, notes)) => {
+            for n in notes {
+                eprintln!("synscope: note: {n}");
+            }
+            Cli::parse_from(args)
+        }
+        Err(e) => {
+            eprintln!("synscope: {e}");
+            std::process::exit(i32::from(exit::EXIT_INPUT));
+        }
+    }
+}
 
 /// Runs the command; the process's exit code ([`exit`]).
 pub fn run(cli: Cli) -> ExitCode {
