@@ -443,6 +443,9 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(!on_tty(true).contains("\x1b["), "none with NO_COLOR");
     let piped = run(&["analyze", f.to_str().unwrap()]);
     assert!(!stdout(&piped).contains("\x1b["), "none into a pipe");
+    // Box lines on a terminal; plain aligned columns into a pipe.
+    assert!(on_tty(true).contains('┆'), "boxes on a terminal");
+    assert!(!stdout(&piped).contains('┆'), "plain columns into a pipe");
 }
 
 #[test]
@@ -1303,9 +1306,21 @@ fn many_hosts_one_line_each_when_silent_and_states_to_show() {
     assert!(table.contains("30 hosts: 1 with some answer"), "{table}");
     assert!(table.contains("29 silent on every port probed"), "{table}");
     assert_eq!(
-        table.matches("┌").count(),
+        table.matches(" PORT ").count(),
         1,
         "one table, for the host that answered:\n{table}"
+    );
+    // Into a pipe, plain columns: no box lines for grep / awk / cut.
+    assert!(!table.contains('│') && !table.contains('┌'), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("80 "))
+        .expect("row of 80");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[..4],
+        &["80", "open", "syn-ack", "203.0.113.1"],
+        "{row}"
     );
     let open = stdout(&run(&["analyze", "--open", "-o", "csv", file]));
     let rows: Vec<&str> = open.lines().skip(1).collect();

@@ -146,8 +146,14 @@ impl Report for Verdicts<'_> {
         self.analysis
     }
 
-    fn table(&self) -> String {
-        let mut text = render_table(self.analysis, TableOptions { all: self.all });
+    fn table(&self, boxes: bool) -> String {
+        let mut text = render_table(
+            self.analysis,
+            TableOptions {
+                all: self.all,
+                boxes,
+            },
+        );
         if let Some(info) = self.scan {
             text.push_str(&crate::report::scan_note(info));
         }
@@ -173,9 +179,15 @@ impl Report for ScanFindings<'_> {
         self.analysis
     }
 
-    fn table(&self) -> String {
+    fn table(&self, boxes: bool) -> String {
         let mut text = crate::report::render_findings(self.findings);
-        text.push_str(&render_table(self.analysis, TableOptions { all: self.all }));
+        text.push_str(&render_table(
+            self.analysis,
+            TableOptions {
+                all: self.all,
+                boxes,
+            },
+        ));
         text.push_str(&crate::report::scan_note(self.scan));
         text
     }
@@ -208,9 +220,15 @@ impl Report for Findings<'_> {
         self.analysis
     }
 
-    fn table(&self) -> String {
+    fn table(&self, boxes: bool) -> String {
         let mut text = crate::report::render_findings(self.findings);
-        text.push_str(&render_table(self.analysis, TableOptions { all: self.all }));
+        text.push_str(&render_table(
+            self.analysis,
+            TableOptions {
+                all: self.all,
+                boxes,
+            },
+        ));
         text
     }
 

@@ -82,7 +82,7 @@ impl Report for Diagnosed<'_> {
         &self.verdicts
     }
 
-    fn table(&self) -> String {
+    fn table(&self, _boxes: bool) -> String {
         render_diagnosis_markdown(self.d)
     }
 

@@ -14,8 +14,10 @@ use std::path::Path;
 pub trait Report {
     /// The verdicts (csv, jsonl, nmap-xml).
     fn verdicts(&self) -> &Analysis;
-    /// The text of `--format table`.
-    fn table(&self) -> String;
+    /// The text of `--format table`; `boxes`: drawn with box lines (a
+    /// terminal), else plain aligned columns (a pipe or a file: grep, awk
+    /// and cut read them).
+    fn table(&self, boxes: bool) -> String;
     /// `--format json`, its newline included.
     fn json(&self, w: &mut dyn Write) -> io::Result<()>;
 }
@@ -27,8 +29,9 @@ pub struct Unwritten;
 
 /// Writes `report` in `format` to `file`, or to stdout without one.
 pub fn output(report: &dyn Report, format: Format, file: Option<&Path>) -> Result<(), Unwritten> {
+    let boxes = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
     deliver(file, |w| match format {
-        Format::Table => w.write_all(report.table().as_bytes()),
+        Format::Table => w.write_all(report.table(boxes).as_bytes()),
         Format::Json => report.json(w),
         Format::Csv => write_csv(report.verdicts(), w),
         Format::Jsonl => write_jsonl(&report.verdicts().results, w),

@@ -12,6 +12,9 @@ use std::net::IpAddr;
 pub struct TableOptions {
     /// Show every port, even when one kind of answer covers most of them.
     pub all: bool,
+    /// Box lines around the columns (a terminal); else plain columns,
+    /// aligned with spaces, for grep, awk and cut.
+    pub boxes: bool,
 }
 
 /// Past this many ports with the same answer from the same responder, a
@@ -241,8 +244,12 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
     }
     let many_clients = rows.iter().any(|v| v.client != rows[0].client);
     let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled);
+    t.load_style(if opts.boxes {
+        presets::UTF8_FULL_CONDENSED
+    } else {
+        presets::NOTHING
+    })
+    .set_content_arrangement(ContentArrangement::Disabled);
     // Colour only on a terminal (comfy-table checks) and never with NO_COLOR
     // (https://no-color.org: set and not empty).
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
