@@ -1092,3 +1092,122 @@ fn a_scanned_name_is_kept_in_every_format() {
         "{xml}"
     );
 }
+
+/// nmap's ways of giving targets: a list file (`-iL`, also from stdin),
+/// exclusions (addresses, blocks, a file), HOST:PORT; a name that does not
+/// resolve is a warning, the others are scanned, and the exit code says
+/// it. Loopback only.
+#[test]
+fn targets_from_a_list_with_exclusions_and_host_port() {
+    let _machine = light();
+    if !is_root() {
+        skip_or_fail("scanning needs root (run as root, as CI does)");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let d = scratch("target-list");
+    let list = d.join("targets.txt");
+    std::fs::write(
+        &list,
+        "127.0.0.1  # the v4 loopback\n::1\n127.0.0.2 127.0.0.3\n",
+    )
+    .unwrap();
+    let skip = d.join("skip.txt");
+    std::fs::write(&skip, "127.0.0.3\n").unwrap();
+    let (list, skip) = (list.to_str().unwrap(), skip.to_str().unwrap());
+    let targets_of = |j: &Value| -> Vec<String> {
+        let mut t: Vec<String> = j["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| format!("{}:{}", v["target"].as_str().unwrap(), v["port"]))
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let j = scan_json(
+        None,
+        &[
+            "-iL",
+            list,
+            "--exclude",
+            "::1",
+            "--excludefile",
+            skip,
+            "-p",
+            "9",
+            "--wait",
+            "0.2",
+        ],
+    );
+    assert_eq!(targets_of(&j), vec!["127.0.0.1:9", "127.0.0.2:9"]);
+    // A block excluded by containment, the list from stdin.
+    let mut c = std::process::Command::new(bin);
+    c.args([
+        "scan",
+        "-q",
+        "-o",
+        "json",
+        "-iL",
+        "-",
+        "--exclude",
+        "127.0.0.0/31",
+        "-p",
+        "9",
+        "--wait",
+        "0.2",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"127.0.0.1\n127.0.0.2\n").unwrap();
+    drop(child.stdin.take());
+    let o = child.wait_with_output().unwrap();
+    let j: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    assert_eq!(targets_of(&j), vec!["127.0.0.2:9"]);
+    // HOST:PORT, and a name that does not resolve among the targets: in
+    // the lab's client namespace, whose resolver is the lab's own (it says
+    // NXDOMAIN for nosuch.lab; no query leaves the lab).
+    let lab = Lab::up(&["dnsmasq"]).expect("the lab");
+    let o = lab
+        .exec(
+            'c',
+            &[
+                bin,
+                "scan",
+                "-q",
+                "-o",
+                "json",
+                "--wait",
+                "0.2",
+                "203.0.113.2:22",
+                "nosuch.lab",
+            ],
+        )
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("nosuch.lab") && err.contains("the other targets are scanned"),
+        "{err}"
+    );
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(targets_of(&j), vec!["203.0.113.2:22"]);
+    drop(lab);
+    // Everything excluded: one line, exit 2, nothing sent.
+    let o = std::process::Command::new(bin)
+        .args(["scan", "-p", "9", "--exclude", "127.0.0.0/8", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("every target is excluded"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -98,11 +98,20 @@ pub struct DiagnoseArgs {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("portspec").required(true).args(["ports", "top_ports"])))]
+#[command(group(clap::ArgGroup::new("portspec").args(["ports", "top_ports"])))]
 pub struct ScanArgs {
-    /// Targets: addresses, CIDR blocks, host names (every A and AAAA record).
-    #[arg(required = true, value_name = "TARGET")]
+    /// Targets: addresses, CIDR blocks, host names (every A and AAAA record), HOST:PORT.
+    #[arg(required_unless_present = "input_list", value_name = "TARGET")]
     pub targets: Vec<String>,
+    /// Read more targets from FILE (one or more a line, # comments; - for stdin), as nmap's -iL.
+    #[arg(long, value_name = "FILE")]
+    pub input_list: Option<PathBuf>,
+    /// Leave these targets out (addresses, blocks, names; comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "TARGETS")]
+    pub exclude: Vec<String>,
+    /// Leave out the targets listed in FILE.
+    #[arg(long, value_name = "FILE")]
+    pub excludefile: Option<PathBuf>,
     /// Ports, nmap syntax: 22,80,8000-8100; `-p-` for all 65,535.
     #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
     pub ports: Option<PortSet>,

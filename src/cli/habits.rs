@@ -61,6 +61,7 @@ pub fn translate(args: Vec<OsString>) -> Result<(Vec<OsString>, Vec<String>), St
                     out.extend(["-o".into(), format_of(s).into(), "--output".into(), file]);
                 }
             }
+            "-iL" => out.push("--input-list".into()),
             "-oG" => {
                 return Err(
                     "-oG (grepable) is nmap's; synscope writes one line per port with -o csv (or -o jsonl)".into(),
@@ -115,6 +116,10 @@ mod tests {
         assert_eq!(
             t("synscope scan -oN - -p 22 host").unwrap().0.join(" "),
             "synscope scan -o table -p 22 host"
+        );
+        assert_eq!(
+            t("synscope scan -iL hosts.txt -p 22").unwrap().0.join(" "),
+            "synscope scan --input-list hosts.txt -p 22"
         );
         for bad in [
             "synscope scan -oG - host",

@@ -72,13 +72,66 @@ impl TryFrom<&ScanArgs> for ScanOptions {
     /// Resolves the targets (names through DNS) and checks the size of the
     /// scan before anything is sent.
     fn try_from(args: &ScanArgs) -> Result<Self, String> {
-        let (targets, names) =
-            targets::resolve_named(&args.targets, family(args.ipv4, args.ipv6), args.force)
-                .map_err(|e| e.to_string())?;
-        let ports = match &args.ports {
-            Some(p) => p.clone(),
-            // clap requires -p or --top-ports.
-            None => PortSet::top(args.top_ports.unwrap_or_default())?,
+        let mut specs = args.targets.clone();
+        if let Some(f) = &args.input_list {
+            specs.extend(read_list(f)?);
+        }
+        // HOST:PORT (as diagnose takes it): the port joins the ports.
+        let mut spec_ports = Vec::new();
+        for s in &mut specs {
+            let (host, port) = crate::diagnose::run::split_host_port(s);
+            if let Some(p) = port {
+                spec_ports.push(p);
+                *s = host;
+            }
+        }
+        let fam = family(args.ipv4, args.ipv6);
+        let resolved =
+            targets::resolve_named(&specs, fam, args.force, true).map_err(|e| e.to_string())?;
+        let mut excluded_specs = args.exclude.clone();
+        if let Some(f) = &args.excludefile {
+            excluded_specs.extend(read_list(f)?);
+        }
+        let mut targets = resolved.addresses;
+        if !excluded_specs.is_empty() {
+            // Blocks by containment (however large); addresses and names
+            // by their addresses.
+            let (nets, others): (Vec<String>, Vec<String>) = excluded_specs
+                .into_iter()
+                .partition(|s| s.contains('/') && s.parse::<ipnet::IpNet>().is_ok());
+            let nets: Vec<ipnet::IpNet> = nets.iter().filter_map(|s| s.parse().ok()).collect();
+            let addrs: std::collections::HashSet<std::net::IpAddr> = if others.is_empty() {
+                Default::default()
+            } else {
+                targets::resolve(&others, Family::Any, true)
+                    .map_err(|e| format!("--exclude: {e}"))?
+                    .into_iter()
+                    .collect()
+            };
+            targets.retain(|t| !addrs.contains(t) && !nets.iter().any(|n| n.contains(t)));
+            if targets.is_empty() {
+                return Err(
+                    "every target is excluded (--exclude, --excludefile): nothing to scan".into(),
+                );
+            }
+        }
+        let ports = match (&args.ports, args.top_ports) {
+            (Some(p), _) => {
+                let mut all: Vec<u16> = p.iter().collect();
+                all.extend(&spec_ports);
+                PortSet::from_ports(&all)
+            }
+            (None, Some(n)) => {
+                let mut all: Vec<u16> = PortSet::top(n)?.iter().collect();
+                all.extend(&spec_ports);
+                PortSet::from_ports(&all)
+            }
+            (None, None) if !spec_ports.is_empty() => PortSet::from_ports(&spec_ports),
+            (None, None) => {
+                return Err(
+                    "which ports? give -p PORTS, --top-ports N, or targets as HOST:PORT".into(),
+                );
+            }
         };
         let probes = targets.len() as u64 * ports.len() as u64;
         if probes > MAX_PROBES && !args.large {
@@ -90,7 +143,8 @@ impl TryFrom<&ScanArgs> for ScanOptions {
         }
         Ok(ScanOptions {
             targets,
-            names,
+            names: resolved.names,
+            unresolved: resolved.unresolved,
             ports,
             engine: EngineConfig {
                 rate: args.rate.unwrap_or(0),
@@ -111,6 +165,25 @@ impl TryFrom<&ScanArgs> for ScanOptions {
             track: tracking(args.timeout),
         })
     }
+}
+
+/// Targets listed in a file (`-` for stdin): whitespace-separated, `#`
+/// to the end of a line is a comment.
+fn read_list(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = if path == std::path::Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .map_err(|e| format!("-: cannot read the target list: {e}"))?;
+        s
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the target list: {e}", path.display()))?
+    };
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .flat_map(|l| l.split_whitespace().map(str::to_string))
+        .collect())
 }
 
 /// One stage of a diagnosis, on stderr.

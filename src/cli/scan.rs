@@ -20,6 +20,10 @@ pub fn run(args: &ScanArgs) -> u8 {
     if super::output::check_outputs(&[args.report.output.as_deref()]).is_err() {
         return EXIT_RUNTIME;
     }
+    // A name that gave no address: said, and the others scanned.
+    for u in &opts.unresolved {
+        eprintln!("synscope: warning: {u}; the other targets are scanned");
+    }
     // JSON Lines to stdout: each verdict printed as it is decided, and
     // nothing more at the end.
     let stream = matches!(args.report.format, Format::Jsonl) && args.report.output.is_none();
@@ -80,5 +84,9 @@ pub fn run(args: &ScanArgs) -> u8 {
             return EXIT_RUNTIME;
         }
     }
-    code
+    if opts.unresolved.is_empty() {
+        code
+    } else {
+        super::exit::EXIT_INPUT
+    }
 }

@@ -47,6 +47,9 @@ pub struct ScanOptions {
     /// The host name each target address came from, where one did: kept
     /// on its verdicts (`name`).
     pub names: Vec<(IpAddr, String)>,
+    /// Target names that gave no address (each with why): the others are
+    /// scanned, and the command says so and exits non-zero.
+    pub unresolved: Vec<String>,
     pub ports: PortSet,
     pub engine: EngineConfig,
     /// How long to keep listening after the last probe is answered or given
@@ -89,6 +92,7 @@ impl Default for ScanOptions {
         ScanOptions {
             targets: Vec::new(),
             names: Vec::new(),
+            unresolved: Vec::new(),
             ports: PortSet::all(),
             engine: EngineConfig::default(),
             wait: None,

@@ -28,23 +28,62 @@ pub fn refusal(a: &IpAddr) -> Option<&'static str> {
 /// addresses are refused, and a block's network and broadcast addresses are
 /// left out (they are not hosts).
 pub fn resolve(specs: &[String], family: Family, force: bool) -> Result<Vec<IpAddr>, Error> {
-    resolve_named(specs, family, force).map(|(a, _)| a)
+    resolve_named(specs, family, force, false).map(|r| r.addresses)
 }
 
 /// (address, the host name it came from).
 pub type Names = Vec<(IpAddr, String)>;
 
-/// [`resolve`], and the name each address came from (for the addresses
-/// a host name gave; the first name, when several give one address).
+/// What a list of target specs came to.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub addresses: Vec<IpAddr>,
+    /// The host name each address came from, where one did (the first
+    /// name, when several give one address).
+    pub names: Names,
+    /// With `lenient`: the names that gave no address, each with why
+    /// (the other targets are still scanned).
+    pub unresolved: Vec<String>,
+    seen: std::collections::HashSet<IpAddr>,
+}
+
+/// [`resolve`], with the names the addresses came from; `lenient`: a
+/// name that does not resolve (or has no address of the family) is
+/// reported in [`Resolved::unresolved`] instead of failing the whole list,
+/// unless no target is left at all.
 pub fn resolve_named(
     specs: &[String],
     family: Family,
     force: bool,
-) -> Result<(Vec<IpAddr>, Names), Error> {
-    let mut names: Names = Vec::new();
-    let mut out: Vec<IpAddr> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    lenient: bool,
+) -> Result<Resolved, Error> {
+    let mut r = Resolved::default();
+    let mut first_err = None;
     for spec in specs {
+        match resolve_one(spec, family, force, &mut r) {
+            Ok(()) => {}
+            Err(
+                e @ (Error::Resolve { .. }
+                | Error::NameHasNoAddress { .. }
+                | Error::NoAddressOfFamily { .. }),
+            ) if lenient => {
+                r.unresolved.push(e.to_string());
+                first_err.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if r.addresses.is_empty()
+        && let Some(e) = first_err
+    {
+        return Err(e);
+    }
+    Ok(r)
+}
+
+fn resolve_one(spec: &str, family: Family, force: bool, r: &mut Resolved) -> Result<(), Error> {
+    let (names, out, seen) = (&mut r.names, &mut r.addresses, &mut r.seen);
+    {
         let spec = spec.trim();
         let mut named = false;
         let addrs: Vec<IpAddr> = if let Some(a) = literal(spec) {
@@ -124,7 +163,7 @@ pub fn resolve_named(
             return Err(Error::TooManyTargets { limit: MAX_TARGETS });
         }
     }
-    Ok((out, names))
+    Ok(())
 }
 
 #[cfg(test)]
