@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 /// What to do when raw sockets or capture are refused.
-pub const PRIVILEGES_HINT: &str = "raw sockets and capture need root or capabilities: run with sudo, or `sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)`";
+pub const PRIVILEGES_HINT: &str = "raw sockets and capture need root or capabilities: run with sudo, or `sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)`, or add --unprivileged (connect() probes, no root needed; it cannot see TTLs)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -423,6 +423,34 @@ fn unprivileged_mode_names_icmp_senders_as_a_plain_user() {
         assert!(ev["ttl"].is_null(), "no TTL in this mode");
         println!("as nobody, {target}: {}", f["summary"]);
     }
+    // The Markdown of one such report does not contradict itself: open
+    // ports seen, so the host did answer (its distance is what is unknown).
+    let b = bin.to_str().unwrap();
+    let o = lab
+        .exec(
+            'c',
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                b,
+                "diagnose",
+                "203.0.113.2:9001",
+                "--unprivileged",
+                "--wait",
+                "0.3",
+            ],
+        )
+        .output()
+        .unwrap();
+    let md = stdout(&o);
+    assert!(!md.contains("sent nothing"), "{md}");
+    assert!(
+        md.contains("The host answered (open ports seen: 22"),
+        "{md}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -456,6 +456,8 @@ fn without_privileges_one_clear_line_and_exit_3() {
         err.contains("not permitted") && err.contains("setcap cap_net_raw,cap_net_admin+eip"),
         "{err}"
     );
+    // The way without root is named too.
+    assert!(err.contains("--unprivileged"), "{err}");
     assert!(!err.contains("panicked"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 #[command(
     name = "synscope",
     version,
-    about = "Why is the connection refused (or hanging)? TCP SYN verdicts from packets, not guesses."
+    about = "Why is the connection refused (or hanging)? TCP SYN verdicts from packets, not guesses.",
+    after_help = "Privileges: scan and diagnose send raw SYNs and capture the answers: they need root, or the capabilities CAP_NET_RAW and CAP_NET_ADMIN (sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)); with --unprivileged they use connect() probes instead and need neither. analyze reads files and needs neither."
 )]
 pub struct Cli {
     #[command(subcommand)]

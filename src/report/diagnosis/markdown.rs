@@ -90,6 +90,19 @@ pub fn render_diagnosis_markdown(d: &Diagnosis) -> String {
                     }
                 );
             }
+            // Answers without a distance: connect() probes see no TTL.
+            None if !a.host.open.is_empty() => {
+                let _ = writeln!(
+                    out,
+                    "The host answered (open ports seen: {}); its distance is not known (no TTLs are seen in this mode).\n",
+                    a.host
+                        .open
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
             None => {
                 let _ = writeln!(out, "The host itself sent nothing on any probed port.\n");
             }
