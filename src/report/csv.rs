@@ -4,7 +4,7 @@
 use crate::model::Analysis;
 use std::io::Write;
 
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 19] = [
     "client",
     "target",
     "port",
@@ -22,6 +22,8 @@ pub const COLUMNS: [&str; 17] = [
     "inferred",
     "host_hops",
     "name",
+    "first_probe_ns",
+    "decided_ns",
 ];
 
 fn field(s: &str) -> String {
@@ -57,6 +59,8 @@ pub fn write_csv<W: Write>(a: &Analysis, mut w: W) -> std::io::Result<()> {
             opt(v.inferred.as_ref().map(|i| i.errors)),
             opt(v.host_hops),
             v.name.clone().unwrap_or_default(),
+            v.first_probe_ns.to_string(),
+            opt(v.decided_ns),
         ];
         let row: Vec<String> = row.iter().map(|f| field(f)).collect();
         writeln!(w, "{}", row.join(","))?;

@@ -315,7 +315,7 @@ pub fn scan_on(
     let bar = if opts.progress {
         crate::report::progress_bar(
             plan.len() as u64,
-            "{spinner} {pos}/{len} probes decided {wide_bar} {per_sec} ETA {eta}",
+            "{spinner} {pos}/{len} probes decided {wide_bar} {rate} ETA {eta}",
         )
     } else {
         indicatif::ProgressBar::hidden()
