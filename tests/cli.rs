@@ -421,6 +421,29 @@ fn completions_and_man_page_generate() {
         man.contains(".TH synscope 1") && man.contains("diagnose"),
         "{man}"
     );
+    // Every page the main one names exists: synscope-COMMAND(1).
+    let named: Vec<String> = man
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("synscope\\-")?
+                .strip_suffix("(1)")
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(named.len() >= 4, "{named:?}\n{man}");
+    for c in &named {
+        let o = run(&["man", c]);
+        assert!(o.status.success(), "man {c}: {}", stderr(&o));
+        let page = stdout(&o);
+        assert!(
+            page.contains(&format!(".TH synscope-{c} 1")),
+            "man {c}:\n{page}"
+        );
+        assert!(page.contains(".SH OPTIONS"), "man {c}");
+    }
+    let o = run(&["man", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
 

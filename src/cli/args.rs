@@ -10,6 +10,9 @@ use std::path::PathBuf;
 #[command(
     name = "synscope",
     version,
+    // `synscope COMMAND --help` is the help of a command; no `help`
+    // command, whose man page would not exist.
+    disable_help_subcommand = true,
     about = "Why is the connection refused (or hanging)? TCP SYN verdicts from packets, not guesses.",
     after_help = "Privileges: scan and diagnose send raw SYNs and capture the answers: they need root, or the capabilities CAP_NET_RAW and CAP_NET_ADMIN (sudo setcap cap_net_raw,cap_net_admin+eip $(command -v synscope)); with --unprivileged they use connect() probes instead and need neither. analyze reads files and needs neither."
 )]
@@ -57,9 +60,15 @@ language what answered, how, and from how far away.")]
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout.
-    #[command(after_help = "Example:\n  synscope man > /usr/local/share/man/man1/synscope.1")]
-    Man,
+    /// Print a man page (roff) to stdout: synscope(1), or a command's, synscope-COMMAND(1).
+    #[command(
+        after_help = "Example:\n  synscope man > /usr/local/share/man/man1/synscope.1\n  for c in analyze scan diagnose completions; do synscope man $c > /usr/local/share/man/man1/synscope-$c.1; done"
+    )]
+    Man {
+        /// The command whose page to print (analyze, scan, diagnose, completions, man).
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 // The doc comments are help texts, not rustdoc: `[IPv6]:PORT` is no link.

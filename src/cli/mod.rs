@@ -59,8 +59,28 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
-        Command::Man => {
-            let man = clap_mangen::Man::new(Cli::command());
+        Command::Man { command } => {
+            let root = Cli::command();
+            let cmd = match &command {
+                None => root,
+                Some(name) => match root.find_subcommand(name) {
+                    // synscope-scan(1): the page's name says whose it is.
+                    Some(sub) => {
+                        let full = format!("synscope-{name}");
+                        sub.clone()
+                            .name(full.clone())
+                            .bin_name(format!("synscope {name}"))
+                            .display_name(full)
+                    }
+                    None => {
+                        eprintln!(
+                            "synscope: no command {name:?}: man pages are synscope (no argument), and one for analyze, scan, diagnose, completions and man"
+                        );
+                        return ExitCode::from(exit::EXIT_INPUT);
+                    }
+                },
+            };
+            let man = clap_mangen::Man::new(cmd);
             match output::to_stdout(|w| man.render(w)) {
                 Ok(()) => EXIT_OK,
                 Err(e) => {
