@@ -1363,3 +1363,20 @@ fn many_hosts_one_line_each_when_silent_and_states_to_show() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// diagnose in a format that carries verdicts only says where the findings
+/// are, instead of dropping them without a word. Loopback only.
+#[test]
+fn diagnose_in_csv_says_where_the_findings_are() {
+    let o = run(&["diagnose", "127.0.0.1:1", "-o", "csv", "--wait", "0.2"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("the findings are in the table (Markdown), JSON and --report"),
+        "{err}"
+    );
+    assert!(
+        stdout(&o).starts_with("client,target,port,"),
+        "{}",
+        stdout(&o)
+    );
+}

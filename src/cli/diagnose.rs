@@ -1,7 +1,7 @@
 //! `synscope diagnose`: why HOST:PORT is refused or hanging, and which part
 //! is at fault.
 
-use super::args::DiagnoseArgs;
+use super::args::{DiagnoseArgs, Format};
 use super::exit::{EXIT_RUNTIME, diagnose_code};
 use super::output::{Report, deliver, output};
 use crate::diagnose::Diagnosis;
@@ -19,6 +19,13 @@ pub fn run(args: &DiagnoseArgs) -> u8 {
     };
     if super::output::check_outputs(&[args.report.as_deref()]).is_err() {
         return EXIT_RUNTIME;
+    }
+    // Those formats carry the evidence verdicts, not the findings: said,
+    // not dropped without a word.
+    if matches!(args.format, Format::Csv | Format::Jsonl | Format::NmapXml) {
+        eprintln!(
+            "synscope: note: -o csv, jsonl and nmap-xml carry the evidence (a verdict a port); the findings are in the table (Markdown), JSON and --report"
+        );
     }
     let d = match crate::diagnose::run::run(&opts) {
         Ok(d) => d,
