@@ -165,6 +165,14 @@ impl Report for Verdicts<'_> {
     }
 }
 
+/// The findings, then the verdicts' table (`--findings` of analyze and
+/// scan).
+fn findings_table(f: &OfflineFindings, a: &Analysis, all: bool, boxes: bool) -> String {
+    let mut text = crate::report::render_findings(f);
+    text.push_str(&render_table(a, TableOptions { all, boxes }));
+    text
+}
+
 /// `scan --findings`: the findings before the table (and the scan's
 /// note after it), or in the JSON `scan` object beside how the scan went.
 pub struct ScanFindings<'a> {
@@ -180,14 +188,7 @@ impl Report for ScanFindings<'_> {
     }
 
     fn table(&self, boxes: bool) -> String {
-        let mut text = crate::report::render_findings(self.findings);
-        text.push_str(&render_table(
-            self.analysis,
-            TableOptions {
-                all: self.all,
-                boxes,
-            },
-        ));
+        let mut text = findings_table(self.findings, self.analysis, self.all, boxes);
         text.push_str(&crate::report::scan_note(self.scan));
         text
     }
@@ -221,15 +222,7 @@ impl Report for Findings<'_> {
     }
 
     fn table(&self, boxes: bool) -> String {
-        let mut text = crate::report::render_findings(self.findings);
-        text.push_str(&render_table(
-            self.analysis,
-            TableOptions {
-                all: self.all,
-                boxes,
-            },
-        ));
-        text
+        findings_table(self.findings, self.analysis, self.all, boxes)
     }
 
     fn json(&self, w: &mut dyn Write) -> io::Result<()> {

@@ -95,6 +95,7 @@ impl Passes<'_, '_> {
 
     /// How many of `ports` of `target` are answered now.
     fn answered(&self, target: IpAddr, ports: &[u16]) -> usize {
+        let ports: rustc_hash::FxHashSet<u16> = ports.iter().copied().collect();
         self.results
             .iter()
             .filter(|v| v.target == target && v.state != State::Filtered && ports.contains(&v.port))

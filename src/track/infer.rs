@@ -44,7 +44,8 @@ const LISTED: usize = 16;
 ///
 /// `results` is sorted or not; each (client, target) is judged alone.
 pub fn rate_limited_errors(results: &mut [Verdict]) {
-    extend(results);
+    let by_host = hosts(results);
+    extend(results, &by_host);
 }
 
 /// What the verdicts say beyond each one's own packet, the same for a
@@ -52,8 +53,10 @@ pub fn rate_limited_errors(results: &mut [Verdict]) {
 /// ([`rate_limited_errors`]), then replies in a host's name from another
 /// distance than its own ([`foreign_distances`]).
 pub fn annotate(results: &mut [Verdict]) {
-    rate_limited_errors(results);
-    foreign_distances(results);
+    // One grouping for both steps: neither changes a verdict's host.
+    let by_host = hosts(results);
+    extend(results, &by_host);
+    mark_distances(results, &by_host);
 }
 
 /// Marks each reply that came in a host's name (responder = target) from
@@ -64,12 +67,17 @@ pub fn annotate(results: &mut [Verdict]) {
 /// or of all its replies when none accepted; at least two replies must
 /// agree on it, and more than sent the odd one out.
 pub fn foreign_distances(results: &mut [Verdict]) {
-    for idx in hosts(results).into_values() {
+    let by_host = hosts(results);
+    mark_distances(results, &by_host);
+}
+
+fn mark_distances(results: &mut [Verdict], by_host: &Hosts) {
+    for idx in by_host.values() {
         let own =
             |v: &Verdict| v.responder == Some(v.target) && v.inferred.is_none() && v.hops.is_some();
         let mode = |accepts: bool| -> Option<(u8, usize, usize)> {
             let mut n: BTreeMap<u8, usize> = BTreeMap::new();
-            for &i in &idx {
+            for &i in idx {
                 let v = &results[i];
                 if own(v) && (!accepts || v.state == State::Open) {
                     *n.entry(v.hops.unwrap_or(0)).or_default() += 1;
@@ -89,7 +97,7 @@ pub fn foreign_distances(results: &mut [Verdict]) {
                 _ => continue,
             },
         };
-        for &i in &idx {
+        for &i in idx {
             let v = &mut results[i];
             if own(v) && v.hops != Some(host) {
                 v.host_hops = Some(host);
@@ -111,7 +119,10 @@ pub fn unconfirmed(results: &[Verdict]) -> Vec<IpAddr> {
     out
 }
 
-fn hosts(results: &[Verdict]) -> BTreeMap<(IpAddr, IpAddr), Vec<usize>> {
+/// Each (client, target)'s verdicts, by index.
+type Hosts = BTreeMap<(IpAddr, IpAddr), Vec<usize>>;
+
+fn hosts(results: &[Verdict]) -> Hosts {
     let mut by_host: BTreeMap<(IpAddr, IpAddr), Vec<usize>> = BTreeMap::new();
     for (i, v) in results.iter().enumerate() {
         by_host.entry((v.client, v.target)).or_default().push(i);
@@ -119,9 +130,9 @@ fn hosts(results: &[Verdict]) -> BTreeMap<(IpAddr, IpAddr), Vec<usize>> {
     by_host
 }
 
-fn extend(results: &mut [Verdict]) {
-    for idx in hosts(results).into_values() {
-        let Some(model) = evidence(results, &idx, true) else {
+fn extend(results: &mut [Verdict], by_host: &Hosts) {
+    for idx in by_host.values() {
+        let Some(model) = evidence(results, idx, true) else {
             continue;
         };
         let mut ports: Vec<u16> = idx
@@ -135,7 +146,7 @@ fn extend(results: &mut [Verdict]) {
             errors: ports.len() as u32,
             from_ports: ports.into_iter().take(LISTED).collect(),
         };
-        for &i in &idx {
+        for &i in idx {
             let v = &mut results[i];
             if v.state == State::Filtered && !v.uncertain {
                 v.state = State::Unreachable;

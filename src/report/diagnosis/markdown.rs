@@ -72,35 +72,29 @@ pub fn render_diagnosis_markdown(d: &Diagnosis) -> String {
             }
             out.push('\n');
         }
+        let open = if a.host.open.is_empty() {
+            "none".to_string()
+        } else {
+            a.host
+                .open
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         match a.host.hops {
             Some(h) => {
                 let _ = writeln!(
                     out,
-                    "The host's own replies come from {h} hop{} away; open ports seen: {}.\n",
+                    "The host's own replies come from {h} hop{} away; open ports seen: {open}.\n",
                     if h == 1 { "" } else { "s" },
-                    if a.host.open.is_empty() {
-                        "none".to_string()
-                    } else {
-                        a.host
-                            .open
-                            .iter()
-                            .map(|p| p.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
                 );
             }
             // Answers without a distance: connect() probes see no TTL.
             None if !a.host.open.is_empty() => {
                 let _ = writeln!(
                     out,
-                    "The host answered (open ports seen: {}); its distance is not known (no TTLs are seen in this mode).\n",
-                    a.host
-                        .open
-                        .iter()
-                        .map(|p| p.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "The host answered (open ports seen: {open}); its distance is not known (no TTLs are seen in this mode).\n",
                 );
             }
             None => {
