@@ -4,6 +4,10 @@
 #   cargo build --release --locked
 #   .ci/deb.sh target/release/synscope [OUTDIR]     -> OUTDIR/synscope_VERSION_ARCH.deb
 #
+# or with cargo-deb, from the same files (Cargo.toml's [package.metadata.deb]
+# lists them; this script writes them to target/deb-assets first):
+#   .ci/deb.sh --assets target/release/synscope && cargo deb --no-build
+#
 # It holds /usr/bin/synscope, the man pages (synscope(1) and one per
 # command, from `synscope man`), the bash, zsh and fish completions (from
 # `synscope completions`), the licences and the changelog. No capabilities
@@ -14,7 +18,12 @@
 # and installs it in CI.
 set -euo pipefail
 
-bin=${1:?usage: .ci/deb.sh BINARY [OUTDIR]}
+assets_only=false
+if [ "${1:-}" = --assets ]; then
+    assets_only=true
+    shift
+fi
+bin=${1:?usage: .ci/deb.sh [--assets] BINARY [OUTDIR]}
 out=${2:-.}
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n 1)
@@ -63,6 +72,15 @@ with sudo, or give the binary the two capabilities it needs once:
 back). Without either, `--unprivileged` uses connect() probes. analyze
 reads capture files and needs neither.
 EOF
+if $assets_only; then
+    # The generated files, where [package.metadata.deb] finds them.
+    assets="$root/target/deb-assets"
+    rm -rf "$assets"
+    mkdir -p "$assets"
+    cp -r "$stage/usr/share" "$assets/"
+    echo "$assets"
+    exit 0
+fi
 size=$(du -sk "$stage/usr" | cut -f1)
 install -d "$stage/DEBIAN"
 cat >"$stage/DEBIAN/control" <<EOF

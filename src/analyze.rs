@@ -4,10 +4,12 @@
 use crate::model::{Analysis, DnsEvent, InputSummary};
 use crate::model::{Stats, Verdict};
 use crate::select::Selection;
-use crate::source::{FileSource, PacketSource, Reader};
+use crate::source::{FileSource, NAMES_MAX, PacketSource, Reader};
 use crate::track::{self, Merger, Tracker};
 use crate::wire::{self, Skip};
 use indicatif::ProgressBar;
+use rustc_hash::FxHashMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -46,6 +48,9 @@ pub struct Options {
 pub struct Analyzer {
     opts: Options,
     dns: Vec<DnsEvent>,
+    /// Names the captures' DNS answers gave addresses (the first file's
+    /// first, at most [`NAMES_MAX`]).
+    names: FxHashMap<IpAddr, String>,
     merged: Merger,
     inputs: Vec<InputSummary>,
     progress: Option<indicatif::ProgressBar>,
@@ -71,6 +76,7 @@ enum Msg {
 struct Decoded {
     sum: InputSummary,
     dns: Vec<DnsEvent>,
+    names: FxHashMap<IpAddr, String>,
 }
 
 impl Default for Analyzer {
@@ -84,6 +90,7 @@ impl Analyzer {
         Analyzer {
             opts,
             dns: Vec::new(),
+            names: FxHashMap::default(),
             merged: Merger::new(),
             inputs: Vec::new(),
             progress: None,
@@ -190,6 +197,12 @@ impl Analyzer {
             if let Some(mut d) = d {
                 d.sum.stats = stats.get(i).copied().unwrap_or_default();
                 self.dns.append(&mut d.dns);
+                for (addr, name) in d.names {
+                    if self.names.len() >= NAMES_MAX {
+                        break;
+                    }
+                    self.names.entry(addr).or_insert(name);
+                }
                 self.inputs.push(d.sum);
             }
         }
@@ -201,6 +214,13 @@ impl Analyzer {
         }
         let sel = &self.opts.selection;
         let mut results = self.merged.into_verdicts();
+        // A target the capture's DNS answers named carries that name, as a
+        // scanned name does.
+        for v in &mut results {
+            if v.name.is_none() {
+                v.name = self.names.get(&v.target).cloned();
+            }
+        }
         // Over every verdict of a host, before the selection, so a
         // selection shows what the whole capture says of its ports.
         track::infer::annotate(&mut results);
@@ -356,6 +376,7 @@ fn decode_file(
             ..Default::default()
         },
         dns: Vec::new(),
+        names: FxHashMap::default(),
     };
     let parts = txs.len();
     let mut latest = 0;
@@ -403,6 +424,7 @@ fn decode_file(
                         let _ = tx.send(Msg::Packets(batch));
                     }
                 }
+                d.names = reader.take_names();
                 (d.sum, d.dns) = reader.finish();
                 d.sum.error = error;
             }

@@ -32,23 +32,68 @@ pub struct PortSet {
 }
 
 /// synscope's list of common service ports, most useful first (see the
-/// file's header for where the order comes from).
+/// file's header for where the order comes from): `--top-ports` where
+/// nmap's frequency table is not installed.
 const TOP_PORTS: &str = include_str!("scan/top-ports.txt");
 
+/// Where nmap keeps nmap-services: `$NMAPDIR` alone when set (as nmap
+/// looks there first), else the usual install places.
+fn nmap_services() -> Option<String> {
+    let dirs: Vec<std::path::PathBuf> = match std::env::var_os("NMAPDIR") {
+        Some(d) => vec![d.into()],
+        None => vec!["/usr/share/nmap".into(), "/usr/local/share/nmap".into()],
+    };
+    dirs.iter()
+        .find_map(|d| std::fs::read_to_string(d.join("nmap-services")).ok())
+}
+
+/// The TCP ports of an nmap-services table (`name port/proto frequency`),
+/// most often found open first (its measured open frequency; ties by port
+/// number): the order nmap's own --top-ports takes.
+pub fn by_frequency(text: &str) -> Vec<u16> {
+    let mut ports: Vec<(f64, u16)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (_, spec, freq) = (w.next()?, w.next()?, w.next()?);
+            let (port, proto) = spec.split_once('/')?;
+            let freq: f64 = freq.parse().ok()?;
+            (proto == "tcp" && freq.is_finite()).then_some((freq, port.parse().ok()?))
+        })
+        .filter(|(_, p)| *p > 0)
+        .collect();
+    ports.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut seen = std::collections::HashSet::new();
+    ports.retain(|(_, p)| seen.insert(*p));
+    ports.into_iter().map(|(_, p)| p).collect()
+}
+
 impl PortSet {
-    /// The first `n` ports of synscope's common-service list, or an error
-    /// if the list is shorter.
+    /// The first `n` of the most common ports: nmap's measured order where
+    /// nmap is installed (its nmap-services, read here, not shipped: its
+    /// licence is not ours), else synscope's own list; an error if that
+    /// list is shorter.
     pub fn top(n: usize) -> Result<PortSet, String> {
-        let list: Vec<u16> = TOP_PORTS
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-            .collect();
+        PortSet::top_in(n, nmap_services().as_deref())
+    }
+
+    /// [`PortSet::top`] with nmap-services' text given (None: not
+    /// installed).
+    pub fn top_in(n: usize, nmap_services: Option<&str>) -> Result<PortSet, String> {
+        let (list, from) = match nmap_services.map(by_frequency) {
+            Some(l) if !l.is_empty() => (l, "nmap's nmap-services"),
+            _ => (
+                TOP_PORTS
+                    .lines()
+                    .filter(|l| !l.starts_with('#'))
+                    .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+                    .collect(),
+                "synscope's list of common service ports; nmap's nmap-services, with the measured order of thousands, was not found: install nmap (or nmap-common), or set NMAPDIR",
+            ),
+        };
         if n == 0 || n > list.len() {
-            return Err(format!(
-                "--top-ports takes 1 to {} (synscope's list of common service ports)",
-                list.len()
-            ));
+            return Err(format!("--top-ports takes 1 to {} ({from})", list.len()));
         }
         Ok(PortSet::from_ports(&list[..n]))
     }
@@ -191,16 +236,37 @@ mod tests {
     }
 
     #[test]
-    fn top_ports_come_from_the_shipped_list() {
-        let p = PortSet::top(3).unwrap();
+    fn top_ports_come_from_the_shipped_list_without_nmap() {
+        let p = PortSet::top_in(3, None).unwrap();
         assert_eq!(p.iter().collect::<Vec<_>>(), vec![22, 80, 443]);
-        let all = PortSet::top(100).unwrap();
+        let all = PortSet::top_in(100, None).unwrap();
         assert_eq!(all.len(), 100, "no duplicates in the first 100");
-        assert!(PortSet::top(0).is_err());
-        assert!(
-            PortSet::top(100_000)
-                .unwrap_err()
-                .contains("--top-ports takes 1 to")
+        assert!(PortSet::top_in(0, None).is_err());
+        let e = PortSet::top_in(1000, None).unwrap_err();
+        assert!(e.contains("--top-ports takes 1 to"), "{e}");
+        assert!(e.contains("install nmap"), "{e}");
+    }
+
+    #[test]
+    fn top_ports_follow_nmaps_measured_order() {
+        // nmap-services' layout, frequencies made up for the test.
+        let table = "# comment\n\
+            ftp\t21/tcp\t0.197667\t# File Transfer\n\
+            http\t80/tcp\t0.484143\n\
+            domain\t53/udp\t0.213496\n\
+            ssh\t22/tcp\t0.182286\n\
+            https\t443/tcp\t0.208669\n\
+            rare\t9999/tcp\t0.000000\n\
+            broken\tline\n";
+        assert_eq!(by_frequency(table), vec![80, 443, 21, 22, 9999]);
+        let p = PortSet::top_in(2, Some(table)).unwrap();
+        assert_eq!(p.iter().collect::<Vec<_>>(), vec![80, 443]);
+        let e = PortSet::top_in(6, Some(table)).unwrap_err();
+        assert_eq!(e, "--top-ports takes 1 to 5 (nmap's nmap-services)");
+        // A table with no TCP line is no table: the shipped list.
+        assert_eq!(
+            PortSet::top_in(139, Some("x 53/udp 0.5\n")).unwrap().len(),
+            139
         );
     }
 

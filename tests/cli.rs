@@ -1340,9 +1340,11 @@ fn many_hosts_one_line_each_when_silent_and_states_to_show() {
         .find(|l| l.trim_start().starts_with("80 "))
         .expect("row of 80");
     let cells: Vec<&str> = row.split_whitespace().collect();
+    // The third column is the service's name (or "-"): the machine's
+    // services database says which.
     assert_eq!(
-        &cells[..4],
-        &["80", "open", "syn-ack", "203.0.113.1"],
+        [cells[0], cells[1], cells[3], cells[4]],
+        ["80", "open", "syn-ack", "203.0.113.1"],
         "{row}"
     );
     let open = stdout(&run(&["analyze", "--open", "-o", "csv", file]));
@@ -1379,4 +1381,275 @@ fn diagnose_in_csv_says_where_the_findings_are() {
         "{}",
         stdout(&o)
     );
+}
+
+/// Five hosts that each answer port 80 with a RST and drop 5432; a sixth
+/// drops only 8080. The shared finding is one line, the odd one its own.
+fn write_five_hosts_dropping(path: &std::path::Path) {
+    use synscope::fixture::{self, Seg};
+    use synscope::source::PcapWriter;
+    use synscope::wire::{LinkType, flags};
+    let t0: u64 = 1_700_000_000_000_000_000;
+    let ms = 1_000_000;
+    let mut w = PcapWriter::create(path, LinkType::ETHERNET).unwrap();
+    let mut put = |ts: u64, s: &Seg| {
+        let f = fixture::ethernet(&fixture::tcp_ip(s));
+        w.write(ts, f.len() as u32, &f);
+    };
+    let mut t = t0;
+    for h in 1..=6 {
+        let host = format!("203.0.113.{h}");
+        let dropped = if h == 6 { 8080 } else { 5432 };
+        let closed = Seg::syn("198.51.100.2", 40000 + h, &host, 80, 100 * u32::from(h));
+        let silent = Seg::syn("198.51.100.2", 41000 + h, &host, dropped, 7 * u32::from(h));
+        put(t, &closed);
+        put(t + ms, &closed.reply(flags::RST | flags::ACK, 62));
+        put(t + 2 * ms, &silent);
+        put(t + 1002 * ms, &silent);
+        t += 10 * ms;
+    }
+    w.finish().unwrap();
+}
+
+#[test]
+fn findings_shared_by_many_hosts_are_said_once() {
+    let d = scratch("groups");
+    let f = d.join("five.pcap");
+    write_five_hosts_dropping(&f);
+    let o = run(&["analyze", "--findings", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let findings: Vec<&str> = out.lines().filter(|l| l.starts_with("- ")).collect();
+    let shared: Vec<&&str> = findings.iter().filter(|l| l.contains("5432")).collect();
+    assert_eq!(shared.len(), 1, "one line for the five hosts:\n{out}");
+    assert!(
+        shared[0].contains("port 5432 got no answer on 5 hosts")
+            && shared[0]
+                .contains("203.0.113.1, 203.0.113.2, 203.0.113.3, 203.0.113.4, 203.0.113.5"),
+        "{out}"
+    );
+    // Port 80's RST, shared by all six: one line too.
+    assert!(
+        out.contains("nothing listens on port 80 of 6 hosts"),
+        "{out}"
+    );
+    // The sixth host's own finding stays its own.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("- 203.0.113.6:8080") && l.contains("Dropped silently")),
+        "{out}"
+    );
+    let o = run(&["analyze", "--findings", "-o", "json", f.to_str().unwrap()]);
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_valid_report(&j, "grouped findings");
+    let groups = j["scan"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    let g = groups.iter().find(|g| g["port"] == 5432).unwrap();
+    assert_eq!(g["kind"], "dropped-host-up");
+    assert_eq!(g["targets"].as_array().unwrap().len(), 5);
+    // Every host's finding is still listed one by one in the JSON.
+    assert_eq!(j["scan"]["findings"].as_array().unwrap().len(), 12);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn analyze_names_targets_from_the_captures_dns_answers() {
+    let f = root().join("captures/name-failure.pcap");
+    let j = analyze_ok(&[f.to_str().unwrap()]);
+    let r = j["results"].as_array().unwrap();
+    let v = r.iter().find(|v| v["target"] == "203.0.113.2").unwrap();
+    assert_eq!(v["name"], "target.lab", "{v}");
+    let o = run(&["analyze", f.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("203.0.113.2 (target.lab): "),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["analyze", "-o", "nmap-xml", f.to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains("<hostname name=\"target.lab\""),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn service_names_come_from_the_services_database() {
+    let d = scratch("services");
+    let db = d.join("services");
+    std::fs::write(&db, "http\t80/tcp\twww\nsunrpc\t111/udp\nhttp-alt 81/tcp\n").unwrap();
+    let f = d.join("scan.pcap");
+    write_small_scan(&f);
+    let with_db = |args: &[&str]| {
+        let o = bin()
+            .env("SYNSCOPE_SERVICES", &db)
+            .args(args)
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let table = with_db(&["analyze"]);
+    let header = table.lines().find(|l| l.contains("PORT")).unwrap();
+    let cols: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        &cols[..4],
+        ["PORT", "STATE", "SERVICE", "REASON"],
+        "{table}"
+    );
+    let row = |port: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(port))
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(row("80")[2], "http");
+    assert_eq!(row("81")[2], "http-alt");
+    assert_eq!(row("9000")[2], "-", "a port the database does not name");
+    let xml = with_db(&["analyze", "-o", "nmap-xml"]);
+    assert!(
+        xml.contains("portid=\"80\"><state state=\"open\" reason=\"syn-ack\" reason_ttl=\"63\"/><service name=\"http\" method=\"table\" conf=\"3\"/></port>"),
+        "{xml}"
+    );
+    let csv = with_db(&["analyze", "-o", "csv", "--fields", "port,service,state"]);
+    assert_eq!(
+        csv,
+        "port,service,state\n80,http,open\n81,http-alt,refused\n9000,,filtered\n"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn csv_fields_choose_the_columns_and_bad_ones_are_refused() {
+    let d = scratch("fields");
+    let f = d.join("scan.pcap");
+    write_small_scan(&f);
+    let path = f.to_str().unwrap();
+    let o = run(&[
+        "analyze",
+        "-o",
+        "csv",
+        "--output-fields",
+        "state,port",
+        path,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "state,port\nopen,80\nrefused,81\nfiltered,9000\n"
+    );
+    for (args, says) in [
+        (
+            vec!["-o", "csv", "--fields", "port,colour"],
+            "no column 'colour'",
+        ),
+        (
+            vec!["-o", "csv", "--fields", "port,port"],
+            "'port' is given twice",
+        ),
+        (vec!["-o", "json", "--fields", "port"], "add -o csv"),
+    ] {
+        let mut a = vec!["analyze"];
+        a.extend(args);
+        a.push(path);
+        let o = run(&a);
+        assert_eq!(o.status.code(), Some(2), "{a:?}");
+        assert!(o.stdout.is_empty(), "{a:?}");
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+        assert!(e.contains(says), "{a:?}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn top_ports_follow_nmaps_table_where_it_is_installed() {
+    // Loopback only: connect() probes to 127.0.0.1.
+    let d = scratch("top-ports");
+    std::fs::write(
+        d.join("nmap-services"),
+        "# made up for the test\nhttp\t80/tcp\t0.4\nrare\t40123/tcp\t0.3\nssh\t22/tcp\t0.2\ndomain\t53/udp\t0.9\n",
+    )
+    .unwrap();
+    let scan = |dir: &std::path::Path, n: &str| {
+        bin()
+            .env("NMAPDIR", dir)
+            .args(["scan", "127.0.0.1", "--unprivileged", "--top-ports", n])
+            .args(["-o", "csv", "--fields", "port", "--wait", "0"])
+            .output()
+            .unwrap()
+    };
+    let o = scan(&d, "2");
+    let mut ports: Vec<String> = stdout(&o).lines().skip(1).map(String::from).collect();
+    ports.sort();
+    assert_eq!(ports, ["40123", "80"], "{}", stderr(&o));
+    let o = scan(&d, "4");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--top-ports takes 1 to 3 (nmap's nmap-services)"),
+        "{}",
+        stderr(&o)
+    );
+    // No table where NMAPDIR points: synscope's own list, and the way to
+    // nmap's order said.
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = scan(&empty, "500");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("install nmap"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn many_ports_of_one_kind_are_counted_not_listed() {
+    use synscope::fixture::{self, Seg};
+    use synscope::source::PcapWriter;
+    use synscope::wire::{LinkType, flags};
+    let d = scratch("counted");
+    let f = d.join("drops.pcap");
+    let t0: u64 = 1_700_000_000_000_000_000;
+    let mut w = PcapWriter::create(&f, LinkType::ETHERNET).unwrap();
+    let mut put = |ts: u64, s: &Seg| {
+        let fr = fixture::ethernet(&fixture::tcp_ip(s));
+        w.write(ts, fr.len() as u32, &fr);
+    };
+    // Port 22 answers; 11 ports are dropped, 3 refused.
+    let open = Seg::syn("198.51.100.2", 40000, "203.0.113.2", 22, 1);
+    put(t0, &open);
+    put(t0 + 1_000_000, &open.reply(flags::SYN | flags::ACK, 62));
+    for p in 1000..1011u16 {
+        put(
+            t0 + u64::from(p),
+            &Seg::syn("198.51.100.2", 40000, "203.0.113.2", p, u32::from(p)),
+        );
+    }
+    for p in 2000..2003u16 {
+        let s = Seg::syn("198.51.100.2", 40000, "203.0.113.2", p, u32::from(p));
+        put(t0 + u64::from(p), &s);
+        put(
+            t0 + u64::from(p) + 1000,
+            &s.reply(flags::RST | flags::ACK, 62),
+        );
+    }
+    w.finish().unwrap();
+    let o = run(&["analyze", "--findings", f.to_str().unwrap()]);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("- ")).collect();
+    assert_eq!(lines.len(), 4, "one counted line, three listed:\n{out}");
+    assert!(lines[..3].iter().all(|l| l.contains(":200")), "{out}");
+    assert_eq!(
+        lines[3],
+        "- 203.0.113.2: 11 ports dropped silently, while the host answers on others (a DROP rule on it or on the path)",
+        "{out}"
+    );
+    let j = analyze_ok(&["--findings", f.to_str().unwrap()]);
+    assert_valid_report(&j, "counted findings");
+    assert_eq!(j["scan"]["counted"][0]["ports"], 11);
+    assert_eq!(j["scan"]["counted"][0]["kind"], "dropped-host-up");
+    assert_eq!(j["scan"]["findings"].as_array().unwrap().len(), 3);
+    let _ = std::fs::remove_dir_all(&d);
 }

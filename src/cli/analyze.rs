@@ -5,7 +5,8 @@ use super::args::{AnalyzeArgs, Format};
 use super::exit::{EXIT_INPUT, EXIT_RUNTIME, analyze_code};
 use super::output::{Report, output};
 use crate::analyze::{Analyzer, Options};
-use crate::diagnose::offline::{self, NameFinding, OfflineFindings};
+use crate::diagnose::groups::FindingGroup;
+use crate::diagnose::offline::{self, Counted, NameFinding, OfflineFindings};
 use crate::model::{Analysis, DnsEvent, ScanInfo};
 use crate::report::{TableOptions, render_table, write_json};
 use crate::source::inputs::{self, Inputs};
@@ -28,7 +29,9 @@ pub(super) fn findings_format(findings: bool, format: Format) -> Result<(), Stri
 }
 
 pub fn run(args: &AnalyzeArgs) -> u8 {
-    if let Err(e) = findings_format(args.findings, args.report.format) {
+    if let Err(e) =
+        findings_format(args.findings, args.report.format).and_then(|_| args.report.check_fields())
+    {
         return super::exit::input_error(&e);
     }
     // A filter that cannot parse is said once, not once per file.
@@ -86,14 +89,14 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
             findings: &findings,
             all,
         };
-        output(&report, format, file)
+        output(&report, format, &args.report.fields, file)
     } else {
         let report = Verdicts {
             analysis: &analysis,
             all,
             scan: None,
         };
-        output(&report, format, file)
+        output(&report, format, &args.report.fields, file)
     };
     if written.is_err() { EXIT_RUNTIME } else { code }
 }
@@ -199,10 +202,14 @@ impl Report for ScanFindings<'_> {
             #[serde(flatten)]
             scan: &'a ScanInfo,
             findings: &'a [crate::diagnose::Finding],
+            groups: &'a [FindingGroup],
+            counted: &'a [Counted],
         }
         let extra = Extra {
             scan: self.scan,
             findings: &self.findings.findings,
+            groups: &self.findings.groups,
+            counted: &self.findings.counted,
         };
         write_json(self.analysis, Some(&extra), w)
     }
@@ -229,11 +236,15 @@ impl Report for Findings<'_> {
         #[derive(serde::Serialize)]
         struct Extra<'a> {
             findings: &'a [crate::diagnose::Finding],
+            groups: &'a [FindingGroup],
+            counted: &'a [Counted],
             names: &'a [NameFinding],
             dns: &'a [DnsEvent],
         }
         let extra = Extra {
             findings: &self.findings.findings,
+            groups: &self.findings.groups,
+            counted: &self.findings.counted,
             names: &self.findings.names,
             dns: &self.analysis.dns,
         };

@@ -125,7 +125,7 @@ pub struct ScanArgs {
     /// Ports, nmap syntax: 22,80,8000-8100; `-p-` for all 65,535.
     #[arg(short = 'p', long, value_name = "PORTS", allow_hyphen_values = true)]
     pub ports: Option<PortSet>,
-    /// The first N of synscope's list of common service ports (src/scan/top-ports.txt).
+    /// The N ports most often open: nmap's measured order, read from its nmap-services where nmap is installed (or $NMAPDIR), else synscope's own list of 139 (src/scan/top-ports.txt).
     #[arg(long, value_name = "N")]
     pub top_ports: Option<usize>,
     /// Only IPv4 addresses of the targets.
@@ -204,6 +204,14 @@ pub struct ReportArgs {
     /// Show only ports in these states (comma-separated): open, refused, filtered, unreachable.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "STATES")]
     pub state: Vec<ShownState>,
+    /// CSV: these columns, in this order (comma-separated; zmap's --output-fields): client, target, port, state, reason, icmp_type, icmp_code, responder, ttl, hops, rtt_ms, probes, attempts, uncertain, inferred, host_hops, name, first_probe_ns, decided_ns, service.
+    #[arg(
+        long,
+        alias = "output-fields",
+        value_delimiter = ',',
+        value_name = "FIELDS"
+    )]
+    pub fields: Vec<String>,
 }
 
 /// A verdict state, for `--state`.
@@ -216,6 +224,20 @@ pub enum ShownState {
 }
 
 impl ReportArgs {
+    /// `--fields` chooses CSV columns: refused with another format (it
+    /// would be ignored without a word), or with a column that is none.
+    pub fn check_fields(&self) -> Result<(), String> {
+        if self.fields.is_empty() {
+            return Ok(());
+        }
+        if self.format != Format::Csv {
+            return Err(
+                "--fields chooses the columns of -o csv: add -o csv, or drop --fields".into(),
+            );
+        }
+        crate::report::check_fields(&self.fields)
+    }
+
     /// The states shown (`--open`, `--state`), or None for all.
     pub fn shown_states(&self) -> Option<Vec<crate::model::State>> {
         use crate::model::State;
@@ -278,7 +300,7 @@ pub struct AnalyzeArgs {
     pub findings: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
     Json,

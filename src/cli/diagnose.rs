@@ -49,7 +49,7 @@ pub fn run(args: &DiagnoseArgs) -> u8 {
             return EXIT_RUNTIME;
         }
     }
-    if output(&Diagnosed::new(&d), args.format, None).is_err() {
+    if output(&Diagnosed::new(&d), args.format, &[], None).is_err() {
         return EXIT_RUNTIME;
     }
     diagnose_code(&d)

@@ -27,13 +27,19 @@ pub trait Report {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unwritten;
 
-/// Writes `report` in `format` to `file`, or to stdout without one.
-pub fn output(report: &dyn Report, format: Format, file: Option<&Path>) -> Result<(), Unwritten> {
+/// Writes `report` in `format` (CSV: the columns `fields`, or all) to
+/// `file`, or to stdout without one.
+pub fn output(
+    report: &dyn Report,
+    format: Format,
+    fields: &[String],
+    file: Option<&Path>,
+) -> Result<(), Unwritten> {
     let boxes = file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
     deliver(file, |w| match format {
         Format::Table => w.write_all(report.table(boxes).as_bytes()),
         Format::Json => report.json(w),
-        Format::Csv => write_csv(report.verdicts(), w),
+        Format::Csv => write_csv(report.verdicts(), fields, w),
         Format::Jsonl => write_jsonl(&report.verdicts().results, w),
         Format::NmapXml => write_nmap_xml(report.verdicts(), &command_line(), w),
     })

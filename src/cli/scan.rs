@@ -10,7 +10,9 @@ use std::io::Write;
 
 /// Runs the command; its exit code.
 pub fn run(args: &ScanArgs) -> u8 {
-    if let Err(e) = super::analyze::findings_format(args.findings, args.report.format) {
+    if let Err(e) = super::analyze::findings_format(args.findings, args.report.format)
+        .and_then(|_| args.report.check_fields())
+    {
         return super::exit::input_error(&e);
     }
     let opts = match ScanOptions::try_from(args) {
@@ -71,14 +73,14 @@ pub fn run(args: &ScanArgs) -> u8 {
                 all: args.report.all,
                 scan: info,
             };
-            output(&report, format, file)
+            output(&report, format, &args.report.fields, file)
         } else {
             let report = Verdicts {
                 analysis,
                 all: args.report.all,
                 scan: Some(info),
             };
-            output(&report, format, file)
+            output(&report, format, &args.report.fields, file)
         };
         if written.is_err() {
             return EXIT_RUNTIME;

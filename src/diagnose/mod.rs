@@ -4,6 +4,7 @@
 
 mod diagnosis;
 pub mod findings;
+pub mod groups;
 pub mod offline;
 pub mod run;
 

@@ -3,6 +3,7 @@
 //! what the capture's DNS answers explain before any SYN.
 
 use super::findings::{self, Finding, Kind};
+use super::groups::{self, FindingGroup};
 use crate::model::Analysis;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -19,17 +20,69 @@ pub struct NameFinding {
     pub summary: String,
 }
 
-/// Past this many ports of one host refused by the host itself, they are
+/// Past this many ports of one host with findings of one kind, they are
 /// counted in one line rather than listed (a port scan has thousands).
-const LIST_REFUSED_UP_TO: usize = 10;
+const LIST_UP_TO: usize = 10;
+
+/// The findings of one kind on many ports of one host, counted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Counted {
+    pub target: IpAddr,
+    pub kind: Kind,
+    pub ports: usize,
+    /// One sentence for all of them.
+    pub summary: String,
+}
 
 pub struct OfflineFindings {
+    /// One per port, for hosts with at most [`LIST_UP_TO`] ports of a kind.
     pub findings: Vec<Finding>,
+    /// The findings shared by several hosts, said once each.
+    pub groups: Vec<FindingGroup>,
+    /// The kinds found on more ports of a host than are listed.
+    pub counted: Vec<Counted>,
     /// Names the capture's DNS answers gave to addresses.
     pub names_of: BTreeMap<IpAddr, String>,
-    /// (target, count) of refused-by-host findings left out of the list.
-    pub refused_counts: Vec<(IpAddr, usize)>,
     pub names: Vec<NameFinding>,
+}
+
+/// The sentence for `n` ports of `target` with findings of `kind`, `fs`
+/// being them (the first one's evidence says who answered).
+fn count_summary(target: IpAddr, kind: Kind, n: usize, fs: &[&Finding]) -> String {
+    let by = fs
+        .iter()
+        .find_map(|f| f.evidence.first().and_then(|e| e.responder))
+        .map_or_else(String::new, |r| r.to_string());
+    let n = crate::model::thousands(n as u64);
+    match kind {
+        Kind::Open => format!(
+            "{n} ports open, their SYN-ACKs from {by} rather than {target}: a proxy or load balancer on the path answers for it"
+        ),
+        Kind::RefusedByHost => {
+            format!("{n} ports refused by the host itself (nothing listens there)")
+        }
+        Kind::MiddleboxReset => format!(
+            "{n} ports reset by a device on the path, not by the host (RSTs in its name from another distance)"
+        ),
+        Kind::RejectedByHost => {
+            format!("{n} ports rejected by the host's own firewall or stack with ICMP errors")
+        }
+        Kind::RejectedOnPath => {
+            format!("{n} ports rejected on the path with ICMP errors (the router {by})")
+        }
+        Kind::HostUnreachable => {
+            format!("host unreachable on {n} ports: the router {by} could not reach {target}")
+        }
+        Kind::NetworkUnreachable => {
+            format!("network unreachable on {n} ports: the router {by} has no route to {target}")
+        }
+        Kind::DroppedHostUp => format!(
+            "{n} ports dropped silently, while the host answers on others (a DROP rule on it or on the path)"
+        ),
+        Kind::NoAnswerAtAll => {
+            format!("no answer at all on the {n} ports probed, and no router reported an error")
+        }
+    }
 }
 
 pub fn offline_findings(a: &Analysis) -> OfflineFindings {
@@ -38,19 +91,37 @@ pub fn offline_findings(a: &Analysis) -> OfflineFindings {
         by_target.entry(v.target).or_default().push(v.clone());
     }
     let mut out = Vec::new();
-    let mut refused_counts = Vec::new();
+    let mut counted = Vec::new();
     for (t, vs) in &by_target {
-        let mut fs: Vec<Finding> = vs
+        let host = findings::profile(*t, vs);
+        let fs: Vec<Finding> = vs
             .iter()
             .filter(|v| v.state != crate::model::State::Open)
-            .filter_map(|v| findings::finding(*t, v.port, vs))
+            .map(|v| findings::finding_of(v, &host))
             .collect();
-        let refused = fs.iter().filter(|f| f.kind == Kind::RefusedByHost).count();
-        if refused > LIST_REFUSED_UP_TO {
-            fs.retain(|f| f.kind != Kind::RefusedByHost);
-            refused_counts.push((*t, refused));
+        // Kinds on more ports than are listed, in the order first found.
+        let mut kinds: Vec<(Kind, usize)> = Vec::new();
+        for f in &fs {
+            match kinds.iter_mut().find(|(k, _)| *k == f.kind) {
+                Some((_, n)) => *n += 1,
+                None => kinds.push((f.kind, 1)),
+            }
         }
-        out.extend(fs);
+        let many: Vec<Kind> = kinds
+            .iter()
+            .filter(|(_, n)| *n > LIST_UP_TO)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &many {
+            let of: Vec<&Finding> = fs.iter().filter(|f| f.kind == *k).collect();
+            counted.push(Counted {
+                target: *t,
+                kind: *k,
+                ports: of.len(),
+                summary: count_summary(*t, *k, of.len(), &of),
+            });
+        }
+        out.extend(fs.into_iter().filter(|f| !many.contains(&f.kind)));
     }
     let mut names = Vec::new();
     let mut named = std::collections::HashSet::new();
@@ -93,10 +164,12 @@ pub fn offline_findings(a: &Analysis) -> OfflineFindings {
             names_of.entry(*addr).or_insert_with(|| d.name.clone());
         }
     }
+    let groups = groups::group(&out).0;
     OfflineFindings {
         findings: out,
+        groups,
+        counted,
         names_of,
-        refused_counts,
         names,
     }
 }

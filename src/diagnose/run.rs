@@ -135,7 +135,9 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
     }
     let mut ports = vec![opts.port];
     ports.extend(&opts.reference);
-    if let Ok(top) = PortSet::top(REFERENCE_PORTS) {
+    // synscope's own list, whatever the machine has installed: the same
+    // reference ports everywhere.
+    if let Ok(top) = PortSet::top_in(REFERENCE_PORTS, None) {
         ports.extend(top.iter());
     }
     let ports = PortSet::from_ports(&ports);

@@ -21,3 +21,16 @@ pub const NANOS_PER_SEC: u64 = 1_000_000_000;
 /// The JSON report's version (docs/JSON.md); bump it on any incompatible
 /// change.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// 65520 → "65,520".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -5,9 +5,11 @@ mod diagnosis;
 mod json;
 mod nmapxml;
 mod scan_note;
+pub mod services;
 mod table;
 
-pub use csv::write_csv;
+pub use crate::model::thousands;
+pub use csv::{check_fields, write_csv};
 pub use diagnosis::{
     render_diagnosis_html, render_diagnosis_markdown, render_findings, write_diagnosis_json,
 };
@@ -98,19 +100,6 @@ pub fn check_writable(path: &std::path::Path) -> std::io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)?;
     std::fs::remove_file(&tmp)
-}
-
-/// 65520 → "65,520".
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

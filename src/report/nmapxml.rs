@@ -28,6 +28,7 @@ fn nmap_state(v: &Verdict) -> &'static str {
 }
 
 pub fn write_nmap_xml<W: Write>(a: &Analysis, args: &str, mut w: W) -> std::io::Result<()> {
+    let names = super::services::Services::system();
     let start = a
         .results
         .iter()
@@ -106,9 +107,25 @@ pub fn write_nmap_xml<W: Write>(a: &Analysis, args: &str, mut w: W) -> std::io::
                 Some(r) if r != *host => format!(" reason_ip=\"{r}\""),
                 _ => String::new(),
             };
+            // The DTD's port holds state, then service, then scripts: the
+            // service name from the system's database (nmap's
+            // method="table"), and a reply from another distance than its
+            // host's own as a script's output (no attribute of <state>
+            // can carry it).
+            let service = names
+                .tcp(v.port)
+                .map(|n| format!("<service name=\"{}\" method=\"table\" conf=\"3\"/>", esc(n)))
+                .unwrap_or_default();
+            let path = match (v.host_hops, v.hops) {
+                (Some(own), Some(h)) => format!(
+                    "<script id=\"synscope-path\" output=\"reply from {h} hop{}, the host's own replies from {own}: sent by something on the path (a forged reset?), not the host\"/>",
+                    if h == 1 { "" } else { "s" }
+                ),
+                _ => String::new(),
+            };
             writeln!(
                 w,
-                "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"{reason_ip}/></port>",
+                "<port protocol=\"tcp\" portid=\"{}\"><state state=\"{}\" reason=\"{}\" reason_ttl=\"{}\"{reason_ip}/>{service}{path}</port>",
                 v.port,
                 nmap_state(v),
                 if v.inferred.is_some() {

@@ -255,9 +255,11 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
     if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
         t.force_no_tty();
     }
+    let services = super::services::Services::system();
     let mut header = vec![
         "PORT",
         "STATE",
+        "SERVICE",
         "REASON",
         "RESPONDER",
         "TTL/HOPS",
@@ -299,6 +301,7 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
             } else {
                 v.state.as_str().to_string()
             },
+            services.tcp(v.port).unwrap_or("-").to_string(),
             reason,
             v.responder
                 .map(|r| r.to_string())
@@ -326,7 +329,7 @@ fn render_host(out: &mut String, target: IpAddr, rows: &[&Verdict], opts: TableO
             .collect();
         t.add_row(cells);
     }
-    for i in [0usize, 4, 5, 6] {
+    for i in [0usize, 5, 6, 7] {
         if let Some(c) = t.column_mut(i) {
             c.set_cell_alignment(CellAlignment::Right);
         }

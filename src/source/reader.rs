@@ -1,7 +1,7 @@
 //! The reading stage, the same for every source: frames in, decoded
 //! packets out. It counts every frame read and every one that does not
 //! decode (by reason), collects DNS answers (each distinct one once, when
-//! asked), optionally copies every frame into a `--write` capture, and
+//! asked; the names they give addresses always), optionally copies every frame into a `--write` capture, and
 //! hands the rest on. analyze, scan and trace all read through it.
 
 use super::{PacketSource, PcapWriter, link_name};
@@ -9,11 +9,16 @@ use crate::error::Error;
 use crate::model::{DnsEvent, InputSummary, Nanos};
 use crate::wire::{self, Body, LinkType, Packet, Skip};
 use indicatif::ProgressBar;
+use rustc_hash::FxHashMap;
 use std::collections::HashSet;
 use std::net::IpAddr;
 
 /// A DNS answer's identity: server, client, code, name, addresses.
 type DnsKey = (IpAddr, IpAddr, u8, String, Vec<IpAddr>);
+
+/// Addresses named from DNS answers, at most (memory stays bounded on a
+/// capture of a busy resolver; later names are not kept).
+pub const NAMES_MAX: usize = 65536;
 
 /// Frames between progress updates.
 const PROGRESS_EVERY: u64 = 16384;
@@ -39,6 +44,9 @@ pub struct Reader {
     keep_dns: bool,
     seen_dns: HashSet<DnsKey>,
     dns: Vec<DnsEvent>,
+    /// The name each address was first given by a DNS answer (always
+    /// kept, at most [`NAMES_MAX`]): the verdicts' `name`.
+    names: FxHashMap<IpAddr, String>,
     /// Bytes of the source already added to a progress bar.
     shown: u64,
 }
@@ -59,6 +67,7 @@ impl Reader {
             keep_dns,
             seen_dns: HashSet::new(),
             dns: Vec::new(),
+            names: FxHashMap::default(),
             shown: 0,
         }
     }
@@ -121,6 +130,12 @@ impl Reader {
 
     fn dns_answer(&mut self, ts: Nanos, server: IpAddr, client: IpAddr, a: wire::DnsAnswer) {
         self.sum.dns += 1;
+        for addr in &a.addresses {
+            if self.names.len() >= NAMES_MAX {
+                break;
+            }
+            self.names.entry(*addr).or_insert_with(|| a.name.clone());
+        }
         if !self.keep_dns {
             return;
         }
@@ -147,6 +162,12 @@ impl Reader {
             bar.inc(at - self.shown);
             self.shown = at;
         }
+    }
+
+    /// The names DNS answers gave to addresses so far (taken: the reader
+    /// keeps none after this).
+    pub fn take_names(&mut self) -> FxHashMap<IpAddr, String> {
+        std::mem::take(&mut self.names)
     }
 
     /// The source's summary (skips folded in by reason) and the DNS

@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// Something accepts connections.
@@ -95,7 +95,7 @@ pub struct Finding {
 }
 
 /// What the target's own replies look like, learnt from every probed port.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct HostProfile {
     /// Hop distance of the replies sent from the target's address (the most
     /// common one), if any came.
@@ -103,7 +103,15 @@ pub struct HostProfile {
     /// Ports that answered from the target's address.
     pub answering: Vec<u16>,
     pub open: Vec<u16>,
+    /// The first replies from the target's address, in the verdicts'
+    /// order: a finding's reference evidence (learnt once per host).
+    #[serde(skip)]
+    samples: Vec<EvidencePacket>,
 }
+
+/// Replies kept in [`HostProfile`] for evidence: the three a finding
+/// shows, and one more in case one is the asked port itself.
+const SAMPLES: usize = 4;
 
 /// Learns the host's profile from all verdicts on one target.
 pub fn profile(target: IpAddr, verdicts: &[Verdict]) -> HostProfile {
@@ -112,6 +120,9 @@ pub fn profile(target: IpAddr, verdicts: &[Verdict]) -> HostProfile {
     for v in verdicts.iter().filter(|v| v.target == target) {
         if v.responder == Some(target) {
             p.answering.push(v.port);
+            if p.samples.len() < SAMPLES {
+                p.samples.push(EvidencePacket::from(v));
+            }
             if let Some(h) = v.hops {
                 *hops.entry(h).or_default() += 1;
             }
@@ -204,12 +215,19 @@ pub fn finding(target: IpAddr, port: u16, verdicts: &[Verdict]) -> Option<Findin
     let v = verdicts
         .iter()
         .find(|v| v.target == target && v.port == port)?;
-    let host = profile(target, verdicts);
+    Some(finding_of(v, &profile(target, verdicts)))
+}
+
+/// The finding of verdict `v`, given its host's profile (learnt from every
+/// verdict on its target: a capture of thousands of ports learns it once,
+/// not once a port).
+pub fn finding_of(v: &Verdict, host: &HostProfile) -> Finding {
+    let (target, port) = (v.target, v.port);
     let c = Case {
         target,
         port,
         v,
-        host: &host,
+        host,
         responder: v.responder.map(|r| r.to_string()).unwrap_or_default(),
     };
     let said = match v.state {
@@ -231,13 +249,13 @@ pub fn finding(target: IpAddr, port: u16, verdicts: &[Verdict]) -> Option<Findin
     // The port's own packet, then up to three the host sent on other ports.
     let mut evidence = vec![EvidencePacket::from(v)];
     evidence.extend(
-        verdicts
+        host.samples
             .iter()
-            .filter(|r| r.target == target && r.port != port && r.responder == Some(target))
+            .filter(|r| r.port != port)
             .take(3)
-            .map(EvidencePacket::from),
+            .cloned(),
     );
-    Some(Finding {
+    Finding {
         target,
         port,
         kind: said.kind,
@@ -245,5 +263,5 @@ pub fn finding(target: IpAddr, port: u16, verdicts: &[Verdict]) -> Option<Findin
         details: said.details,
         application_error: said.application_error,
         evidence,
-    })
+    }
 }
