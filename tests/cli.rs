@@ -1195,6 +1195,42 @@ fn a_forged_reset_is_marked_everywhere_and_never_folded() {
         let want = if cells[2] == "9003" { "2" } else { "" };
         assert_eq!(cells[col], want, "{l}");
     }
+    // nmap-xml: a script element of the port (the DTD has no attribute for
+    // it), valid against nmap's DTD where xmllint and the DTD are here.
+    let xml_file = d.join("forged.xml");
+    let o = run(&[
+        "analyze",
+        "-o",
+        "nmap-xml",
+        "--output",
+        xml_file.to_str().unwrap(),
+        file,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let xml = std::fs::read_to_string(&xml_file).unwrap();
+    let marks: Vec<&str> = xml
+        .lines()
+        .filter(|l| l.contains("synscope-path"))
+        .collect();
+    assert_eq!(marks.len(), 1, "{xml}");
+    assert!(
+        marks[0].contains("portid=\"9003\"")
+            && marks[0].contains("reply from 1 hop, the host's own replies from 2"),
+        "{}",
+        marks[0]
+    );
+    let dtd = std::path::Path::new("/usr/share/nmap/nmap.dtd");
+    if dtd.exists() && have("xmllint") {
+        let v = std::process::Command::new("xmllint")
+            .args(["--noout", "--dtdvalid"])
+            .arg(dtd)
+            .arg(&xml_file)
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    } else {
+        skip_or_fail("the DTD check needs nmap.dtd and xmllint, installed by .ci/run");
+    }
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -1651,5 +1687,56 @@ fn many_ports_of_one_kind_are_counted_not_listed() {
     assert_eq!(j["scan"]["counted"][0]["ports"], 11);
     assert_eq!(j["scan"]["counted"][0]["kind"], "dropped-host-up");
     assert_eq!(j["scan"]["findings"].as_array().unwrap().len(), 3);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Among many hosts, one a router could not reach on any port (its ARP
+/// failed: an absent host) is one line with the router, as a silent one.
+#[test]
+fn an_absent_host_among_many_is_one_line() {
+    use synscope::fixture::{self, Seg};
+    use synscope::source::PcapWriter;
+    use synscope::wire::{LinkType, flags};
+    let d = scratch("absent-hosts");
+    let f = d.join("absent.pcap");
+    let t0: u64 = 1_700_000_000_000_000_000;
+    let mut w = PcapWriter::create(&f, LinkType::ETHERNET).unwrap();
+    let router = fixture::addr("198.51.100.1");
+    let client = fixture::addr("198.51.100.2");
+    let mut at = t0;
+    for host in 1..=3u8 {
+        for port in [80u16, 443] {
+            let syn = Seg::syn(
+                "198.51.100.2",
+                40000,
+                &format!("203.0.113.{host}"),
+                port,
+                9 + u32::from(port),
+            );
+            let ip = fixture::tcp_ip(&syn);
+            let fr = fixture::ethernet(&ip);
+            w.write(at, fr.len() as u32, &fr);
+            let reply = if host == 1 {
+                fixture::ethernet(&fixture::tcp_ip(&syn.reply(flags::RST | flags::ACK, 63)))
+            } else {
+                fixture::ethernet(&fixture::icmp_error_ip(router, client, 64, 3, 1, &ip, 28))
+            };
+            w.write(at + 3_000_000_000, reply.len() as u32, &reply);
+            at += 1_000_000;
+        }
+    }
+    w.finish().unwrap();
+    let out = stdout(&run(&["analyze", f.to_str().unwrap()]));
+    for host in [2, 3] {
+        let line = format!(
+            "203.0.113.{host}: 2 ports: unreachable on every one (host-unreach from the router 198.51.100.1, 1 hop)"
+        );
+        assert!(out.lines().any(|l| l == line), "{line}\n{out}");
+    }
+    assert!(out.contains("203.0.113.1: 2 ports: 2 refused"), "{out}");
+    assert_eq!(out.matches("PORT").count(), 1, "one table:\n{out}");
+    // --all shows every host's table.
+    let all = stdout(&run(&["analyze", "--all", f.to_str().unwrap()]));
+    assert_eq!(all.matches("PORT").count(), 3, "{all}");
     let _ = std::fs::remove_dir_all(&d);
 }

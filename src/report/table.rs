@@ -55,6 +55,16 @@ pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
             );
             continue;
         }
+        // Among several hosts, one a router could not reach on every port
+        // (an absent host: its ARP failed; a network without a route):
+        // one line too, with the router.
+        if let Some(line) =
+            unreachable_line(*target, rows).filter(|_| !opts.all && by_target.len() > 1)
+        {
+            silent_hosts += 1;
+            let _ = writeln!(out, "{line}");
+            continue;
+        }
         if silent_hosts > 0 {
             out.push('\n');
             silent_hosts = 0;
@@ -120,6 +130,42 @@ pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
         );
     }
     out
+}
+
+/// "203.0.113.3: 2 ports: unreachable on every one (host-unreach from the
+/// router 198.51.100.1, 1 hop)": a host that one router could not reach
+/// on any port, every verdict backed by its own error.
+fn unreachable_line(target: IpAddr, rows: &[&Verdict]) -> Option<String> {
+    let first = rows.first()?;
+    let whole_host = |v: &Verdict| {
+        v.state == State::Unreachable
+            && matches!(
+                v.reason,
+                Reason::HostUnreach | Reason::NetUnreach | Reason::NoRoute
+            )
+            && v.inferred.is_none()
+            && !v.uncertain
+            && v.responder.is_some_and(|r| r != target)
+    };
+    let like_first = rows.iter().all(|v| {
+        whole_host(v)
+            && (v.reason, v.responder, v.hops) == (first.reason, first.responder, first.hops)
+    });
+    if !like_first {
+        return None;
+    }
+    let hops = first
+        .hops
+        .map(|h| format!(", {h} hop{}", if h == 1 { "" } else { "s" }))
+        .unwrap_or_default();
+    Some(format!(
+        "{}: {} port{}: unreachable on every one ({} from the router {}{hops})",
+        host_label(target, rows),
+        thousands(rows.len() as u64),
+        if rows.len() == 1 { "" } else { "s" },
+        first.reason.as_str(),
+        first.responder.map(|r| r.to_string()).unwrap_or_default()
+    ))
 }
 
 /// "7 refused (reset)", "2 unreachable (port-unreach 1, admin-prohibited 1)".
