@@ -96,6 +96,9 @@ pub struct DiagnoseArgs {
     /// Probes per second at most.
     #[arg(long, default_value_t = 1000, value_name = "PPS")]
     pub rate: u32,
+    /// After a SYN-ACK: seconds to hold a real connection (connect()) to each open port and watch what the server does: speaks first, closes, resets, or waits for the client (0: skip).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS", value_parser = parse_hold)]
+    pub hold: f64,
     /// connect() probes instead of raw SYNs (also the fallback, with a warning, without privileges).
     #[arg(long)]
     pub unprivileged: bool,
@@ -332,5 +335,13 @@ pub fn parse_timeout(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if (0.0..=86_400.0).contains(&t) => Ok(t),
         _ => Err(format!("{s:?} is not a number of seconds from 0 to 86400")),
+    }
+}
+
+/// Seconds (`--hold`): 0 to 60 (a connection held longer tells no more).
+pub fn parse_hold(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if (0.0..=60.0).contains(&t) => Ok(t),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 60")),
     }
 }

@@ -218,6 +218,7 @@ impl TryFrom<&DiagnoseArgs> for DiagnoseOptions {
             host,
             port,
             family: family(args.ipv4, args.ipv6),
+            hold: std::time::Duration::from_secs_f64(args.hold),
             reference: args
                 .ref_ports
                 .as_ref()

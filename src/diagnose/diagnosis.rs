@@ -3,7 +3,7 @@
 //! reports and the JSON document show it.
 
 use super::findings::{DropLocation, Finding, HostProfile};
-use crate::model::{PortTrace, ScanInfo, Verdict};
+use crate::model::{AfterHandshake, PortTrace, ScanInfo, Verdict};
 use crate::resolve::Resolution;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -22,6 +22,10 @@ pub struct AddressDiagnosis {
     pub findings: Vec<Finding>,
     pub host: HostProfile,
     pub results: Vec<Verdict>,
+    /// Completed handshakes with the open ports (the asked one first), held
+    /// to see what the server does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_handshake: Vec<AfterHandshake>,
     /// TTL-limited probes, when the port was silent and another answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Vec<PortTrace>>,

@@ -155,6 +155,15 @@ fn summary(k: &Key, n: usize) -> String {
         Kind::NoAnswerAtAll => format!(
             "No answer at all: {n} hosts answered none of the probed ports, and no router reported an error."
         ),
+        Kind::AcceptsThenResets => format!(
+            "Accepted, then reset: port {port} of {n} hosts completes the handshake, then resets the connection."
+        ),
+        Kind::AcceptsThenCloses => format!(
+            "Accepted, then closed: port {port} of {n} hosts completes the handshake, then closes without a byte."
+        ),
+        Kind::AnsweredOnBehalf => format!(
+            "A device answers SYN-ACK on behalf of {n} hosts: most of their ports answer the SYN, few are served."
+        ),
     }
 }
 

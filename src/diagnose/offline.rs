@@ -82,6 +82,11 @@ fn count_summary(target: IpAddr, kind: Kind, n: usize, fs: &[&Finding]) -> Strin
         Kind::NoAnswerAtAll => {
             format!("no answer at all on the {n} ports probed, and no router reported an error")
         }
+        Kind::AcceptsThenResets => format!("{n} ports accept, then reset the connection"),
+        Kind::AcceptsThenCloses => format!("{n} ports accept, then close without a byte"),
+        Kind::AnsweredOnBehalf => {
+            format!("{n} ports answered SYN-ACK by a device on the host's behalf")
+        }
     }
 }
 

@@ -4,8 +4,10 @@
 use super::diagnosis::{AddressDiagnosis, Diagnosis, Route};
 use super::findings::{self, Finding, Kind};
 use crate::error::Error;
+use crate::model::AfterHandshake;
 use crate::model::{State, Verdict};
 use crate::resolve::{self, Family};
+use crate::scan::handshake::{Connector, SystemConnector, connect_all};
 use crate::scan::trace::{self, TraceOptions};
 use crate::scan::{self, ScanOptions};
 use crate::select::PortSet;
@@ -21,6 +23,9 @@ pub struct DiagnoseOptions {
     pub host: String,
     pub port: u16,
     pub family: Family,
+    /// After a SYN-ACK, how long a real connection to each open port is
+    /// held to see what the server does (zero: not done).
+    pub hold: std::time::Duration,
     /// Extra reference ports the user named.
     pub reference: Vec<u16>,
     /// Scan settings (targets and ports are filled in here).
@@ -108,7 +113,16 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Open ports a completed handshake is tried on, at most (the asked one
+/// first).
+const HANDSHAKE_PORTS: usize = 32;
+
 pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
+    run_with(opts, &SystemConnector)
+}
+
+/// [`run`], the handshakes through `connector`.
+pub fn run_with(opts: &DiagnoseOptions, connector: &dyn Connector) -> Result<Diagnosis, Error> {
     let stage = |what: String| {
         if let Some(f) = &opts.stages {
             f(&what);
@@ -209,6 +223,8 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
         if let (Some(f), Some(n)) = (found.first_mut(), slow_note) {
             f.details.push(n);
         }
+        let after = handshakes(opts, connector, a, &results, &stage);
+        session_findings(&mut found, a, opts.port, &results, &after, unprivileged);
         let host = findings::profile(a, &results);
         let (mut trace_data, mut location) = (None, None);
         // A silent port on a host that answers elsewhere: find where the
@@ -237,6 +253,9 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
                 && let Some(l) = findings::locate_drop(a, silent, refp)
             {
                 f.details.insert(0, l.text.clone());
+                if l.at_host {
+                    f.details.insert(1, findings::full_backlog_note(opts.port));
+                }
                 location = Some(l);
             }
             trace_data = Some(t);
@@ -250,12 +269,114 @@ pub fn run(opts: &DiagnoseOptions) -> Result<Diagnosis, Error> {
             findings: found,
             host,
             results,
+            after_handshake: after,
             trace: trace_data,
             drop_location: location,
         });
     }
     d.scan = Some(outcome.info);
     Ok(d)
+}
+
+/// Completes a handshake with each open port of `a` (the asked one first,
+/// at most [`HANDSHAKE_PORTS`]) and holds it `opts.hold`, all at once.
+fn handshakes(
+    opts: &DiagnoseOptions,
+    connector: &dyn Connector,
+    a: IpAddr,
+    results: &[Verdict],
+    stage: &dyn Fn(String),
+) -> Vec<AfterHandshake> {
+    if opts.hold.is_zero() {
+        return Vec::new();
+    }
+    let mut ports: Vec<u16> = results
+        .iter()
+        .filter(|v| v.state == State::Open)
+        .map(|v| v.port)
+        .collect();
+    ports.sort_by_key(|p| (*p != opts.port, *p));
+    ports.truncate(HANDSHAKE_PORTS);
+    if ports.is_empty() {
+        return Vec::new();
+    }
+    stage(format!(
+        "connecting to {} open port{} of {a} and watching each for {:.1} s",
+        ports.len(),
+        if ports.len() == 1 { "" } else { "s" },
+        opts.hold.as_secs_f64()
+    ));
+    let addrs: Vec<std::net::SocketAddr> = ports
+        .iter()
+        .map(|p| std::net::SocketAddr::new(a, *p))
+        .collect();
+    connect_all(connector, &addrs, opts.hold)
+}
+
+/// What the completed handshakes say: a device answering for the host
+/// (most ports SYN-ACK, most of those reset), or what the asked port does
+/// with a connection (resets or closes it: a new finding in place of
+/// "open"; speaks first or waits: words for "open").
+fn session_findings(
+    found: &mut Vec<Finding>,
+    a: IpAddr,
+    port: u16,
+    results: &[Verdict],
+    after: &[AfterHandshake],
+    unprivileged: bool,
+) {
+    use findings::session::{self, Said};
+    let evidence = found
+        .first()
+        .map(|f| f.evidence.clone())
+        .unwrap_or_default();
+    let asked = after.iter().find(|h| h.port == port);
+    if let Some(p) = session::proxied(results, after) {
+        let served = p.2.contains(&port);
+        let f = session::answered_on_behalf(a, port, p, evidence.clone());
+        if served {
+            found.push(f);
+        } else {
+            // The port is not really served: that is the finding.
+            found.clear();
+            found.push(f);
+            return;
+        }
+    }
+    let Some(h) = asked else {
+        return;
+    };
+    match session::after_handshake(a, h, unprivileged) {
+        Said::Fails {
+            kind,
+            summary,
+            details,
+            application_error,
+        } => {
+            found.retain(|f| f.kind != Kind::Open);
+            found.insert(
+                0,
+                Finding {
+                    target: a,
+                    port,
+                    kind,
+                    summary,
+                    details,
+                    application_error: Some(application_error),
+                    evidence,
+                },
+            );
+        }
+        Said::Works(sentence, details) => {
+            if let Some(f) = found.iter_mut().find(|f| f.kind == Kind::Open) {
+                if let Some(s) = sentence {
+                    f.summary.push(' ');
+                    f.summary.push_str(&s);
+                }
+                f.details.extend(details);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

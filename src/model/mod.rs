@@ -4,11 +4,13 @@
 
 mod analysis;
 mod scan;
+mod session;
 mod trace;
 mod verdict;
 
 pub use analysis::{Analysis, DnsEvent, InputSummary, Stats, Summary};
 pub use scan::{CaptureStats, EngineStats, ScanInfo};
+pub use session::{AfterHandshake, Event, EventKind, printable};
 pub use trace::{Hop, HopKind, PortTrace};
 pub use verdict::{Inferred, Reason, State, Triple, Verdict, hops_from_ttl};
 

@@ -12,6 +12,7 @@ pub mod connect;
 pub mod engine;
 pub mod fake;
 mod finish;
+pub mod handshake;
 pub mod net;
 mod passes;
 pub mod plan;

@@ -51,10 +51,20 @@ pub(super) fn host_up(c: &Case) -> Said {
     }
 }
 
+/// A drop located at the host itself: a full accept queue looks the same.
+pub fn full_backlog_note(port: u16) -> String {
+    format!(
+        "Also possible, with no firewall at all: a listener on port {port} whose accept queue is full (an application that stopped calling accept(), or accepts too slowly) makes Linux drop new SYNs exactly like a DROP rule. On the host, `ss -ltn 'sport = :{port}'` then shows Recv-Q above Send-Q, and `nstat -az TcpExtListenOverflows` grows; a slow re-probe that is answered now and then points there too."
+    )
+}
+
 /// What probing a silent port again slowly (`probes` probes, one a second)
 /// showed: it answered (`answered`, a rate limit) or stayed silent.
 pub fn slow_reprobe_note(probes: u32, answered: Option<Reason>) -> String {
     match answered {
+        Some(Reason::SynAck) => format!(
+            "The first probes got no answer; probed again slowly ({probes} probes, one a second) it answered SYN-ACK: the port is served but drops SYNs at times, as a listener does whose accept queue is full most of the time (the application accepts too slowly), not a firewall rule."
+        ),
         Some(reason) => format!(
             "The first probes got no answer; probed again slowly ({probes} probes, one a second) it answered ({}): the host or a router rate-limits its replies. This is not a drop.",
             reason.as_str()

@@ -12,9 +12,10 @@ mod dropped;
 mod open;
 mod refused;
 mod rejected;
+pub mod session;
 mod unreachable;
 
-pub use dropped::{DropLocation, locate_drop, slow_reprobe_note};
+pub use dropped::{DropLocation, full_backlog_note, locate_drop, slow_reprobe_note};
 
 use crate::model::{Reason, State, Verdict};
 use serde::Serialize;
@@ -44,6 +45,13 @@ pub enum Kind {
     DroppedHostUp,
     /// Silence on every probed port.
     NoAnswerAtAll,
+    /// The handshake completes, then the connection is reset.
+    AcceptsThenResets,
+    /// The handshake completes, then the server closes without a byte.
+    AcceptsThenCloses,
+    /// A device (a SYN proxy) answers SYN-ACK for most ports; only some
+    /// are served.
+    AnsweredOnBehalf,
 }
 
 /// One packet that shows a finding: who sent it and what it was.

@@ -27,6 +27,8 @@ fn class(kind: Kind) -> &'static str {
         Kind::RefusedByHost | Kind::RejectedByHost => "host",
         Kind::MiddleboxReset | Kind::RejectedOnPath | Kind::DroppedHostUp => "path",
         Kind::HostUnreachable | Kind::NetworkUnreachable | Kind::NoAnswerAtAll => "down",
+        Kind::AcceptsThenResets | Kind::AcceptsThenCloses => "host",
+        Kind::AnsweredOnBehalf => "path",
     }
 }
 

@@ -85,5 +85,8 @@ fn kind_words(k: Kind) -> &'static str {
         Kind::NetworkUnreachable => "network unreachable (no route to them)",
         Kind::DroppedHostUp => "dropped silently while the hosts answer on other ports",
         Kind::NoAnswerAtAll => "no answer at all, and no router reported an error",
+        Kind::AcceptsThenResets => "accepted, then reset",
+        Kind::AcceptsThenCloses => "accepted, then closed without a byte",
+        Kind::AnsweredOnBehalf => "answered SYN-ACK by a device on the hosts' behalf",
     }
 }
