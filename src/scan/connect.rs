@@ -243,6 +243,14 @@ pub fn connect_scan(probes: &[(IpAddr, u16)], timeout: Duration) -> Result<Vec<V
                     (None, Some(e)) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
                         Some((EvidenceKind::Reset, Some(p.target)))
                     }
+                    // Reset once established: the SYN got its SYN-ACK (a
+                    // reset of the SYN itself is ECONNREFUSED), and the
+                    // server or a SYN proxy reset the connection before
+                    // this poll saw it. What follows the handshake is
+                    // diagnose's to tell.
+                    (None, Some(e)) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+                        Some((EvidenceKind::SynAck, Some(p.target)))
+                    }
                     (None, Some(_)) => None,
                 };
                 let v = verdict(&p, answer);
