@@ -280,82 +280,89 @@ fn silent_drops_are_located_by_hop() {
     }
 }
 
+/// Every path finding has its picture in the HTML report (issue 13): a
+/// forged reset, a router's reject, the host's reject, host unreachable
+/// at the last router, a drop; checked in the DOM Chromium parsed.
 #[test]
 fn html_report_renders_in_headless_chromium() {
     let Some(lab) = Lab::up(&["chromium"]) else {
         return;
     };
     let dir = scratch("diag-html");
-    let html = dir.join("report.html");
-    let png = dir.join("report.png");
     let bin = env!("CARGO_BIN_EXE_synscope");
-    let o = lab
-        .exec(
-            'c',
-            &[
-                bin,
-                "diagnose",
-                "198.18.1.2:9004",
-                "--wait",
-                "0.5",
-                "--report",
-                html.to_str().unwrap(),
-            ],
-        )
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1), "9004 is dropped: {}", stderr(&o));
-    let text = std::fs::read_to_string(&html).unwrap();
-    assert!(text.starts_with("<!DOCTYPE html>"));
-    assert!(
-        text.contains("Dropped silently")
-            && text.contains("The path")
-            && text.contains("no answer")
-    );
-    assert!(
-        !text.contains("http://") && !text.contains("https://"),
-        "self-contained: nothing to fetch"
-    );
-    // Chromium runs inside the lab's client namespace: no route out, and
-    // its resolver is the lab's (no upstream), so it cannot reach anything.
-    let profile = dir.join("chromium-profile");
-    let chromium = |extra: &[&str]| {
-        let mut args = vec![
-            "timeout",
-            "60",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ];
-        let prof = format!("--user-data-dir={}", profile.display());
-        args.push(&prof);
-        args.extend_from_slice(extra);
-        let url = format!("file://{}", html.display());
-        let mut cmd = lab.exec('c', &args);
-        cmd.arg(url);
-        cmd.output().unwrap()
-    };
-    let shot = format!("--screenshot={}", png.display());
-    let o = chromium(&["--window-size=1200,1400", &shot]);
-    let bytes = std::fs::read(&png).unwrap_or_else(|_| panic!("no screenshot: {}", stderr(&o)));
-    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
-    assert!(
-        bytes.len() > 20_000,
-        "screenshot of {} bytes: blank page?",
-        bytes.len()
-    );
-    // What the browser parsed holds the finding and the path.
-    let o = chromium(&["--dump-dom"]);
-    let dom = stdout(&o);
-    assert!(dom.contains("Located at or just after hop 1"), "{dom}");
-    assert!(dom.contains("class=\"hop stop\""));
-    println!("screenshot {} bytes at {}", bytes.len(), png.display());
+    // (target, the box where it went wrong, another box)
+    let cases = [
+        (
+            "203.0.113.2:9003",
+            "RST for 9003, in 203.0.113.2",
+            "its own replies come from here",
+        ),
+        (
+            "203.0.113.2:9002",
+            "rejects 9002: admin-prohibited (3/13)",
+            "not reached",
+        ),
+        (
+            "203.0.113.2:9001",
+            "rejects 9001: port-unreach (3/3)",
+            "⋯ 1 router",
+        ),
+        (
+            "203.0.113.99:80",
+            "host-unreach (3/1): cannot reach it",
+            "no answer to the router",
+        ),
+        ("198.18.1.2:9004", "✗ port 9004", "answers other ports"),
+    ];
+    for (target, stop, other) in cases {
+        let html = dir.join(format!("{}.html", target.replace([':', '.'], "_")));
+        let o = lab
+            .exec(
+                'c',
+                &[bin, "diagnose", target, "--report", html.to_str().unwrap()],
+            )
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{target}: {}", stderr(&o));
+        let text = std::fs::read_to_string(&html).unwrap();
+        assert!(text.starts_with("<!DOCTYPE html>"));
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "self-contained: nothing to fetch"
+        );
+        let (png, dom) = chromium_render(&lab.ns('c'), &html, &dir);
+        // The picture: a row of boxes from "you", the one where it went
+        // wrong marked.
+        assert_eq!(
+            dom.matches("<div class=\"path picture\">").count(),
+            1,
+            "{target}: one finding, one picture"
+        );
+        let boxes = picture_boxes(&dom);
+        assert_eq!(
+            boxes[0],
+            ("hop".to_string(), "you".to_string()),
+            "{target}: {boxes:?}"
+        );
+        assert!(
+            boxes
+                .iter()
+                .any(|(c, t)| c == "hop stop" && t.contains(stop)),
+            "{target}: {stop:?} not in a stop box: {boxes:?}"
+        );
+        assert!(
+            boxes.iter().any(|(_, t)| t.contains(other)),
+            "{target}: {boxes:?}"
+        );
+        if target.ends_with(":9004") {
+            assert!(dom.contains("Located at or just after hop 1"), "{dom}");
+        }
+        println!(
+            "{target}: screenshot {} bytes at {}",
+            png.len(),
+            html.with_extension("png").display()
+        );
+    }
 }
 
 #[test]

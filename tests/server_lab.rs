@@ -205,3 +205,44 @@ fn a_syn_proxy_answering_for_the_host_is_named() {
         }
     }
 }
+
+/// The post-handshake outcomes have their pictures in the HTML report: the
+/// handshake, then what followed, rendered by Chromium inside the lab.
+#[test]
+fn html_pictures_show_what_followed_the_handshake() {
+    let _g = heavy();
+    let Some(lab) = ServerLab::up() else {
+        return;
+    };
+    if !have("chromium") {
+        skip_or_fail("needs chromium, installed by .ci/run");
+        return;
+    }
+    let dir = scratch("server-html");
+    for (port, want) in [
+        (7001u16, ("hop stop", "RST")),
+        (7002, ("hop stop", "FIN, no data")),
+        (7003, ("hop host", "data: SSH-2.0-synscope-lab\\r\\n")),
+        (7004, ("hop", "waits for the client")),
+    ] {
+        let html = dir.join(format!("{port}.html"));
+        let o = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-sc", lab.prefix)])
+            .arg(env!("CARGO_BIN_EXE_synscope"))
+            .args(["diagnose", &format!("198.18.2.2:{port}"), "--report"])
+            .arg(&html)
+            .output()
+            .unwrap();
+        assert!(html.exists(), "{port}: {}", stderr(&o));
+        let (_, dom) = chromium_render(&format!("{}-sc", lab.prefix), &html, &dir);
+        let boxes = picture_boxes(&dom);
+        let handshake = boxes
+            .iter()
+            .position(|(c, t)| c == "hop" && t.starts_with("handshake"))
+            .unwrap_or_else(|| panic!("{port}: no handshake box: {boxes:?}"));
+        let after = &boxes[handshake + 1];
+        assert_eq!(after.0, want.0, "{port}: {boxes:?}");
+        assert!(after.1.contains(want.1), "{port}: {boxes:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

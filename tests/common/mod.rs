@@ -202,3 +202,67 @@ pub fn analyze_ok(args: &[&str]) -> serde_json::Value {
     assert!(o.status.success(), "analyze {args:?}: {}", stderr(&o));
     serde_json::from_slice(&o.stdout).expect("a JSON report")
 }
+
+/// Renders `html` with headless Chromium inside network namespace `ns` (a
+/// lab's client: no route out, its resolver the lab's own, so it cannot
+/// reach anything): a screenshot (PNG bytes, also at HTML.png) and the DOM
+/// it parsed.
+pub fn chromium_render(ns: &str, html: &Path, dir: &Path) -> (Vec<u8>, String) {
+    let profile = dir.join("chromium-profile");
+    let png = html.with_extension("png");
+    let chromium = |extra: &[&str]| {
+        let prof = format!("--user-data-dir={}", profile.display());
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "timeout",
+                "60",
+                "chromium",
+                "--headless",
+            ])
+            .args([
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+            ])
+            .args(["--disable-sync", &prof])
+            .args(extra)
+            .arg(format!("file://{}", html.display()))
+            .output()
+            .unwrap()
+    };
+    let shot = format!("--screenshot={}", png.display());
+    let o = chromium(&["--window-size=1200,1400", &shot]);
+    let bytes = std::fs::read(&png).unwrap_or_else(|_| panic!("no screenshot: {}", stderr(&o)));
+    assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "screenshot of {} bytes: blank page?",
+        bytes.len()
+    );
+    let o = chromium(&["--dump-dom"]);
+    (bytes, stdout(&o))
+}
+
+/// The boxes of the one finding picture in `dom` (Chromium's DOM of a
+/// diagnosis page), as (class, text) pairs.
+pub fn picture_boxes(dom: &str) -> Vec<(String, String)> {
+    let pics: Vec<&str> = dom.split("<div class=\"path picture\">").skip(1).collect();
+    assert!(!pics.is_empty(), "no picture in:\n{dom}");
+    let pic = pics[0].split("</div>").next().unwrap_or("");
+    pic.split("<span class=\"")
+        .skip(1)
+        .filter_map(|b| {
+            let (class, rest) = b.split_once("\">")?;
+            let text = rest.split("</span>").next()?.replace("<br>", " ");
+            (class != "arrow").then(|| (class.to_string(), text))
+        })
+        .collect()
+}

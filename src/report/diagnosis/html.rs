@@ -1,7 +1,7 @@
 //! The diagnosis as one self-contained HTML page (inline CSS, no scripts,
 //! nothing fetched), to attach to a ticket or open in a browser.
 
-use super::{EVIDENCE_COLUMNS, PathRow, Step, evidence_rows, path_rows};
+use super::{EVIDENCE_COLUMNS, PathRow, Pic, Step, evidence_rows, path_rows, picture};
 use crate::diagnose::{AddressDiagnosis, Diagnosis, Kind};
 use std::fmt::Write;
 
@@ -40,6 +40,7 @@ h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
 .path{display:flex;flex-wrap:wrap;align-items:center;gap:.4em;margin:.5em 0}
 .hop{border:1px solid #999;border-radius:6px;padding:.3em .6em;background:#fff;font-family:ui-monospace,monospace;font-size:.9em}
 .hop.host{border-color:#2a8a3a;background:#eef8ef}.hop.stop{border-color:#b3261e;background:#fdecea;color:#b3261e}
+.hop.far{border-style:dashed;color:#777;background:#fafafa}
 .arrow{color:#888}
 table{border-collapse:collapse;font-family:ui-monospace,monospace;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#eee}
@@ -85,6 +86,24 @@ fn path(o: &mut String, rows: &[PathRow]) {
         }
         let _ = writeln!(o, "</div>");
     }
+}
+
+/// A finding's picture: boxes from "you" to where it happened.
+pub(super) fn draw(o: &mut String, boxes: &[Pic]) {
+    let _ = write!(o, "<div class=\"path picture\">");
+    for (i, b) in boxes.iter().enumerate() {
+        if i > 0 {
+            let _ = write!(o, "<span class=\"arrow\">→</span>");
+        }
+        let lines: Vec<String> = b.lines.iter().map(|l| esc(l)).collect();
+        let _ = write!(
+            o,
+            "<span class=\"{}\">{}</span>",
+            b.class,
+            lines.join("<br>")
+        );
+    }
+    let _ = writeln!(o, "</div>");
 }
 
 fn evidence(o: &mut String, a: &AddressDiagnosis, port: u16) {
@@ -159,7 +178,10 @@ pub fn render_diagnosis_html(d: &Diagnosis) -> String {
             if let Some(app) = &f.application_error {
                 let _ = write!(o, "<li>What an application sees: {}.</li>", esc(app));
             }
-            let _ = writeln!(o, "</ul></div>");
+            let _ = writeln!(o, "</ul>");
+            let after = a.after_handshake.iter().find(|h| h.port == f.port);
+            draw(&mut o, &picture(f, a.host.hops, after));
+            let _ = writeln!(o, "</div>");
         }
         if let Some(traces) = &a.trace {
             path(&mut o, &path_rows(traces, d.port));

@@ -1,7 +1,7 @@
 //! The diagnosis as Markdown: what the terminal shows, and a
 //! self-contained file for a ticket.
 
-use super::{EVIDENCE_COLUMNS, PathRow, Step, evidence_rows, path_rows};
+use super::{EVIDENCE_COLUMNS, PathRow, Step, evidence_rows, path_rows, picture, picture_text};
 use crate::diagnose::{AddressDiagnosis, Diagnosis};
 use crate::report::thousands;
 use std::fmt::Write;
@@ -70,6 +70,12 @@ pub fn render_diagnosis_markdown(d: &Diagnosis) -> String {
             if let Some(app) = &f.application_error {
                 let _ = writeln!(out, "- What an application sees: {app}.");
             }
+            let after = a.after_handshake.iter().find(|h| h.port == f.port);
+            let _ = writeln!(
+                out,
+                "- Picture: {}",
+                picture_text(&picture(f, a.host.hops, after))
+            );
             out.push('\n');
         }
         let open = if a.host.open.is_empty() {
