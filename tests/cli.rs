@@ -1740,3 +1740,53 @@ fn an_absent_host_among_many_is_one_line() {
     assert_eq!(all.matches("PORT").count(), 3, "{all}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn analyze_report_draws_the_findings_shared_by_many_hosts_once() {
+    let d = scratch("groups-html");
+    let f = d.join("five.pcap");
+    write_five_hosts_dropping(&f);
+    let html = d.join("findings.html");
+    let md = d.join("findings.md");
+    for r in [&html, &md] {
+        let o = run(&[
+            "analyze",
+            "--report",
+            r.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    // Two findings shared by many hosts (80 refused by 6, 5432 dropped on
+    // 5) and the sixth host's own: three cards, three pictures.
+    assert_eq!(
+        page.matches("<div class=\"path picture\">").count(),
+        3,
+        "{page}"
+    );
+    assert!(
+        page.contains("5 hosts: 203.0.113.1, 203.0.113.2, 203.0.113.3, 203.0.113.4, 203.0.113.5.")
+    );
+    assert!(
+        page.contains("<span class=\"hop stop\">✗ port 5432<br>no answer</span>"),
+        "{page}"
+    );
+    assert!(page.contains("Port 8080: Dropped silently"), "{page}");
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.starts_with("# Findings from "), "{text}");
+    assert!(
+        text.contains("port 5432 got no answer on 5 hosts"),
+        "{text}"
+    );
+    // The report file is checked before the work, as --output is.
+    let o = run(&[
+        "analyze",
+        "--report",
+        "/nonexistent/dir/x.html",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&d);
+}

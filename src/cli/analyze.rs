@@ -40,7 +40,12 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
     {
         return super::exit::input_error(&e);
     }
-    if super::output::check_outputs(&[args.report.output.as_deref()]).is_err() {
+    if super::output::check_outputs(&[
+        args.report.output.as_deref(),
+        args.findings_report.as_deref(),
+    ])
+    .is_err()
+    {
         return EXIT_RUNTIME;
     }
     let opts = Options::from(args);
@@ -82,6 +87,22 @@ pub fn run(args: &AnalyzeArgs) -> u8 {
         args.report.all,
         args.report.output.as_deref(),
     );
+    if let Some(path) = &args.findings_report {
+        let findings = offline::offline_findings(&analysis);
+        let inputs: Vec<&str> = analysis.inputs.iter().map(|i| i.file.as_str()).collect();
+        let inputs = inputs.join(", ");
+        let text = if super::diagnose::is_html(path) {
+            crate::report::render_findings_html(&findings, &inputs)
+        } else {
+            format!(
+                "# Findings from {inputs}\n\n{}",
+                crate::report::render_findings(&findings)
+            )
+        };
+        if super::output::deliver(Some(path), |w| w.write_all(text.as_bytes())).is_err() {
+            return EXIT_RUNTIME;
+        }
+    }
     let written = if args.findings {
         let findings = offline::offline_findings(&analysis);
         let report = Findings {

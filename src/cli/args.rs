@@ -301,6 +301,9 @@ pub struct AnalyzeArgs {
     /// Explain the failures in plain language (as `diagnose` does), from what the capture holds.
     #[arg(long)]
     pub findings: bool,
+    /// Write the findings to FILE as well: FILE.html for a web page (the findings shared by many hosts once, each drawn), any other name for Markdown.
+    #[arg(long = "report", value_name = "FILE.md|FILE.html")]
+    pub findings_report: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

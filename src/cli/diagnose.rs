@@ -57,7 +57,7 @@ pub fn run(args: &DiagnoseArgs) -> u8 {
 
 /// `--report FILE.html` (or .htm, any case) is a web page; any other name
 /// is Markdown.
-fn is_html(path: &Path) -> bool {
+pub(super) fn is_html(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"))

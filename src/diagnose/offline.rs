@@ -43,6 +43,8 @@ pub struct OfflineFindings {
     pub counted: Vec<Counted>,
     /// Names the capture's DNS answers gave to addresses.
     pub names_of: BTreeMap<IpAddr, String>,
+    /// Each host's own distance (its replies' most common hop count).
+    pub hops_of: BTreeMap<IpAddr, u8>,
     pub names: Vec<NameFinding>,
 }
 
@@ -97,8 +99,12 @@ pub fn offline_findings(a: &Analysis) -> OfflineFindings {
     }
     let mut out = Vec::new();
     let mut counted = Vec::new();
+    let mut hops_of = BTreeMap::new();
     for (t, vs) in &by_target {
         let host = findings::profile(*t, vs);
+        if let Some(h) = host.hops {
+            hops_of.insert(*t, h);
+        }
         let fs: Vec<Finding> = vs
             .iter()
             .filter(|v| v.state != crate::model::State::Open)
@@ -175,6 +181,7 @@ pub fn offline_findings(a: &Analysis) -> OfflineFindings {
         groups,
         counted,
         names_of,
+        hops_of,
         names,
     }
 }

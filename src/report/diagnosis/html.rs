@@ -2,8 +2,10 @@
 //! nothing fetched), to attach to a ticket or open in a browser.
 
 use super::{EVIDENCE_COLUMNS, PathRow, Pic, Step, evidence_rows, path_rows, picture};
-use crate::diagnose::{AddressDiagnosis, Diagnosis, Kind};
+use crate::diagnose::offline::OfflineFindings;
+use crate::diagnose::{AddressDiagnosis, Diagnosis, Finding, Kind};
 use std::fmt::Write;
+use std::net::IpAddr;
 
 /// Escapes text for HTML element content and attribute values.
 fn esc(s: &str) -> String {
@@ -127,6 +129,103 @@ fn evidence(o: &mut String, a: &AddressDiagnosis, port: u16) {
         );
     }
     let _ = writeln!(o, "</table>");
+}
+
+/// A capture's findings (`analyze --findings --report FILE.html`) as one
+/// page: the findings shared by many hosts once each, with the hosts and
+/// the picture of the first; then each host's own, with its picture; then
+/// the counted ones and what the DNS answers explain.
+pub fn render_findings_html(f: &OfflineFindings, inputs: &str) -> String {
+    let mut o = String::new();
+    let title = format!("Findings from {inputs}");
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
+        esc(&title),
+        esc(&title)
+    );
+    let (shared, rest) = crate::diagnose::groups::group(&f.findings);
+    let card = |o: &mut String, x: &Finding, summary: &str, more: &[String]| {
+        let _ = write!(
+            o,
+            "<div class=\"finding {}\"><p class=\"summary\">{}</p><ul>",
+            class(x.kind),
+            esc(summary)
+        );
+        for line in more.iter().chain(&x.details) {
+            let _ = write!(o, "<li>{}</li>", esc(line));
+        }
+        if let Some(app) = &x.application_error {
+            let _ = write!(o, "<li>What an application sees: {}.</li>", esc(app));
+        }
+        let _ = writeln!(o, "</ul>");
+        draw(o, &picture(x, f.hops_of.get(&x.target).copied(), None));
+        let _ = writeln!(o, "</div>");
+    };
+    if !shared.is_empty() {
+        let _ = writeln!(o, "<h2>Shared by many hosts</h2>");
+    }
+    for g in &shared {
+        let first = f.findings.iter().find(|x| {
+            x.kind == g.kind
+                && g.targets.first() == Some(&x.target)
+                && g.port.is_none_or(|p| p == x.port)
+        });
+        if let Some(x) = first {
+            let hosts = format!(
+                "{} hosts: {}.",
+                g.targets.len(),
+                g.targets
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let pictured = format!("The picture is {}'s; the others' are alike.", x.target);
+            card(&mut o, x, &g.summary, &[hosts, pictured]);
+        }
+    }
+    let mut host: Option<IpAddr> = None;
+    for x in rest {
+        if host != Some(x.target) {
+            host = Some(x.target);
+            let name = f
+                .names_of
+                .get(&x.target)
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            let _ = writeln!(o, "<h2>{}{}</h2>", esc(&x.target.to_string()), esc(&name));
+        }
+        card(&mut o, x, &format!("Port {}: {}", x.port, x.summary), &[]);
+    }
+    if !f.counted.is_empty() {
+        let _ = writeln!(o, "<h2>Counted</h2><ul>");
+        for c in &f.counted {
+            let _ = writeln!(
+                o,
+                "<li>{}: {}</li>",
+                esc(&c.target.to_string()),
+                esc(&c.summary)
+            );
+        }
+        let _ = writeln!(o, "</ul>");
+    }
+    if !f.names.is_empty() {
+        let _ = writeln!(o, "<h2>Names</h2><ul>");
+        for n in &f.names {
+            let _ = writeln!(o, "<li>{}: {}</li>", esc(&n.name), esc(&n.summary));
+        }
+        let _ = writeln!(o, "</ul>");
+    }
+    if f.findings.is_empty() && f.counted.is_empty() && f.names.is_empty() {
+        let _ = writeln!(o, "<p>No failures: every attempt was answered open.</p>");
+    }
+    let _ = writeln!(
+        o,
+        "<footer>synscope {} — findings from the packets of a capture.</footer></body></html>",
+        env!("CARGO_PKG_VERSION")
+    );
+    o
 }
 
 /// The report as one HTML page.
