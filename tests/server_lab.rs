@@ -43,6 +43,11 @@ impl ServerLab {
     }
 
     fn diagnose(&self, target: &str, extra: &[&str]) -> Value {
+        self.diagnose_code(target, extra).0
+    }
+
+    /// The diagnosis, and diagnose's exit code.
+    fn diagnose_code(&self, target: &str, extra: &[&str]) -> (Value, Option<i32>) {
         let o = Command::new("ip")
             .args(["netns", "exec", &format!("{}-sc", self.prefix)])
             .arg(env!("CARGO_BIN_EXE_synscope"))
@@ -55,7 +60,7 @@ impl ServerLab {
         let j: Value = serde_json::from_slice(&o.stdout)
             .unwrap_or_else(|e| panic!("{target}: {e}: {}", stderr(&o)));
         assert_valid_diagnosis(&j, target);
-        j
+        (j, o.status.code())
     }
 }
 
@@ -143,7 +148,10 @@ fn what_a_server_does_after_the_handshake_is_named() {
         for &(port, kind, words) in cases {
             let target = format!("{host}:{port}");
             for mode in [&[][..], &["--unprivileged"][..]] {
-                let d = lab.diagnose(&target, mode);
+                let (d, code) = lab.diagnose_code(&target, mode);
+                // Exit 0 only where a connection works: 7003 and 7004.
+                let works = matches!(port, 7003 | 7004);
+                assert_eq!(code, Some(if works { 0 } else { 1 }), "{target} {mode:?}");
                 let f = first(&d);
                 let all = text(f);
                 // Unprivileged, a drop is not traced: no location, no

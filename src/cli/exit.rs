@@ -12,7 +12,7 @@
 //! or stdout) makes the code [`EXIT_RUNTIME`] whatever the verdicts; a
 //! reader that went away (`| head`) does not: the report counts as written.
 
-use crate::diagnose::Diagnosis;
+use crate::diagnose::{Diagnosis, Kind};
 use crate::model::{ScanInfo, State, Verdict};
 use crate::select::PortSet;
 
@@ -70,10 +70,23 @@ pub fn diagnose_code(d: &Diagnosis) -> u8 {
     if d.addresses.is_empty() {
         return EXIT_INPUT;
     }
+    // Open, and a connection to it held: one reset or closed at once
+    // after the handshake, or answered by a device where nothing serves,
+    // fails for applications all the same.
+    let fails_after = |a: &crate::diagnose::AddressDiagnosis| {
+        a.findings.first().is_some_and(|f| {
+            f.port == d.port
+                && matches!(
+                    f.kind,
+                    Kind::AcceptsThenResets | Kind::AcceptsThenCloses | Kind::AnsweredOnBehalf
+                )
+        })
+    };
     let every_address = d.addresses.iter().all(|a| {
         a.results
             .iter()
             .any(|v| v.port == d.port && v.state == State::Open)
+            && !fails_after(a)
     });
     if every_address {
         EXIT_OK

@@ -194,6 +194,21 @@ pub fn listen(
     run(net, &Plan::new(Vec::new(), 0), session, &cfg, &mut Quiet)
 }
 
+/// Whether an answer shows the target itself is there, so that no router's
+/// host-unreachable for it (after a failed ARP) is still to come: a
+/// SYN-ACK, an ICMP error from its own address, or a RST from farther than
+/// one hop. A reset from one hop away may be the first router's, forged in
+/// the name of a host that is absent (a tcp-reset rule for a whole
+/// network); waiting for that router's word costs a short scan of a
+/// neighbour at most [`ARP_WAIT`].
+fn shows_the_host(a: &Answer) -> bool {
+    match a.kind {
+        EvidenceKind::SynAck | EvidenceKind::SplitSyn => true,
+        EvidenceKind::Icmp { .. } => a.responder == a.target,
+        EvidenceKind::Reset => crate::model::hops_from_ttl(a.ttl) > 1,
+    }
+}
+
 struct Loop<'a, 'w> {
     plan: &'a Plan,
     key: &'a IsnKey,
@@ -348,7 +363,9 @@ impl Loop<'_, '_> {
                     if let Some(i) = plan.index_of(&a) {
                         let tcp = !matches!(a.kind, EvidenceKind::Icmp { .. });
                         engine.answered_by(i, now, tcp);
-                        heard.insert(a.target);
+                        if shows_the_host(&a) {
+                            heard.insert(a.target);
+                        }
                     }
                     obs.answered(&a);
                 }

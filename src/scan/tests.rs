@@ -263,6 +263,27 @@ fn a_late_host_unreachable_from_the_router_decides_every_port() {
 }
 
 #[test]
+fn a_reset_forged_for_an_absent_host_does_not_end_the_wait_for_its_router() {
+    // The first router resets port 9003 for every address behind it (a
+    // tcp-reset rule), the host behind it is absent: the forged RST (TTL
+    // 64, one hop) must not count as the host answering, or the scan ends
+    // before the router's host-unreachable for the other ports comes.
+    let absent = FakeHost::new("203.0.113.9", icmp(ROUTER, 64, 3, 1, 3000))
+        .port(9003, Behaviour::ForgedReset { ttl: 64 });
+    let mut net = FakeNetwork::new(vec![absent]);
+    let (out, _) = scan(&mut net, &opts(&["203.0.113.9"], "80,8081,9003"));
+    for p in [80, 8081] {
+        let v = verdict(&out, "203.0.113.9", p);
+        assert_eq!(
+            (v.state, v.reason, v.responder),
+            (State::Unreachable, Reason::HostUnreach, Some(addr(ROUTER))),
+            "port {p}: {v:?}"
+        );
+    }
+    assert_eq!(verdict(&out, "203.0.113.9", 9003).state, State::Refused);
+}
+
+#[test]
 fn forged_replies_change_no_verdict_and_are_counted() {
     let mut net = FakeNetwork::new(vec![lab_host()]);
     let o = opts(&[HOST], "22,80,84");
