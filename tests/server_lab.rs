@@ -159,7 +159,15 @@ fn what_a_server_does_after_the_handshake_is_named() {
                 if port == 7005 && !mode.is_empty() {
                     assert_eq!(f["kind"], "dropped-host-up", "{target} {mode:?}: {all}");
                     assert!(all.contains("connect() probes"), "{target} {mode:?}: {all}");
+                    assert!(
+                        all.contains("accept queue is full"),
+                        "{target} {mode:?}: {all}"
+                    );
                     continue;
+                }
+                // Unprivileged, each says what that mode sees of it.
+                if !mode.is_empty() && port != 7001 {
+                    assert!(all.contains("only the TTLs"), "{target}: {all}");
                 }
                 assert_eq!(f["kind"], kind, "{target} {mode:?}: {all}");
                 for w in words {

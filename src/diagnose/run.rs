@@ -233,6 +233,11 @@ pub fn run_with(opts: &DiagnoseOptions, connector: &dyn Connector) -> Result<Dia
         if unprivileged && let Some(f) = found.first_mut() {
             f.details
                 .push(format!("Seen with {}.", scan::UNPRIVILEGED_NOTE));
+            // Not located, so not known to be at the host: the full
+            // accept queue is named as a possibility all the same.
+            if f.kind == Kind::DroppedHostUp {
+                f.details.push(findings::full_backlog_note(opts.port));
+            }
         }
         if let (Some(f), Some(reference), Some(hops)) = (found.first_mut(), reference, host.hops)
             && f.kind == Kind::DroppedHostUp

@@ -92,6 +92,13 @@ pub fn after_handshake(target: IpAddr, h: &AfterHandshake, unprivileged: bool) -
             )],
         );
     }
+    // What connect() probes see of the rest: all of it but the TTLs.
+    let seen = |mut d: Vec<String>| {
+        if unprivileged {
+            d.push("Seen with connect() probes only: what the server did is seen in full; only the TTLs (who on the path sent it) are not.".into());
+        }
+        d
+    };
     match first {
         Some(e) if e.kind == EventKind::Fin => Said::Fails {
             kind: Kind::AcceptsThenCloses,
@@ -99,9 +106,9 @@ pub fn after_handshake(target: IpAddr, h: &AfterHandshake, unprivileged: bool) -
                 "Accepted, then closed: port {port} of {target} completes the handshake, then closes the connection without a byte ({} after the handshake).",
                 when(e.at_ms)
             ),
-            details: vec![
+            details: seen(vec![
                 "Something accepts connections and closes them at once: a server that refuses this client after accepting (tcp wrappers, an IP allow-list in the application, too many connections), a proxy with no backend that closes instead of resetting, or a service that closes idle connections at once.".into(),
-            ],
+            ]),
             application_error: "connect() succeeds, then read() returns 0 at once: an empty reply (curl: \"Empty reply from server\")".into(),
         },
         Some(e) => {
@@ -118,14 +125,14 @@ pub fn after_handshake(target: IpAddr, h: &AfterHandshake, unprivileged: bool) -
                     when(t.at_ms)
                 ));
             }
-            Said::Works(Some(format!("The server speaks first: \"{text}\".")), d)
+            Said::Works(Some(format!("The server speaks first: \"{text}\".")), seen(d))
         }
         None => Said::Works(
             Some("The server waits for the client to speak first.".into()),
-            vec![format!(
+            seen(vec![format!(
                 "After the handshake the server sent nothing for {}: it waits for the client to speak first, as HTTP, TLS and most databases do. Not a failure.",
                 when(h.waited_ms)
-            )],
+            )]),
         ),
     }
 }
@@ -167,5 +174,127 @@ pub fn answered_on_behalf(
             "connect() (or the first read or write right after it) fails with ECONNRESET \"Connection reset by peer\"".into()
         }),
         evidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Event, Reason};
+
+    const T: &str = "198.18.2.2";
+
+    fn h(port: u16, first: Option<(EventKind, f64)>) -> AfterHandshake {
+        AfterHandshake {
+            port,
+            connected: true,
+            connect_ms: 0.2,
+            connect_error: None,
+            first: first.map(|(kind, at_ms)| Event {
+                kind,
+                at_ms,
+                text: (kind == EventKind::Data).then(|| "220 ready\\r\\n".into()),
+                bytes: (kind == EventKind::Data).then_some(11),
+            }),
+            then: None,
+            waited_ms: 2000.0,
+        }
+    }
+
+    fn open(port: u16) -> Verdict {
+        let mut v = Verdict::silent(T.parse().unwrap(), T.parse().unwrap(), port);
+        v.state = State::Open;
+        v.reason = Reason::SynAck;
+        v
+    }
+
+    #[test]
+    fn each_move_after_the_handshake_is_named() {
+        let t: IpAddr = T.parse().unwrap();
+        match after_handshake(t, &h(7001, Some((EventKind::Reset, 0.6))), false) {
+            Said::Fails {
+                kind,
+                summary,
+                application_error,
+                ..
+            } => {
+                assert_eq!(kind, Kind::AcceptsThenResets);
+                assert!(
+                    summary.contains("(0.6 ms after the handshake)"),
+                    "{summary}"
+                );
+                assert!(application_error.contains("ECONNRESET"));
+            }
+            Said::Works(..) => panic!("a reset is a failure"),
+        }
+        match after_handshake(t, &h(7002, Some((EventKind::Fin, 0.3))), false) {
+            Said::Fails {
+                kind,
+                application_error,
+                ..
+            } => {
+                assert_eq!(kind, Kind::AcceptsThenCloses);
+                assert!(application_error.contains("read() returns 0"));
+            }
+            Said::Works(..) => panic!("a close without a byte is a failure"),
+        }
+        match after_handshake(t, &h(25, Some((EventKind::Data, 0.4))), false) {
+            Said::Works(Some(s), d) => {
+                assert_eq!(s, "The server speaks first: \"220 ready\\r\\n\".");
+                assert!(d[0].contains("11 bytes read"), "{d:?}");
+            }
+            _ => panic!("a banner is no failure"),
+        }
+        match after_handshake(t, &h(443, None), false) {
+            Said::Works(Some(s), d) => {
+                assert!(s.contains("waits for the client"));
+                assert!(d[0].contains("2.0 s"), "{d:?}");
+            }
+            _ => panic!("silence is no failure"),
+        }
+        // A reset in connect() itself (a SYN proxy's), unprivileged: said,
+        // with what that mode cannot see.
+        let mut r = h(81, None);
+        r.connected = false;
+        r.connect_error = Some("ECONNRESET \"Connection reset by peer\"".into());
+        match after_handshake(t, &r, true) {
+            Said::Fails {
+                summary, details, ..
+            } => {
+                assert!(
+                    summary.contains("before connect() even returned"),
+                    "{summary}"
+                );
+                assert!(details.iter().any(|d| d.contains("cannot be told")));
+            }
+            Said::Works(..) => panic!("a reset is a failure"),
+        }
+    }
+
+    #[test]
+    fn a_device_answering_for_most_ports_is_told_from_a_busy_host() {
+        let ports: Vec<u16> = (20..30).collect();
+        let verdicts: Vec<Verdict> = ports.iter().map(|p| open(*p)).collect();
+        // Every port answered SYN-ACK; only 22 keeps a connection.
+        let after: Vec<AfterHandshake> = ports
+            .iter()
+            .map(|&p| {
+                if p == 22 {
+                    h(p, None)
+                } else {
+                    h(p, Some((EventKind::Reset, 0.1)))
+                }
+            })
+            .collect();
+        assert_eq!(proxied(&verdicts, &after), Some((10, 10, vec![22])));
+        // Nothing reset: a host that serves everything it answers.
+        let kept: Vec<AfterHandshake> = ports.iter().map(|&p| h(p, None)).collect();
+        assert_eq!(proxied(&verdicts, &kept), None);
+        // Few ports open: no pattern, even with a reset among them.
+        let mut few = verdicts.clone();
+        for v in few.iter_mut().skip(3) {
+            v.state = State::Refused;
+        }
+        assert_eq!(proxied(&few, &after), None);
     }
 }
