@@ -5,7 +5,8 @@
 //! [`track`] (probe table, matching, verdicts; pure, packet time only) →
 //! [`diagnose`] (findings) → [`report`] (table, JSON, ...). [`model`] is
 //! the data they all speak and [`error`] their errors; [`analyze`] wires
-//! the stages for captures and [`scan`] for live probes; [`cli`] turns the
+//! the stages for captures, [`scan`] for live probes and [`watch`] for a
+//! live passive capture; [`cli`] turns the
 //! command line into each command's options, writes the report and
 //! chooses the exit code.
 
@@ -21,6 +22,7 @@ pub mod scan;
 pub mod select;
 pub mod source;
 pub mod track;
+pub mod watch;
 pub mod wire;
 
 pub use error::{Error, Result};

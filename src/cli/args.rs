@@ -52,6 +52,15 @@ It resolves the name (every A and AAAA record), probes the port and reference
 ports (the host's common services, and --ref-ports) and says in plain
 language what answered, how, and from how far away.")]
     Diagnose(DiagnoseArgs),
+    /// Watch the connection attempts an interface sees, live: each verdict as it is decided (needs root or CAP_NET_RAW; sends nothing).
+    #[command(after_help = "Examples:
+  sudo synscope watch                      (every interface, as tcpdump -i any; Ctrl-C for the report)
+  sudo synscope watch -i eth0 port 5432 --duration 60
+  sudo synscope watch -o jsonl | jq -c 'select(.state != \"open\")'
+
+It never sends a packet. A filter (tcpdump syntax) keeps the ICMP errors
+that quote what it selects.")]
+    Watch(WatchArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(
         after_help = "Example:\n  synscope completions bash > /etc/bash_completion.d/synscope"
@@ -347,4 +356,33 @@ pub fn parse_hold(s: &str) -> Result<f64, String> {
         Ok(t) if (0.0..=60.0).contains(&t) => Ok(t),
         _ => Err(format!("{s:?} is not a number of seconds from 0 to 60")),
     }
+}
+
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// The interface to capture on (default: every one, as tcpdump -i any).
+    #[arg(short = 'i', long, default_value = "any", value_name = "IFACE")]
+    pub interface: String,
+    /// A tcpdump filter (its words may be given unquoted, as to tcpdump).
+    #[arg(value_name = "FILTER", trailing_var_arg = true)]
+    pub filter: Vec<String>,
+    /// Stop after this many seconds (default: at Ctrl-C).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub duration: Option<f64>,
+    /// How long after its last SYN an attempt waits for an answer before it is filtered.
+    #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub timeout: f64,
+    /// table: a line per verdict as it is decided, and the report at the end; jsonl: a verdict per line as decided; json: the report at the end.
+    #[arg(short = 'o', long, value_enum, default_value_t = WatchFormat::Table)]
+    pub format: WatchFormat,
+    /// The user to become once the capture is open (default: the sudo caller).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WatchFormat {
+    Table,
+    Jsonl,
+    Json,
 }

@@ -12,6 +12,7 @@ pub mod habits;
 mod options;
 mod output;
 mod scan;
+mod watch;
 
 pub use args::{AnalyzeArgs, Cli, Command, DiagnoseArgs, Format, ReportArgs, ScanArgs};
 
@@ -45,6 +46,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Analyze(args) => analyze::run(&args),
         Command::Scan(args) => scan::run(&args),
         Command::Diagnose(args) => diagnose::run(&args),
+        Command::Watch(args) => watch::run(&args),
         Command::Completions { shell } => {
             // Into memory first: clap_complete panics when its writer
             // fails, and a reader that went away (`| head -c1`) is no

@@ -1,6 +1,6 @@
 //! Capture files (pcap and pcapng) read through libpcap.
 
-use super::{PacketSource, RawPacket};
+use super::{PacketSource, RawPacket, selected};
 use crate::error::Error;
 use crate::wire::LinkType;
 use pcap::{Capture, Offline, Precision};
@@ -74,15 +74,6 @@ impl FileSource {
             copy: Vec::new(),
         })
     }
-}
-
-/// Whether a frame the widened filter let through is one the user's
-/// filter `f` selects: itself, or the packet an ICMP error quotes.
-fn selected(f: Option<&pcap::BpfProgram>, link: LinkType, data: &[u8]) -> bool {
-    let Some(f) = f else {
-        return true;
-    };
-    f.filter(data) || crate::wire::quoted_frame(link, data).is_some_and(|q| f.filter(&q))
 }
 
 fn io_reason(e: &std::io::Error) -> String {

@@ -18,6 +18,10 @@ pub struct LiveSource {
     cap: Capture<Active>,
     link: LinkType,
     device: String,
+    /// A user's filter, asked about the packets ICMP errors quote (see
+    /// [`LiveSource::open_selecting`]); the frame handed out is then a copy.
+    quotes: Option<pcap::BpfProgram>,
+    copy: Vec<u8>,
 }
 
 impl LiveSource {
@@ -60,7 +64,31 @@ impl LiveSource {
             cap,
             link,
             device: device.to_string(),
+            quotes: None,
+            copy: Vec::new(),
         })
+    }
+
+    /// A capture of what `base` selects, narrowed by the user's `filter`
+    /// (tcpdump syntax) the way analyze's `--filter` is: the kernel filter
+    /// is `(base) and ((filter) or icmp or icmp6)`, and an ICMP error is
+    /// kept when the packet it quotes passes `filter` (a router's error
+    /// has no ports of its own).
+    pub fn open_selecting(
+        device: &str,
+        base: &str,
+        filter: Option<&str>,
+    ) -> Result<LiveSource, Error> {
+        let Some(f) = filter else {
+            return LiveSource::open(device, base);
+        };
+        let mut src = LiveSource::open(device, &format!("({base}) and (({f}) or icmp or icmp6)"))?;
+        let own = src.cap.compile(f, true).map_err(|e| Error::Capture {
+            device: device.to_string(),
+            reason: format!("filter {f:?}: {e}"),
+        })?;
+        src.quotes = Some(own);
+        Ok(src)
     }
 
     pub fn device(&self) -> &str {
@@ -86,6 +114,37 @@ impl PacketSource for LiveSource {
 
     /// The next captured frame if one is waiting, `Ok(None)` if not.
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
+        if self.quotes.is_some() {
+            // A copy: a frame borrowed from libpcap cannot be handed out of
+            // a loop that may read the next.
+            let (ts, len) = loop {
+                match self.cap.next_packet() {
+                    Ok(p) => {
+                        if !super::selected(self.quotes.as_ref(), self.link, p.data) {
+                            continue;
+                        }
+                        self.copy.clear();
+                        self.copy.extend_from_slice(p.data);
+                        let r = RawPacket::from_pcap(&p);
+                        break (r.ts, r.len);
+                    }
+                    Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => {
+                        return Ok(None);
+                    }
+                    Err(e) => {
+                        return Err(Error::Capture {
+                            device: self.device.clone(),
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            };
+            return Ok(Some(RawPacket {
+                ts,
+                len,
+                data: &self.copy,
+            }));
+        }
         match self.cap.next_packet() {
             Ok(p) => Ok(Some(RawPacket::from_pcap(&p))),
             Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),

@@ -108,3 +108,13 @@ pub trait PacketSource {
         None
     }
 }
+
+/// Whether a frame the widened filter (`(F) or icmp or icmp6`) let through
+/// is one the user's filter `f` selects: itself, or the packet an ICMP
+/// error quotes.
+pub(crate) fn selected(f: Option<&pcap::BpfProgram>, link: LinkType, data: &[u8]) -> bool {
+    let Some(f) = f else {
+        return true;
+    };
+    f.filter(data) || crate::wire::quoted_frame(link, data).is_some_and(|q| f.filter(&q))
+}

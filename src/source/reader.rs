@@ -164,6 +164,11 @@ impl Reader {
         }
     }
 
+    /// The DNS answers kept so far (each distinct one once).
+    pub fn dns_events(&self) -> &[DnsEvent] {
+        &self.dns
+    }
+
     /// The names DNS answers gave to addresses so far (taken: the reader
     /// keeps none after this).
     pub fn take_names(&mut self) -> FxHashMap<IpAddr, String> {

@@ -430,6 +430,13 @@ impl Tracker {
         self.decided
     }
 
+    /// Moves the clock to `now` when no packet did (a live capture that
+    /// went quiet): the attempts whose timeout passed are decided.
+    pub fn advance(&mut self, now: Nanos) {
+        self.now = self.now.max(now);
+        self.expire(false);
+    }
+
     /// The capture's clock: the latest packet time seen.
     pub fn clock(&self) -> Nanos {
         self.now
@@ -657,6 +664,16 @@ impl Tracker {
                 self.base += 1;
             }
         }
+    }
+
+    /// The verdict of the live attempt `a` answered, as it stands now
+    /// (before its timeout: `watch` says an answer the moment it comes).
+    pub fn verdict_of(&self, a: &Answer) -> Option<Verdict> {
+        let (key, _) = FlowKey::of(a.client, a.sport, a.target, a.port);
+        let i = self.find(&key)?;
+        self.ring
+            .get(i)
+            .map(|at| verdict::build(&Merger::record_of(at)))
     }
 
     /// The verdicts as they stand, every live attempt counted with what it

@@ -1,0 +1,91 @@
+//! `synscope watch` in the lab (root, in CI): a passive capture in the
+//! client namespace while programs there connect; each attempt's verdict
+//! is printed as it is decided, failing DNS answers too. It sends nothing
+//! itself; every packet of the test stays inside the lab's namespaces.
+
+mod common;
+
+use common::lab::*;
+use common::*;
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Python clients of the lab's targets: a refused port, a router's reject,
+/// a dropped port, an open one, IPv6 refused, a name that does not exist.
+const CLIENTS: &str = r#"
+import socket
+def tcp(host, port, fam=socket.AF_INET):
+    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.0)
+    try: s.connect((host, port))
+    except OSError: pass
+    s.close()
+tcp("203.0.113.2", 8081)
+tcp("203.0.113.2", 9002)
+tcp("203.0.113.2", 9000)
+tcp("203.0.113.2", 80)
+tcp("2001:db8:2::2", 8081, socket.AF_INET6)
+try: socket.getaddrinfo("nosuch.lab", 80)
+except OSError: pass
+"#;
+
+#[test]
+fn watch_gives_each_attempt_its_verdict_as_it_happens() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    for format in ["jsonl", "table"] {
+        let watcher = lab
+            .exec('c', &[bin, "watch", "--duration", "7", "-o", format])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The capture opens in well under a second.
+        std::thread::sleep(Duration::from_millis(800));
+        let c = lab.exec('c', &["python3", "-c", CLIENTS]).output().unwrap();
+        assert!(c.status.success(), "{}", stderr(&c));
+        let o = watcher.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = stdout(&o);
+        if format == "table" {
+            assert!(
+                out.lines()
+                    .any(|l| l.contains("DNS  nosuch.lab does not exist (NXDOMAIN)")),
+                "{out}"
+            );
+            assert!(
+                out.lines().any(|l| l.contains("→ 203.0.113.2:9002  unreachable admin-prohibited (3/13) from 198.51.100.1 (64/1)")),
+                "{out}"
+            );
+            // The report at the end.
+            assert!(out.contains("203.0.113.2: 4 ports: 1 open (syn-ack), 1 refused (reset), 1 filtered (no-response), 1 unreachable (admin-prohibited)"), "{out}");
+            continue;
+        }
+        let lines: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let find = |t: &str, p: u64| -> Vec<&Value> {
+            lines
+                .iter()
+                .filter(|v| v["target"] == t && v["port"] == p)
+                .collect()
+        };
+        for (t, p, state, responder) in [
+            ("203.0.113.2", 8081, "refused", Some("203.0.113.2")),
+            ("203.0.113.2", 9002, "unreachable", Some("198.51.100.1")),
+            ("203.0.113.2", 9000, "filtered", None),
+            ("203.0.113.2", 80, "open", Some("203.0.113.2")),
+            ("2001:db8:2::2", 8081, "refused", Some("2001:db8:2::2")),
+        ] {
+            let got = find(t, p);
+            assert_eq!(got.len(), 1, "{t}:{p} told once: {got:?}");
+            assert_eq!(got[0]["state"], state, "{t}:{p}: {}", got[0]);
+            assert_eq!(got[0]["responder"].as_str(), responder, "{t}:{p}");
+            let errors = verdict_errors(got[0]);
+            assert!(errors.is_empty(), "{t}:{p}: {errors:?}");
+        }
+    }
+}
