@@ -14,14 +14,14 @@ use std::time::Duration;
 /// Python clients of the lab's targets: a refused port, a router's reject,
 /// a dropped port, an open one, IPv6 refused, a name that does not exist.
 const CLIENTS: &str = r#"
-import socket
+import os, socket
+print(os.getpid(), flush=True)
 def tcp(host, port, fam=socket.AF_INET):
     s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.0)
     try: s.connect((host, port))
     except OSError: pass
     s.close()
 tcp("203.0.113.2", 8081)
-tcp("203.0.113.2", 9002)
 tcp("203.0.113.2", 9000)
 tcp("203.0.113.2", 80)
 tcp("2001:db8:2::2", 8081, socket.AF_INET6)
@@ -46,6 +46,20 @@ fn watch_gives_each_attempt_its_verdict_as_it_happens() {
         std::thread::sleep(Duration::from_millis(800));
         let c = lab.exec('c', &["python3", "-c", CLIENTS]).output().unwrap();
         assert!(c.status.success(), "{}", stderr(&c));
+        let python: u64 = stdout(&c).trim().parse().unwrap();
+        // curl to the port the router rejects; `exec` keeps the pid echoed.
+        let c = lab
+            .exec(
+                'c',
+                &[
+                    "sh",
+                    "-c",
+                    "echo $$; exec curl -s --max-time 2 http://203.0.113.2:9002/",
+                ],
+            )
+            .output()
+            .unwrap();
+        let curl: u64 = stdout(&c).trim().parse().unwrap();
         let o = watcher.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let out = stdout(&o);
@@ -56,7 +70,7 @@ fn watch_gives_each_attempt_its_verdict_as_it_happens() {
                 "{out}"
             );
             assert!(
-                out.lines().any(|l| l.contains("→ 203.0.113.2:9002  unreachable admin-prohibited (3/13) from 198.51.100.1 (64/1)")),
+                out.lines().any(|l| l.contains(&format!("curl (pid {curl}) 198.51.100.2 → 203.0.113.2:9002  unreachable admin-prohibited (3/13) from 198.51.100.1 (64/1)"))),
                 "{out}"
             );
             // The report at the end.
@@ -73,17 +87,49 @@ fn watch_gives_each_attempt_its_verdict_as_it_happens() {
                 .filter(|v| v["target"] == t && v["port"] == p)
                 .collect()
         };
-        for (t, p, state, responder) in [
-            ("203.0.113.2", 8081, "refused", Some("203.0.113.2")),
-            ("203.0.113.2", 9002, "unreachable", Some("198.51.100.1")),
-            ("203.0.113.2", 9000, "filtered", None),
-            ("203.0.113.2", 80, "open", Some("203.0.113.2")),
-            ("2001:db8:2::2", 8081, "refused", Some("2001:db8:2::2")),
+        for (t, p, state, responder, pid, command) in [
+            (
+                "203.0.113.2",
+                8081,
+                "refused",
+                Some("203.0.113.2"),
+                python,
+                "python3",
+            ),
+            (
+                "203.0.113.2",
+                9002,
+                "unreachable",
+                Some("198.51.100.1"),
+                curl,
+                "curl",
+            ),
+            ("203.0.113.2", 9000, "filtered", None, python, "python3"),
+            (
+                "203.0.113.2",
+                80,
+                "open",
+                Some("203.0.113.2"),
+                python,
+                "python3",
+            ),
+            (
+                "2001:db8:2::2",
+                8081,
+                "refused",
+                Some("2001:db8:2::2"),
+                python,
+                "python3",
+            ),
         ] {
             let got = find(t, p);
             assert_eq!(got.len(), 1, "{t}:{p} told once: {got:?}");
             assert_eq!(got[0]["state"], state, "{t}:{p}: {}", got[0]);
             assert_eq!(got[0]["responder"].as_str(), responder, "{t}:{p}");
+            // The program, from the kernel's tracepoint: the pid the test
+            // started (a refusal within microseconds included).
+            assert_eq!(got[0]["process"]["pid"], pid, "{t}:{p}: {}", got[0]);
+            assert_eq!(got[0]["process"]["command"], command, "{t}:{p}");
             let errors = verdict_errors(got[0]);
             assert!(errors.is_empty(), "{t}:{p}: {errors:?}");
         }

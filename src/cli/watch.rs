@@ -47,8 +47,13 @@ pub fn verdict_line(v: &Verdict) -> String {
         (_, Some(ms)) => format!(" in {ms:.3} ms"),
         _ => String::new(),
     };
+    let who = v
+        .process
+        .as_ref()
+        .map(|p| format!("{} (pid {}) ", p.command, p.pid))
+        .unwrap_or_default();
     format!(
-        "{when}  {} → {}  {} {reason}{from}{after}",
+        "{when}  {who}{} → {}  {} {reason}{from}{after}",
         ep(v.client, 0).trim_end_matches(":0"),
         ep(v.target, v.port),
         v.state.as_str()
@@ -104,7 +109,8 @@ pub fn run(args: &WatchArgs) -> u8 {
             let _ = writeln!(out, "{}", dns_line(d)).and_then(|_| out.flush());
         }
     };
-    let w = match watch(&opts, &mut on_verdict, &mut on_dns) {
+    let mut on_note = |n: &String| eprintln!("synscope: note: {n}");
+    let w = match watch(&opts, &mut on_verdict, &mut on_dns, &mut on_note) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("synscope: {e}");

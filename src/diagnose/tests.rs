@@ -27,6 +27,7 @@ fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Opti
         inferred: None,
         host_hops: None,
         name: None,
+        process: None,
     }
 }
 

@@ -12,7 +12,7 @@ pub use analysis::{Analysis, DnsEvent, InputSummary, Stats, Summary};
 pub use scan::{CaptureStats, EngineStats, ScanInfo};
 pub use session::{AfterHandshake, Event, EventKind, printable};
 pub use trace::{Hop, HopKind, PortTrace};
-pub use verdict::{Inferred, Reason, State, Triple, Verdict, hops_from_ttl};
+pub use verdict::{Inferred, Process, Reason, State, Triple, Verdict, hops_from_ttl};
 
 /// Nanoseconds since the Unix epoch, from the packet headers: the only
 /// clock verdicts are decided by.

@@ -160,6 +160,19 @@ pub struct Verdict {
     /// line, or a DNS answer in the capture). Only present then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `watch` only: the local program that made the attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+}
+
+/// A program, as the kernel and /proc name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Process {
+    pub pid: u32,
+    /// /proc/PID/comm when the attempt was seen ("?" if it was gone).
+    pub command: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
 }
 
 /// The evidence an inferred verdict stands on.
@@ -196,6 +209,7 @@ impl Verdict {
             inferred: None,
             host_hops: None,
             name: None,
+            process: None,
         }
     }
 

@@ -4,6 +4,8 @@
 //! or its timeout), and failing DNS answers are told as they come. It
 //! never sends a packet; root is dropped once the capture is open.
 
+pub mod procs;
+
 use crate::error::Error;
 use crate::model::{Analysis, CaptureStats, DnsEvent, Nanos, Reason, State, Verdict};
 use crate::source::{LiveSource, PacketSource, Reader};
@@ -42,6 +44,9 @@ pub struct Watched {
     pub interrupted: bool,
 }
 
+/// Told once at the start, when programs cannot be named.
+pub type Note = String;
+
 fn now_ns() -> Nanos {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -60,8 +65,19 @@ pub fn watch(
     opts: &WatchOptions,
     on_verdict: &mut dyn FnMut(&Verdict),
     on_dns: &mut dyn FnMut(&DnsEvent),
+    on_note: &mut dyn FnMut(&Note),
 ) -> Result<Watched, Error> {
     let mut src = LiveSource::open_selecting(&opts.device, BASE_FILTER, opts.filter.as_deref())?;
+    // Which program: the tracepoint, opened while still root.
+    let mut tracer = match procs::Tracer::open() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            on_note(&format!(
+                "programs are not named: {e} (run as root, or with CAP_PERFMON and tracefs readable)"
+            ));
+            None
+        }
+    };
     crate::scan::privs::catch_interrupts();
     if let Some(id) = crate::scan::privs::target_identity(opts.user.as_deref())? {
         crate::scan::privs::drop_to(id)?;
@@ -85,10 +101,24 @@ pub fn watch(
         {
             break;
         }
+        // The tracepoint's samples first: a SYN in the capture comes after
+        // its socket entered SYN_SENT.
+        if let Some(t) = tracer.as_mut() {
+            t.read();
+        }
+        let who = |v: &mut Verdict, sport: Option<u16>| {
+            if let Some(t) = tracer.as_ref() {
+                let p = sport
+                    .and_then(|s| t.who(&(v.client, s, v.target, v.port)))
+                    .or_else(|| t.latest(v.client, v.target, v.port));
+                v.process = p.cloned();
+            }
+        };
         reader.pump(&mut src, DRAIN_LIMIT, None, None, |ts, pkt| {
             if let Some(a) = tracker.observe(ts, &pkt)
-                && let Some(v) = tracker.verdict_of(&a)
+                && let Some(mut v) = tracker.verdict_of(&a)
             {
+                who(&mut v, Some(a.sport));
                 let k = (v.client, v.target, v.port, v.first_probe_ns);
                 if told.get(&k) != Some(&(v.state, v.reason)) {
                     told.insert(k, (v.state, v.reason));
@@ -98,10 +128,13 @@ pub fn watch(
             true
         })?;
         tracker.advance(now_ns());
-        for v in tracker.take_streamed() {
+        for mut v in tracker.take_streamed() {
             match told.remove(&(v.client, v.target, v.port, v.first_probe_ns)) {
                 Some(said) if said == (v.state, v.reason) => {}
-                _ => on_verdict(&v),
+                _ => {
+                    who(&mut v, None);
+                    on_verdict(&v);
+                }
             }
         }
         for d in reader.dns_events().iter().skip(dns_seen) {
