@@ -37,7 +37,7 @@ fn watch_gives_each_attempt_its_verdict_as_it_happens() {
     let bin = env!("CARGO_BIN_EXE_synscope");
     for format in ["jsonl", "table"] {
         let watcher = lab
-            .exec('c', &[bin, "watch", "--duration", "7", "-o", format])
+            .exec('c', &[bin, "watch", "--duration", "9", "-o", format])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -60,6 +60,10 @@ fn watch_gives_each_attempt_its_verdict_as_it_happens() {
             .output()
             .unwrap();
         let curl: u64 = stdout(&c).trim().parse().unwrap();
+        // A program that retries a refused port three times, 2 s apart.
+        let retry = "import os, socket, time\nprint(os.getpid(), flush=True)\nfor i in range(3):\n    s = socket.socket()\n    try: s.connect(('203.0.113.2', 8082))\n    except OSError: pass\n    s.close()\n    if i < 2: time.sleep(2)\n";
+        let c = lab.exec('c', &["python3", "-c", retry]).output().unwrap();
+        let retrier: u64 = stdout(&c).trim().parse().unwrap();
         let o = watcher.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let out = stdout(&o);
@@ -73,8 +77,16 @@ fn watch_gives_each_attempt_its_verdict_as_it_happens() {
                 out.lines().any(|l| l.contains(&format!("curl (pid {curl}) 198.51.100.2 → 203.0.113.2:9002  unreachable admin-prohibited (3/13) from 198.51.100.1 (64/1)"))),
                 "{out}"
             );
+            // The retries, said once with what they mean.
+            let said =
+                format!("- python3 (pid {retrier}) tried 203.0.113.2:8082 3 times, 2.0 s apart");
+            let line = out
+                .lines()
+                .find(|l| l.starts_with(&said))
+                .unwrap_or_else(|| panic!("no {said:?} in:\n{out}"));
+            assert!(line.ends_with("refused each time by the host itself (nothing listens there): retrying cannot help"), "{line}");
             // The report at the end.
-            assert!(out.contains("203.0.113.2: 4 ports: 1 open (syn-ack), 1 refused (reset), 1 filtered (no-response), 1 unreachable (admin-prohibited)"), "{out}");
+            assert!(out.contains("203.0.113.2: 5 ports: 1 open (syn-ack), 2 refused (reset), 1 filtered (no-response), 1 unreachable (admin-prohibited)"), "{out}");
             continue;
         }
         let lines: Vec<Value> = out

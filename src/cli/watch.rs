@@ -5,6 +5,7 @@ use super::args::{WatchArgs, WatchFormat};
 use super::exit::{EXIT_OK, EXIT_RUNTIME};
 use crate::model::{DnsEvent, State, Verdict};
 use crate::report::{TableOptions, render_table, write_json};
+use crate::watch::patterns::{self, Seen};
 use crate::watch::{WatchOptions, watch};
 use std::io::Write;
 use std::time::Duration;
@@ -98,10 +99,16 @@ pub fn run(args: &WatchArgs) -> u8 {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}").and_then(|_| out.flush());
     };
-    let mut on_verdict = |v: &Verdict| match format {
-        WatchFormat::Table => line(verdict_line(v)),
-        WatchFormat::Jsonl => line(serde_json::to_string(v).unwrap_or_default()),
-        WatchFormat::Json => {}
+    let mut seen: Vec<Seen> = Vec::new();
+    let mut on_verdict = |v: &Verdict| {
+        if seen.len() < patterns::KEEP {
+            seen.push(Seen::of(v));
+        }
+        match format {
+            WatchFormat::Table => line(verdict_line(v)),
+            WatchFormat::Jsonl => line(serde_json::to_string(v).unwrap_or_default()),
+            WatchFormat::Json => {}
+        }
     };
     let mut on_dns = |d: &DnsEvent| {
         if format == WatchFormat::Table {
@@ -126,8 +133,20 @@ pub fn run(args: &WatchArgs) -> u8 {
     let written = match format {
         WatchFormat::Table => {
             let boxes = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            let repeated = patterns::repeated(&seen);
+            let said = if repeated.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\nRepeated attempts:\n{}",
+                    repeated
+                        .iter()
+                        .map(|l| format!("- {l}\n"))
+                        .collect::<String>()
+                )
+            };
             let text = format!(
-                "\n{}",
+                "{said}\n{}",
                 render_table(&w.analysis, TableOptions { all: false, boxes })
             );
             super::output::to_stdout(|o| o.write_all(text.as_bytes()))

@@ -4,6 +4,7 @@
 //! or its timeout), and failing DNS answers are told as they come. It
 //! never sends a packet; root is dropped once the capture is open.
 
+pub mod patterns;
 pub mod procs;
 
 use crate::error::Error;
