@@ -11,10 +11,13 @@ use std::net::IpAddr;
 /// Attempts kept for the patterns, at most (memory stays bounded).
 pub const KEEP: usize = 100_000;
 
+/// A program: its command and pid.
+pub type Program = (String, u32);
+
 /// One told attempt, as the patterns need it.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    pub program: Option<(String, u32)>,
+    pub program: Option<Program>,
     pub target: IpAddr,
     pub port: u16,
     pub state: State,
@@ -66,7 +69,8 @@ fn each_time(s: &Seen) -> String {
 
 /// The lines for every (program, destination) tried more than once.
 pub fn repeated(seen: &[Seen]) -> Vec<String> {
-    let mut by: BTreeMap<(Option<(String, u32)>, IpAddr, u16), Vec<&Seen>> = BTreeMap::new();
+    type Key = (Option<Program>, IpAddr, u16);
+    let mut by: BTreeMap<Key, Vec<&Seen>> = BTreeMap::new();
     for s in seen {
         by.entry((s.program.clone(), s.target, s.port))
             .or_default()
