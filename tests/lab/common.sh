@@ -64,3 +64,19 @@ ns_delete() {
         ip netns del "$ns" 2>/dev/null
     done
 }
+
+# fetch_each NS TRIES SECONDS URL...: each URL fetched from namespace NS
+# (curl, at most TRIES tries of SECONDS each, 0.2 s apart), or fail naming
+# the first that could not be.
+fetch_each() {
+    local ns=$1 tries=$2 secs=$3 url i ok
+    shift 3
+    for url in "$@"; do
+        ok=0
+        for ((i = 0; i < tries; i++)); do
+            if nsx "$ns" curl -gsf -o /dev/null --max-time "$secs" "$url"; then ok=1; break; fi
+            sleep 0.2
+        done
+        ((ok)) || { fail "client cannot fetch $url"; return 1; }
+    done
+}

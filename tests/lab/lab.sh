@@ -227,16 +227,8 @@ lab_up() {
 
     # End-to-end check through the router, both families (bounded: 3 tries
     # of <= 2 s each). This also resolves client<->router neighbours.
-    local url
-    for url in 'http://203.0.113.2:80/' 'http://[2001:db8:2::2]:80/' \
-        'http://198.18.1.2:80/' 'http://[2001:db8:6::2]:80/'; do
-        ok=0
-        for ((i = 0; i < 3; i++)); do
-            if nsx "$NS_C" curl -gsf -o /dev/null --max-time 2 "$url"; then ok=1; break; fi
-            sleep 0.2
-        done
-        ((ok)) || fail "client cannot fetch $url"
-    done
+    fetch_each "$NS_C" 3 2 'http://203.0.113.2:80/' 'http://[2001:db8:2::2]:80/' \
+        'http://198.18.1.2:80/' 'http://[2001:db8:6::2]:80/'
 
     # The lab's resolver: dnsmasq on the router, answering only for the
     # lab's own names (no upstream: no query ever leaves the lab), NXDOMAIN

@@ -273,17 +273,10 @@ lab_up() {
     # host (<= 4 tries of <= 3 s: the slow link loses 1 % each way). Only
     # open ports: no ICMP error is spent before the caller's first probe.
     local url i ok
-    for url in http://198.18.1.2:443/ 'http://[2001:db8:18:1::2]:443/' \
+    fetch_each "$NS_C" 4 3 http://198.18.1.2:443/ 'http://[2001:db8:18:1::2]:443/' \
         http://198.18.2.2:22/ 'http://[2001:db8:18:2::2]:22/' \
         http://198.18.3.2:80/ 'http://[2001:db8:18:3::2]:80/' \
-        http://198.18.4.2:2000/ 'http://[2001:db8:18:4::2]:2000/'; do
-        ok=0
-        for ((i = 0; i < 4; i++)); do
-            if nsx "$NS_C" curl -gsf -o /dev/null --max-time 3 "$url"; then ok=1; break; fi
-            sleep 0.2
-        done
-        ((ok)) || fail "client cannot fetch $url"
-    done
+        http://198.18.4.2:2000/ 'http://[2001:db8:18:4::2]:2000/'
 
     trap - ERR
     echo "real-world lab $P up: ${ALL_NS[*]}"

@@ -148,16 +148,8 @@ up() {
         "$PY" "$LAB_DIR/listen.py" --pidfile "$STATE/proxied.pid" 22 80
 
     # End to end, both families, through the router (and the SYN proxy).
-    local url ok i
-    for url in 'http://198.18.2.2:80/' 'http://[2001:db8:7::2]:80/' \
-        'http://198.18.3.2:80/' 'http://[2001:db8:8::2]:80/'; do
-        ok=0
-        for ((i = 0; i < 3; i++)); do
-            if nsx "$NS_C" curl -gsf -o /dev/null --max-time 2 "$url"; then ok=1; break; fi
-            sleep 0.2
-        done
-        ((ok)) || fail "client cannot fetch $url"
-    done
+    fetch_each "$NS_C" 3 2 'http://198.18.2.2:80/' 'http://[2001:db8:7::2]:80/' \
+        'http://198.18.3.2:80/' 'http://[2001:db8:8::2]:80/'
     trap - ERR
     echo "server lab $P up: client $NS_C; server 198.18.2.2 / 2001:db8:7::2; SYN proxy 198.18.3.2 / 2001:db8:8::2"
 }
