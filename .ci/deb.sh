@@ -35,7 +35,7 @@ install -D -m 0755 "$bin" "$stage/usr/bin/synscope"
 man="$stage/usr/share/man/man1"
 mkdir -p "$man"
 "$bin" man | gzip -9n >"$man/synscope.1.gz"
-for c in analyze scan diagnose completions man; do
+for c in analyze scan diagnose watch completions man; do
     "$bin" man "$c" | gzip -9n >"$man/synscope-$c.1.gz"
 done
 install -d "$stage/usr/share/bash-completion/completions" \

@@ -849,7 +849,7 @@ fn a_rotated_capture_reads_as_one() {
 /// Every subcommand's --help ends with examples, and exits 0.
 #[test]
 fn help_has_examples_for_each_subcommand() {
-    for sub in ["analyze", "scan", "diagnose", "completions", "man"] {
+    for sub in ["analyze", "scan", "diagnose", "watch", "completions", "man"] {
         let o = run(&[sub, "--help"]);
         assert!(o.status.success(), "{sub} --help");
         let text = stdout(&o);

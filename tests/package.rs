@@ -68,6 +68,7 @@ fn the_deb_installs_and_its_binary_man_pages_and_completions_work() {
         "synscope-analyze",
         "synscope-scan",
         "synscope-diagnose",
+        "synscope-watch",
     ] {
         let path = format!("/usr/share/man/man1/{page}.1.gz");
         let o = Command::new("zcat").arg(&path).output().unwrap();

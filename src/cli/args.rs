@@ -71,10 +71,10 @@ that quote what it selects.")]
     },
     /// Print a man page (roff) to stdout: synscope(1), or a command's, synscope-COMMAND(1).
     #[command(
-        after_help = "Example:\n  synscope man > /usr/local/share/man/man1/synscope.1\n  for c in analyze scan diagnose completions; do synscope man $c > /usr/local/share/man/man1/synscope-$c.1; done"
+        after_help = "Example:\n  synscope man > /usr/local/share/man/man1/synscope.1\n  for c in analyze scan diagnose watch completions; do synscope man $c > /usr/local/share/man/man1/synscope-$c.1; done"
     )]
     Man {
-        /// The command whose page to print (analyze, scan, diagnose, completions, man).
+        /// The command whose page to print (analyze, scan, diagnose, watch, completions, man).
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },

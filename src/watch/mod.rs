@@ -102,8 +102,18 @@ pub fn watch(
         {
             break;
         }
-        // The tracepoint's samples first: a SYN in the capture comes after
-        // its socket entered SYN_SENT.
+        let mut answered: Vec<(Verdict, u16)> = Vec::new();
+        reader.pump(&mut src, DRAIN_LIMIT, None, None, |ts, pkt| {
+            if let Some(a) = tracker.observe(ts, &pkt)
+                && let Some(v) = tracker.verdict_of(&a)
+            {
+                answered.push((v, a.sport));
+            }
+            true
+        })?;
+        // The tracepoint's samples after the packets: a socket entered
+        // SYN_SENT before its SYN went out, so every SYN just read has its
+        // sample in the rings by now.
         if let Some(t) = tracer.as_mut() {
             t.read();
         }
@@ -115,19 +125,14 @@ pub fn watch(
                 v.process = p.cloned();
             }
         };
-        reader.pump(&mut src, DRAIN_LIMIT, None, None, |ts, pkt| {
-            if let Some(a) = tracker.observe(ts, &pkt)
-                && let Some(mut v) = tracker.verdict_of(&a)
-            {
-                who(&mut v, Some(a.sport));
-                let k = (v.client, v.target, v.port, v.first_probe_ns);
-                if told.get(&k) != Some(&(v.state, v.reason)) {
-                    told.insert(k, (v.state, v.reason));
-                    on_verdict(&v);
-                }
+        for (mut v, sport) in answered {
+            let k = (v.client, v.target, v.port, v.first_probe_ns);
+            if told.get(&k) != Some(&(v.state, v.reason)) {
+                told.insert(k, (v.state, v.reason));
+                who(&mut v, Some(sport));
+                on_verdict(&v);
             }
-            true
-        })?;
+        }
         tracker.advance(now_ns());
         for mut v in tracker.take_streamed() {
             match told.remove(&(v.client, v.target, v.port, v.first_probe_ns)) {
