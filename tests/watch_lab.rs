@@ -147,3 +147,57 @@ fn watch_gives_each_attempt_its_verdict_as_it_happens() {
         }
     }
 }
+
+#[test]
+fn watch_follows_one_program_and_names_it_in_the_report() {
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let watcher = lab
+        .exec(
+            'c',
+            &[
+                bin,
+                "watch",
+                "--duration",
+                "4",
+                "--command",
+                "curl",
+                "-o",
+                "json",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let c = lab.exec('c', &["python3", "-c", CLIENTS]).output().unwrap();
+    assert!(c.status.success(), "{}", stderr(&c));
+    let c = lab
+        .exec(
+            'c',
+            &[
+                "sh",
+                "-c",
+                "echo $$; exec curl -s --max-time 2 http://203.0.113.2:9002/",
+            ],
+        )
+        .output()
+        .unwrap();
+    let curl: u64 = stdout(&c).trim().parse().unwrap();
+    let o = watcher.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_valid_report(&j, "watch -o json");
+    let r = j["results"].as_array().unwrap();
+    // Only curl's attempt, its program in the report's verdict.
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(
+        (r[0]["port"].as_u64(), r[0]["state"].as_str()),
+        (Some(9002), Some("unreachable"))
+    );
+    assert_eq!(r[0]["process"]["pid"], curl);
+    assert_eq!(r[0]["process"]["command"], "curl");
+}

@@ -378,6 +378,12 @@ pub struct WatchArgs {
     /// The user to become once the capture is open (default: the sudo caller).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Only the attempts of this process.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Only the attempts of programs of this name (as ps shows it: /proc/PID/comm).
+    #[arg(long, value_name = "NAME")]
+    pub command: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -91,6 +91,8 @@ pub fn run(args: &WatchArgs) -> u8 {
         duration: args.duration.map(Duration::from_secs_f64),
         timeout: Duration::from_secs_f64(args.timeout),
         user: args.user.clone(),
+        pid: args.pid,
+        command: args.command.clone(),
     };
     let format = args.format;
     // Each line flushed as it is decided; a reader that went away is no

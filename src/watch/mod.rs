@@ -8,7 +8,7 @@ pub mod patterns;
 pub mod procs;
 
 use crate::error::Error;
-use crate::model::{Analysis, CaptureStats, DnsEvent, Nanos, Reason, State, Verdict};
+use crate::model::{Analysis, CaptureStats, DnsEvent, Nanos, Process, Reason, State, Verdict};
 use crate::source::{LiveSource, PacketSource, Reader};
 use crate::track::{self, Tracker};
 use rustc_hash::FxHashMap;
@@ -36,6 +36,24 @@ pub struct WatchOptions {
     pub timeout: Duration,
     /// Whom to become once the capture is open (None: the sudo caller).
     pub user: Option<String>,
+    /// Only the attempts of this process (`--pid`) or of programs of this
+    /// name (`--command`, /proc/PID/comm).
+    pub pid: Option<u32>,
+    pub command: Option<String>,
+}
+
+impl WatchOptions {
+    /// Whether a verdict is one of the programs asked for (all, when no
+    /// program was asked for; none unnamed, when one was).
+    fn wanted(&self, v: &Verdict) -> bool {
+        if self.pid.is_none() && self.command.is_none() {
+            return true;
+        }
+        v.process.as_ref().is_some_and(|p| {
+            self.pid.is_none_or(|x| x == p.pid)
+                && self.command.as_deref().is_none_or(|c| c == p.command)
+        })
+    }
 }
 
 /// What a watch saw, at its end.
@@ -96,6 +114,9 @@ pub fn watch(
     // timeout).
     // An attempt is (client, target, port, its first SYN's time).
     let mut told: FxHashMap<(IpAddr, IpAddr, u16, Nanos), (State, Reason)> = FxHashMap::default();
+    // The program of each (client, target, port) told, for the report at
+    // the end (its verdicts are merged per triple); bounded as `told`.
+    let mut programs: FxHashMap<(IpAddr, IpAddr, u16), Process> = FxHashMap::default();
     let fd = src.fd();
     loop {
         if crate::scan::privs::interrupted() || opts.duration.is_some_and(|d| start.elapsed() >= d)
@@ -125,12 +146,22 @@ pub fn watch(
                 v.process = p.cloned();
             }
         };
+        let mut tell = |v: &Verdict| {
+            if let Some(p) = &v.process
+                && programs.len() < procs::REMEMBER
+            {
+                programs.insert((v.client, v.target, v.port), p.clone());
+            }
+            if opts.wanted(v) {
+                on_verdict(v);
+            }
+        };
         for (mut v, sport) in answered {
             let k = (v.client, v.target, v.port, v.first_probe_ns);
             if told.get(&k) != Some(&(v.state, v.reason)) {
                 told.insert(k, (v.state, v.reason));
                 who(&mut v, Some(sport));
-                on_verdict(&v);
+                tell(&v);
             }
         }
         tracker.advance(now_ns());
@@ -139,7 +170,7 @@ pub fn watch(
                 Some(said) if said == (v.state, v.reason) => {}
                 _ => {
                     who(&mut v, None);
-                    on_verdict(&v);
+                    tell(&v);
                 }
             }
         }
@@ -173,6 +204,10 @@ pub fn watch(
     let (merged, _) = tracker.finish();
     let mut results = merged.into_verdicts();
     track::infer::annotate(&mut results);
+    for v in &mut results {
+        v.process = programs.get(&(v.client, v.target, v.port)).cloned();
+    }
+    results.retain(|v| opts.wanted(v));
     let (mut sum, dns) = reader.finish();
     sum.stats = stats;
     let mut analysis = Analysis::from_parts(results, vec![sum]);

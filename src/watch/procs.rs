@@ -54,7 +54,7 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 const PAGES: usize = 64;
 const TCP_SYN_SENT: i32 = 2;
 /// Attempts remembered at most (the oldest forgotten first): bounded.
-const REMEMBER: usize = 65536;
+pub const REMEMBER: usize = 65536;
 
 /// Where the tracepoint's fields lie in its raw record, from its format
 /// file (this kernel's offsets).
