@@ -180,7 +180,19 @@ fn what_a_server_does_after_the_handshake_is_named() {
                 if port != 7005 {
                     let after = after.unwrap_or_else(|| panic!("{target}: no after_handshake"));
                     assert_eq!(after[0]["port"], port, "{target}: the asked port first");
-                    assert_eq!(after[0]["connected"], true, "{target}");
+                    // A reset right after the handshake may reach the
+                    // socket before connect() returns: then connect()
+                    // itself fails with ECONNRESET (the handshake was
+                    // answered all the same).
+                    let reset_in_connect = port == 7001
+                        && after[0]["connect_error"]
+                            .as_str()
+                            .is_some_and(|e| e.starts_with("ECONNRESET"));
+                    assert!(
+                        after[0]["connected"] == true || reset_in_connect,
+                        "{target}: {}",
+                        after[0]
+                    );
                 }
             }
         }
