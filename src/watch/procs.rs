@@ -10,6 +10,15 @@
 //! to build (no clang, no BPF toolchain, no BTF at build time). The libc
 //! crate has the system call's number but not its attribute struct: it is
 //! declared here (the kernel's ABI, version 5: 112 bytes).
+//!
+//! A limit, measured: the kernel sets the socket's state to SYN_SENT
+//! before it picks the ephemeral source port (tcp_v4_connect calls
+//! inet_hash_connect after tcp_set_state), so the sample's source port is
+//! 0 unless the program bound one. Attempts are therefore matched by
+//! (source, destination, port), the latest program that connected there:
+//! two programs connecting to the same destination at the same moment can
+//! be confused. Pairing the socket's address (`skaddr`) with its next state
+//! change, which carries the port, is the way to exact matches.
 
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
