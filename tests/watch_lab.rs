@@ -29,6 +29,18 @@ try: socket.getaddrinfo("nosuch.lab", 80)
 except OSError: pass
 "#;
 
+/// Runs CLIENTS (Python) and a curl to the port the router rejects in the
+/// lab's client; their pids (`exec` keeps the pid the shell echoed).
+fn run_clients(lab: &Lab) -> (u64, u64) {
+    let c = lab.exec('c', &["python3", "-c", CLIENTS]).output().unwrap();
+    assert!(c.status.success(), "{}", stderr(&c));
+    let python: u64 = stdout(&c).trim().parse().unwrap();
+    let curl_cmd = "echo $$; exec curl -s --max-time 2 http://203.0.113.2:9002/";
+    let c = lab.exec('c', &["sh", "-c", curl_cmd]).output().unwrap();
+    let curl: u64 = stdout(&c).trim().parse().unwrap();
+    (python, curl)
+}
+
 #[test]
 fn watch_gives_each_attempt_its_verdict_as_it_happens() {
     // One watch at a time: the tracepoint is the whole machine's, and every
@@ -48,22 +60,7 @@ fn watch_gives_each_attempt_its_verdict_as_it_happens() {
             .unwrap();
         // The capture opens in well under a second.
         std::thread::sleep(Duration::from_millis(800));
-        let c = lab.exec('c', &["python3", "-c", CLIENTS]).output().unwrap();
-        assert!(c.status.success(), "{}", stderr(&c));
-        let python: u64 = stdout(&c).trim().parse().unwrap();
-        // curl to the port the router rejects; `exec` keeps the pid echoed.
-        let c = lab
-            .exec(
-                'c',
-                &[
-                    "sh",
-                    "-c",
-                    "echo $$; exec curl -s --max-time 2 http://203.0.113.2:9002/",
-                ],
-            )
-            .output()
-            .unwrap();
-        let curl: u64 = stdout(&c).trim().parse().unwrap();
+        let (python, curl) = run_clients(&lab);
         // A program that retries a refused port three times, 2 s apart.
         let retry = "import os, socket, time\nprint(os.getpid(), flush=True)\nfor i in range(3):\n    s = socket.socket()\n    try: s.connect(('203.0.113.2', 8082))\n    except OSError: pass\n    s.close()\n    if i < 2: time.sleep(2)\n";
         let c = lab.exec('c', &["python3", "-c", retry]).output().unwrap();
@@ -178,20 +175,7 @@ fn watch_follows_one_program_and_names_it_in_the_report() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let c = lab.exec('c', &["python3", "-c", CLIENTS]).output().unwrap();
-    assert!(c.status.success(), "{}", stderr(&c));
-    let c = lab
-        .exec(
-            'c',
-            &[
-                "sh",
-                "-c",
-                "echo $$; exec curl -s --max-time 2 http://203.0.113.2:9002/",
-            ],
-        )
-        .output()
-        .unwrap();
-    let curl: u64 = stdout(&c).trim().parse().unwrap();
+    let (_, curl) = run_clients(&lab);
     let o = watcher.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
