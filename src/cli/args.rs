@@ -384,6 +384,32 @@ pub struct WatchArgs {
     /// Only the attempts of programs of this name (as ps shows it: /proc/PID/comm).
     #[arg(long, value_name = "NAME")]
     pub command: Option<String>,
+    /// Where programs' names come from: the kernel's tracepoint (exact, root or CAP_PERFMON), the socket table (sock_diag and /proc: best effort, misses fast refusals), the first that works (auto), or none.
+    #[arg(long, value_enum, default_value_t = ProgramsFrom::Auto, value_name = "SOURCE")]
+    pub programs_from: ProgramsFrom,
+    /// On a terminal, a summary line every this many seconds (0: none).
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS", value_parser = parse_every)]
+    pub every: f64,
+    /// Write the final report to FILE as well: FILE.html for a web page, any other name for Markdown.
+    #[arg(long, value_name = "FILE.md|FILE.html")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgramsFrom {
+    Auto,
+    Tracepoint,
+    SocketTable,
+    None,
+}
+
+fn parse_every(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (v == 0.0 || (0.5..=86400.0).contains(&v)) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0.5 and 86400 (or 0 for no summaries)"
+        )),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

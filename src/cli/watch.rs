@@ -1,12 +1,12 @@
 //! `synscope watch`: options in, a line per verdict as it is decided (or
 //! a JSON line), the report at the end.
 
-use super::args::{WatchArgs, WatchFormat};
+use super::args::{ProgramsFrom, WatchArgs, WatchFormat};
 use super::exit::{EXIT_OK, EXIT_RUNTIME};
 use crate::model::{DnsEvent, State, Verdict};
-use crate::report::{TableOptions, render_table, write_json};
+use crate::report::{TableOptions, render_table, write_watch_json};
 use crate::watch::patterns::{self, Seen};
-use crate::watch::{WatchOptions, watch};
+use crate::watch::{ProgramsFrom as Names, Sink, WatchOptions, watch};
 use std::io::Write;
 use std::time::Duration;
 
@@ -48,11 +48,7 @@ pub fn verdict_line(v: &Verdict) -> String {
         (_, Some(ms)) => format!(" in {ms:.3} ms"),
         _ => String::new(),
     };
-    let who = v
-        .process
-        .as_ref()
-        .map(|p| format!("{} (pid {}) ", p.command, p.pid))
-        .unwrap_or_default();
+    let who = who(v.process.as_ref());
     format!(
         "{when}  {who}{} → {}  {} {reason}{from}{after}",
         ep(v.client, 0).trim_end_matches(":0"),
@@ -61,21 +57,154 @@ pub fn verdict_line(v: &Verdict) -> String {
     )
 }
 
-fn dns_line(d: &DnsEvent) -> String {
-    let what = match d.rcode {
-        3 => "does not exist (NXDOMAIN)".to_string(),
-        2 => "could not be resolved (SERVFAIL)".to_string(),
-        5 => "was refused (REFUSED)".to_string(),
-        0 => "has no address of the type asked".to_string(),
-        n => format!("failed (rcode {n})"),
-    };
+fn who(p: Option<&crate::model::Process>) -> String {
+    p.map(|p| format!("{} (pid {}) ", p.command, p.pid))
+        .unwrap_or_default()
+}
+
+/// A failing DNS answer as a line: when, which program, the name and what
+/// the resolver said.
+pub fn dns_line(d: &DnsEvent) -> String {
     format!(
-        "{}  DNS  {} {what}: answer from {} to {}",
+        "{}  {}DNS  {}: {} (answer from {} to {})",
         clock(d.ts_ns),
+        who(d.process.as_ref()),
         d.name,
+        patterns::dns_what(d),
         d.server,
         d.client
     )
+}
+
+/// The lines told as they happen, and what the report at the end needs.
+struct Lines {
+    format: WatchFormat,
+    seen: Vec<Seen>,
+    dns: usize,
+    /// Summaries on a terminal: how often, and when the next is due.
+    every: Option<u64>,
+    next: u64,
+}
+
+impl Lines {
+    fn line(&self, text: &str) {
+        // Each line flushed as it is decided; a reader that went away is
+        // no error (the watch ends at its time or Ctrl-C all the same).
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+    }
+}
+
+impl Sink for Lines {
+    fn verdict(&mut self, v: &Verdict) {
+        if self.seen.len() < patterns::KEEP {
+            self.seen.push(Seen::of(v));
+        }
+        match self.format {
+            WatchFormat::Table => self.line(&verdict_line(v)),
+            WatchFormat::Jsonl => self.line(&serde_json::to_string(v).unwrap_or_default()),
+            WatchFormat::Json => {}
+        }
+    }
+
+    fn dns(&mut self, d: &DnsEvent) {
+        self.dns += 1;
+        if self.format == WatchFormat::Table {
+            self.line(&dns_line(d));
+        }
+    }
+
+    fn note(&mut self, n: &str) {
+        eprintln!("synscope: note: {n}");
+    }
+
+    fn tick(&mut self, now: u64) {
+        let Some(every) = self.every else {
+            return;
+        };
+        if self.next == 0 {
+            self.next = now + every;
+        } else if now >= self.next {
+            self.next = now + every;
+            self.line(&format!(
+                "── {} {}",
+                clock(now),
+                patterns::so_far(&self.seen, self.dns)
+            ));
+        }
+    }
+}
+
+/// The sections of the final report, each a heading and its lines.
+fn sections(w: &crate::watch::Watched, seen: &[Seen]) -> Vec<(String, Vec<String>)> {
+    let mut how = Vec::new();
+    let n = &w.naming;
+    how.push(match n.source {
+        "tracepoint" => format!(
+            "Programs named by the kernel's tracepoint sock:inet_sock_set_state{}.",
+            if n.dns {
+                ", DNS questions by the route lookups (fib, fib6)"
+            } else {
+                " (DNS questions not named)"
+            }
+        ),
+        "socket-table" => "Programs named from the socket table (sock_diag and /proc), best effort: sockets closed before it was read (fast refusals, short connections) are not named, nor DNS questions.".into(),
+        _ => "Programs were not named.".into(),
+    });
+    if n.unnamed > 0 {
+        how.push(format!(
+            "{} attempt{} from this host had no program found{}.",
+            n.unnamed,
+            if n.unnamed == 1 { "" } else { "s" },
+            if n.source == "socket-table" {
+                ": their sockets were gone when the table was read"
+            } else {
+                " (raw-socket probes, such as nmap's or synscope scan's, have no socket)"
+            }
+        ));
+    }
+    if n.samples_lost > 0 {
+        how.push(format!(
+            "The tracepoint lost {} samples (its ring was full): some attempts are unnamed.",
+            n.samples_lost
+        ));
+    }
+    let lost = w.capture.dropped + w.capture.if_dropped;
+    how.push(format!(
+        "The capture: {} packets received, {lost} dropped by the kernel.",
+        w.capture.received
+    ));
+    if w.not_kept > 0 {
+        how.push(format!(
+            "{} attempts to more than {} destinations were told as lines but are not in this report (its limit).",
+            w.not_kept,
+            crate::watch::REPORT_TRIPLES
+        ));
+    }
+    vec![
+        (
+            "By program".into(),
+            patterns::by_program(seen, &w.dns_failures),
+        ),
+        ("Repeated attempts".into(), patterns::repeated(seen)),
+        (
+            "Names that did not resolve".into(),
+            patterns::unresolved(&w.dns_failures, seen),
+        ),
+        ("How this was seen".into(), how),
+    ]
+}
+
+#[derive(serde::Serialize)]
+struct WatchJson<'a> {
+    naming: &'a crate::watch::Naming,
+    capture: &'a crate::model::CaptureStats,
+    not_kept: u64,
+    interrupted: bool,
+    dns_failures: &'a [DnsEvent],
+    by_program: Vec<String>,
+    repeated: Vec<String>,
+    unresolved: Vec<String>,
 }
 
 pub fn run(args: &WatchArgs) -> u8 {
@@ -85,6 +214,24 @@ pub fn run(args: &WatchArgs) -> u8 {
     {
         return super::exit::input_error(&e);
     }
+    if super::output::check_outputs(&[args.report.as_deref()]).is_err() {
+        return super::exit::EXIT_INPUT;
+    }
+    // The report's file is opened now, while still root (the watch drops
+    // it once the capture is open), as tcpdump -w does.
+    let mut report_file = match &args.report {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Some((p.clone(), f)),
+            Err(e) => {
+                eprintln!(
+                    "synscope: {}: cannot write the report there: {e}; nothing was done (choose another file)",
+                    p.display()
+                );
+                return super::exit::EXIT_INPUT;
+            }
+        },
+        None => None,
+    };
     let opts = WatchOptions {
         device: args.interface.clone(),
         filter,
@@ -93,67 +240,113 @@ pub fn run(args: &WatchArgs) -> u8 {
         user: args.user.clone(),
         pid: args.pid,
         command: args.command.clone(),
+        programs_from: match args.programs_from {
+            ProgramsFrom::Auto => Names::Auto,
+            ProgramsFrom::Tracepoint => Names::Tracepoint,
+            ProgramsFrom::SocketTable => Names::SocketTable,
+            ProgramsFrom::None => Names::Nothing,
+        },
     };
     let format = args.format;
-    // Each line flushed as it is decided; a reader that went away is no
-    // error (the watch ends at its time or Ctrl-C all the same).
-    let line = |text: String| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut lines = Lines {
+        format,
+        seen: Vec::new(),
+        dns: 0,
+        every: (terminal && format == WatchFormat::Table && args.every > 0.0)
+            .then_some((args.every * 1e9) as u64),
+        next: 0,
     };
-    let mut seen: Vec<Seen> = Vec::new();
-    let mut on_verdict = |v: &Verdict| {
-        if seen.len() < patterns::KEEP {
-            seen.push(Seen::of(v));
-        }
-        match format {
-            WatchFormat::Table => line(verdict_line(v)),
-            WatchFormat::Jsonl => line(serde_json::to_string(v).unwrap_or_default()),
-            WatchFormat::Json => {}
-        }
-    };
-    let mut on_dns = |d: &DnsEvent| {
-        if format == WatchFormat::Table {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", dns_line(d)).and_then(|_| out.flush());
-        }
-    };
-    let mut on_note = |n: &String| eprintln!("synscope: note: {n}");
-    let w = match watch(&opts, &mut on_verdict, &mut on_dns, &mut on_note) {
+    let started = crate::diagnose::run::utc_now();
+    let w = match watch(&opts, &mut lines) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("synscope: {e}");
+            if let Some((p, f)) = report_file.take() {
+                drop(f);
+                let _ = std::fs::remove_file(p);
+            }
             return EXIT_RUNTIME;
         }
     };
-    if w.capture.dropped + w.capture.if_dropped > 0 {
+    let lost = w.capture.dropped + w.capture.if_dropped;
+    if lost > 0 {
         eprintln!(
-            "synscope: warning: the capture lost {} packets (the kernel's buffer was full): some attempts are missing or wrongly filtered",
-            w.capture.dropped + w.capture.if_dropped
+            "synscope: warning: the capture lost {lost} packets (the kernel's buffer was full): some attempts are missing or wrongly filtered"
         );
+    }
+    let seen = lines.seen;
+    let parts = sections(&w, &seen);
+    let text_sections = || -> String {
+        parts
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(h, l)| {
+                format!(
+                    "\n{h}:\n{}",
+                    l.iter().map(|x| format!("- {x}\n")).collect::<String>()
+                )
+            })
+            .collect()
+    };
+    if let Some((path, mut f)) = report_file {
+        let findings = crate::diagnose::offline::offline_findings(&w.analysis);
+        let title = format!(
+            "synscope watch on {}, from {started} to {}",
+            opts.device,
+            crate::diagnose::run::utc_now()
+        );
+        let table = render_table(
+            &w.analysis,
+            TableOptions {
+                all: false,
+                boxes: false,
+            },
+        );
+        let page = if super::diagnose::is_html(&path) {
+            crate::report::render_watch_html(&title, &parts, &findings, &table)
+        } else {
+            let mut md = format!("# {title}\n\n");
+            for (h, l) in parts.iter().filter(|(_, l)| !l.is_empty()) {
+                md.push_str(&format!("## {h}\n\n"));
+                for x in l {
+                    md.push_str(&format!("- {x}\n"));
+                }
+                md.push('\n');
+            }
+            format!(
+                "{md}## Findings\n\n{}\n## Every destination\n\n```\n{table}```\n",
+                crate::report::render_findings(&findings)
+            )
+        };
+        if let Err(e) = f.write_all(page.as_bytes()) {
+            eprintln!("synscope: {}: cannot write the report: {e}", path.display());
+            return EXIT_RUNTIME;
+        }
     }
     let written = match format {
         WatchFormat::Table => {
-            let boxes = std::io::IsTerminal::is_terminal(&std::io::stdout());
-            let repeated = patterns::repeated(&seen);
-            let said = if repeated.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "\nRepeated attempts:\n{}",
-                    repeated
-                        .iter()
-                        .map(|l| format!("- {l}\n"))
-                        .collect::<String>()
-                )
-            };
+            let boxes = terminal;
             let text = format!(
-                "{said}\n{}",
+                "{}\n{}",
+                text_sections(),
                 render_table(&w.analysis, TableOptions { all: false, boxes })
             );
             super::output::to_stdout(|o| o.write_all(text.as_bytes()))
         }
-        WatchFormat::Json => super::output::to_stdout(|o| write_json(&w.analysis, None::<&()>, o)),
+        WatchFormat::Json => {
+            let j = WatchJson {
+                naming: &w.naming,
+                capture: &w.capture,
+                not_kept: w.not_kept,
+                interrupted: w.interrupted,
+                dns_failures: &w.dns_failures,
+                by_program: patterns::by_program(&seen, &w.dns_failures),
+                repeated: patterns::repeated(&seen),
+                unresolved: patterns::unresolved(&w.dns_failures, &seen),
+            };
+            super::output::to_stdout(|o| write_watch_json(&w.analysis, &j, o))
+        }
         WatchFormat::Jsonl => Ok(()),
     };
     match written {

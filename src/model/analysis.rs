@@ -97,6 +97,13 @@ pub struct DnsEvent {
     /// 0 no error, 2 server failure, 3 NXDOMAIN, 5 refused, ...
     pub rcode: u8,
     pub addresses: Vec<std::net::IpAddr>,
+    /// The question's type (1 A, 28 AAAA, ...).
+    pub qtype: u16,
+    /// The client's UDP port.
+    pub client_port: u16,
+    /// `watch` only: the local program that asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<super::Process>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -173,6 +173,13 @@ pub struct Process {
     pub command: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
+    /// The user's name, from the password database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The process's cgroup (v2 path), where it is not the root one: a
+    /// container or a systemd unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 /// The evidence an inferred verdict stands on.

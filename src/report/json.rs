@@ -6,13 +6,15 @@ use serde::Serialize;
 use std::io::Write;
 
 #[derive(Serialize)]
-struct Document<'a, S: Serialize> {
+struct Document<'a, S: Serialize, W: Serialize> {
     schema_version: u32,
     results: &'a [Verdict],
     summary: &'a Summary,
     inputs: &'a [InputSummary],
     #[serde(skip_serializing_if = "Option::is_none")]
     scan: Option<&'a S>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    watch: Option<&'a W>,
 }
 
 /// Writes the report as one compact JSON document and a newline (`jq .`
@@ -22,6 +24,25 @@ struct Document<'a, S: Serialize> {
 pub fn write_json<W: std::io::Write, S: Serialize>(
     a: &Analysis,
     scan: Option<&S>,
+    w: W,
+) -> std::io::Result<()> {
+    write_document(a, scan, None::<&()>, w)
+}
+
+/// The report of `watch`: the verdicts and what the watch saw besides
+/// (`watch`: programs, patterns, DNS failures, how names were found).
+pub fn write_watch_json<W: std::io::Write, S: Serialize>(
+    a: &Analysis,
+    watch: &S,
+    w: W,
+) -> std::io::Result<()> {
+    write_document(a, None::<&()>, Some(watch), w)
+}
+
+fn write_document<W: std::io::Write, S: Serialize, T: Serialize>(
+    a: &Analysis,
+    scan: Option<&S>,
+    watch: Option<&T>,
     mut w: W,
 ) -> std::io::Result<()> {
     let doc = Document {
@@ -30,6 +51,7 @@ pub fn write_json<W: std::io::Write, S: Serialize>(
         summary: &a.summary,
         inputs: &a.inputs,
         scan,
+        watch,
     };
     // A buffer of this function's own type: serde_json writes a token at a
     // time, and through a `dyn Write` every token would be a call that

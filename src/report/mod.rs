@@ -12,7 +12,7 @@ pub use crate::model::thousands;
 pub use csv::{check_fields, write_csv};
 pub use diagnosis::{
     render_diagnosis_html, render_diagnosis_markdown, render_findings, render_findings_html,
-    write_diagnosis_json,
+    render_watch_html, write_diagnosis_json,
 };
 pub use nmapxml::write_nmap_xml;
 pub use scan_note::scan_note;
@@ -29,7 +29,7 @@ pub fn write_jsonl<W: std::io::Write>(
     }
     w.flush()
 }
-pub use json::write_json;
+pub use json::{write_json, write_watch_json};
 pub use table::{TableOptions, render_table};
 
 /// A progress bar of `len` steps drawn with indicatif's `template` (on

@@ -98,3 +98,86 @@ pub fn drop_to(id: Identity) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// Who `watch` becomes once its capture is open: `--user NAME`, else the
+/// sudo caller, else (root asked for directly) `nobody`: nothing it does
+/// after opening its handles needs root.
+pub fn watch_identity(user: Option<&str>) -> Result<Option<Identity>, Error> {
+    if let Some(id) = target_identity(user)? {
+        return Ok(Some(id));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if user.is_some() || unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    match target_identity(Some("nobody")) {
+        Ok(id) => Ok(id),
+        // No such user on this system: the kernel's overflow ids.
+        Err(_) => Ok(Some(Identity {
+            uid: 65534,
+            gid: 65534,
+        })),
+    }
+}
+
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// Becomes `id` as [`drop_to`] does, keeping only CAP_DAC_READ_SEARCH and
+/// CAP_SYS_PTRACE: what listing and reading another user's /proc/PID/fd
+/// take (the directory is its owner's alone, each link is checked as
+/// ptrace access). watch's socket-table fallback finds there which
+/// process holds a socket. Neither lets it write, send or load anything.
+pub fn drop_keeping_ptrace(id: Identity) -> Result<(), Error> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // SAFETY: keep the permitted set across setuid; checked.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return drop_to(id);
+    }
+    drop_to(id)?;
+    let head = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let keep = (1 << CAP_SYS_PTRACE) | (1 << CAP_DAC_READ_SEARCH);
+    let one = Data {
+        effective: keep,
+        permitted: keep,
+        inheritable: 0,
+    };
+    let data = [
+        one,
+        Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset with a version-3 header and its two data words; the
+    // keep flag is cleared after.
+    let r = unsafe {
+        let r = libc::syscall(libc::SYS_capset, &head as *const Header, data.as_ptr());
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        r
+    };
+    if r != 0 {
+        return Err(Error::DropPrivileges {
+            reason: format!(
+                "cannot keep CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH after dropping root: {}",
+                std::io::Error::last_os_error()
+            ),
+        });
+    }
+    Ok(())
+}

@@ -20,6 +20,10 @@ type DnsKey = (IpAddr, IpAddr, u8, String, Vec<IpAddr>);
 /// capture of a busy resolver; later names are not kept).
 pub const NAMES_MAX: usize = 65536;
 
+/// Distinct DNS answers kept at most (a live watch of a busy resolver
+/// stays bounded; later ones are counted only).
+pub const DNS_KEPT_MAX: usize = 65536;
+
 /// Frames between progress updates.
 const PROGRESS_EVERY: u64 = 16384;
 
@@ -136,7 +140,7 @@ impl Reader {
             }
             self.names.entry(*addr).or_insert_with(|| a.name.clone());
         }
-        if !self.keep_dns {
+        if !self.keep_dns || self.dns.len() >= DNS_KEPT_MAX {
             return;
         }
         let key = (server, client, a.rcode, a.name, a.addresses);
@@ -148,6 +152,9 @@ impl Reader {
                 name: key.3.clone(),
                 rcode: key.2,
                 addresses: key.4.clone(),
+                qtype: a.qtype,
+                client_port: a.port,
+                process: None,
             });
             self.seen_dns.insert(key);
         }

@@ -34,11 +34,28 @@ pub struct Merger {
     /// Triple → index in `records`.
     index: HashTable<u32>,
     hasher: Hasher,
+    /// Triples kept at most (0: no limit); attempts of others are counted
+    /// in `not_kept` (a watch left running stays bounded).
+    cap: usize,
+    not_kept: u64,
 }
 
 impl Merger {
     pub fn new() -> Self {
         Merger::default()
+    }
+
+    /// A merger keeping at most `cap` triples (0: no limit).
+    pub fn with_cap(cap: usize) -> Self {
+        Merger {
+            cap,
+            ..Merger::default()
+        }
+    }
+
+    /// Attempts that were not kept, their triple past the cap.
+    pub fn not_kept(&self) -> u64 {
+        self.not_kept
     }
 
     /// Room for `n` more triples.
@@ -87,7 +104,7 @@ impl Merger {
     /// counts add up, TTL sets unite, and the evidence kept is the one that
     /// beats the others.
     pub fn merge(&mut self, other: Merger) {
-        if self.records.is_empty() {
+        if self.records.is_empty() && self.cap == 0 {
             *self = other;
             return;
         }
@@ -106,29 +123,30 @@ impl Merger {
                 records.get(i as usize).is_some_and(|r| r.key == key)
             })
             .copied();
-        match found.and_then(|i| records.get_mut(i as usize)) {
-            Some(r) => {
-                r.probes = r.probes.saturating_add(rec.probes);
-                r.attempts = r.attempts.saturating_add(rec.attempts);
-                r.first_syn = r.first_syn.min(rec.first_syn);
-                r.ttls.union(&rec.ttls);
-                if let Some(ev) = rec.evidence
-                    && r.evidence.is_none_or(|cur| ev.beats(&cur))
-                {
-                    r.evidence = Some(ev);
-                }
+        if let Some(r) = found.and_then(|i| records.get_mut(i as usize)) {
+            r.probes = r.probes.saturating_add(rec.probes);
+            r.attempts = r.attempts.saturating_add(rec.attempts);
+            r.first_syn = r.first_syn.min(rec.first_syn);
+            r.ttls.union(&rec.ttls);
+            if let Some(ev) = rec.evidence
+                && r.evidence.is_none_or(|cur| ev.beats(&cur))
+            {
+                r.evidence = Some(ev);
             }
-            None => {
-                let i = u32::try_from(records.len()).unwrap_or(u32::MAX);
-                records.push(rec);
-                let (records, hasher) = (&self.records, &self.hasher);
-                self.index.insert_unique(h, i, |&j| {
-                    records
-                        .get(j as usize)
-                        .map_or(0, |r| hasher.hash_one(r.key))
-                });
-            }
+            return;
         }
+        if self.cap > 0 && records.len() >= self.cap {
+            self.not_kept += u64::from(rec.attempts);
+            return;
+        }
+        let i = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        records.push(rec);
+        let (records, hasher) = (&self.records, &self.hasher);
+        self.index.insert_unique(h, i, |&j| {
+            records
+                .get(j as usize)
+                .map_or(0, |r| hasher.hash_one(r.key))
+        });
     }
 
     /// The verdicts so far, sorted by target, port, client.

@@ -48,6 +48,9 @@ pub struct Config {
     pub timeout: Nanos,
     /// Live attempts at most; past it the oldest are decided early.
     pub max_attempts: usize,
+    /// Distinct (client, target, port) kept in the verdicts at most (0: no
+    /// limit); past it attempts are counted, not kept.
+    pub max_triples: usize,
 }
 
 impl Default for Config {
@@ -55,6 +58,7 @@ impl Default for Config {
         Config {
             timeout: 3 * NANOS_PER_SEC,
             max_attempts: 1 << 18,
+            max_triples: 0,
         }
     }
 }
@@ -395,7 +399,7 @@ impl Tracker {
             base: 0,
             index: HashTable::new(),
             hasher: Hasher::default(),
-            merged: Merger::new(),
+            merged: Merger::with_cap(cfg.max_triples),
             decided: 0,
             streamed: None,
             stats: Stats::default(),

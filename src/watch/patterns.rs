@@ -1,10 +1,11 @@
 //! Patterns an application makes: repeated attempts of one program to one
 //! destination, said once ("python3 (pid 4242) tried 203.0.113.2:8081 3
 //! times, 2.0 s apart: refused each time by the host itself (nothing
-//! listens there): retrying cannot help"). Pure: told verdicts in, lines
-//! out.
+//! listens there): retrying cannot help"); a name that never resolved and
+//! no SYN after it; what each program met, by cause; the summary so far.
+//! Pure: told verdicts and DNS failures in, lines out.
 
-use crate::model::{Reason, State, Verdict};
+use crate::model::{DnsEvent, Reason, State, Verdict};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -18,6 +19,8 @@ pub type Program = (String, u32);
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub program: Option<Program>,
+    /// The program's user, when known.
+    pub user: Option<String>,
     pub target: IpAddr,
     pub port: u16,
     pub state: State,
@@ -30,6 +33,7 @@ impl Seen {
     pub fn of(v: &Verdict) -> Seen {
         Seen {
             program: v.process.as_ref().map(|p| (p.command.clone(), p.pid)),
+            user: v.process.as_ref().and_then(|p| p.user.clone()),
             target: v.target,
             port: v.port,
             state: v.state,
@@ -111,6 +115,175 @@ pub fn repeated(seen: &[Seen]) -> Vec<String> {
     out
 }
 
+fn who(program: &Option<Program>) -> String {
+    program.as_ref().map_or_else(
+        || "an unknown program".to_string(),
+        |(c, p)| format!("{c} (pid {p})"),
+    )
+}
+
+/// What a DNS failure was.
+pub fn dns_what(d: &DnsEvent) -> String {
+    let qtype = match d.qtype {
+        1 => "A".to_string(),
+        28 => "AAAA".to_string(),
+        n => format!("type {n}"),
+    };
+    match d.rcode {
+        3 => "no such name (NXDOMAIN)".to_string(),
+        2 => "the resolver failed (SERVFAIL)".to_string(),
+        5 => "the resolver refused (REFUSED)".to_string(),
+        0 => format!("no {qtype} address (the name exists: another family only, or no address)"),
+        n => format!("failed (rcode {n})"),
+    }
+}
+
+/// The cause an attempt met, in words, and whether it is a failure.
+fn cause(s: &Seen) -> (String, bool) {
+    let by = s.responder.map(|r| r.to_string()).unwrap_or_default();
+    match s.state {
+        State::Open => ("open".into(), false),
+        State::Refused if s.responder == Some(s.target) => {
+            ("refused by the host (nothing listens)".into(), true)
+        }
+        State::Refused => (format!("reset by {by}, not the host"), true),
+        State::Unreachable => (format!("rejected by {by} ({})", s.reason.as_str()), true),
+        State::Filtered => ("no answer (dropped)".into(), true),
+    }
+}
+
+/// A name whose lookups a program saw fail, with no connection attempt
+/// of that program after them: "python3 (pid 4242) looked up nosuch.lab:
+/// no such name (NXDOMAIN); it made no connection attempt after that".
+pub fn unresolved(dns: &[DnsEvent], seen: &[Seen]) -> Vec<String> {
+    let mut by: BTreeMap<(Option<Program>, String), Vec<&DnsEvent>> = BTreeMap::new();
+    for d in dns {
+        let program = d.process.as_ref().map(|p| (p.command.clone(), p.pid));
+        by.entry((program, d.name.clone())).or_default().push(d);
+    }
+    let mut out = Vec::new();
+    for ((program, name), answers) in by {
+        let last = answers.iter().map(|d| d.ts_ns).max().unwrap_or(0);
+        let mut whats: Vec<String> = answers.iter().map(|d| dns_what(d)).collect();
+        whats.sort();
+        whats.dedup();
+        let after = if program.is_none() {
+            String::new()
+        } else if seen.iter().any(|s| s.program == program && s.at_ns >= last) {
+            "; it connected somewhere after that".into()
+        } else {
+            "; it made no connection attempt after that: the name is wrong, or missing from DNS"
+                .into()
+        };
+        out.push(format!(
+            "{} looked up {name}: {}{after}",
+            who(&program),
+            whats.join("; ")
+        ));
+    }
+    out
+}
+
+/// Destinations listed at most per cause in [`by_program`].
+const LISTED: usize = 5;
+
+/// What each program met, by cause, with the destinations: "python3 (pid
+/// 4242, user root): 4 attempts to 4 destinations: 1 open
+/// (203.0.113.2:80); 2 refused by the host (nothing listens)
+/// (203.0.113.2:8081, [2001:db8:2::2]:8081); ..."; its DNS failures too.
+pub fn by_program(seen: &[Seen], dns: &[DnsEvent]) -> Vec<String> {
+    type Causes = BTreeMap<(bool, String), Vec<(IpAddr, u16)>>;
+    let mut by: BTreeMap<Option<Program>, (Option<String>, usize, Causes)> = BTreeMap::new();
+    for s in seen {
+        let e = by.entry(s.program.clone()).or_default();
+        if e.0.is_none() {
+            e.0 = s.user.clone();
+        }
+        e.1 += 1;
+        let (c, failed) = cause(s);
+        let dests = e.2.entry((!failed, c)).or_default();
+        if !dests.contains(&(s.target, s.port)) {
+            dests.push((s.target, s.port));
+        }
+    }
+    let mut dns_of: BTreeMap<Option<Program>, Vec<&DnsEvent>> = BTreeMap::new();
+    for d in dns {
+        dns_of
+            .entry(d.process.as_ref().map(|p| (p.command.clone(), p.pid)))
+            .or_default()
+            .push(d);
+    }
+    for k in dns_of.keys() {
+        by.entry(k.clone()).or_default();
+    }
+    let mut out = Vec::new();
+    for (program, (user, attempts, causes)) in by {
+        let head = match (&program, &user) {
+            (Some((c, p)), Some(u)) => format!("{c} (pid {p}, user {u})"),
+            _ => who(&program),
+        };
+        let dests: std::collections::BTreeSet<(IpAddr, u16)> =
+            causes.values().flatten().copied().collect();
+        let mut parts: Vec<String> = Vec::new();
+        // Failures first, then what worked.
+        for ((_, c), d) in &causes {
+            let n = seen
+                .iter()
+                .filter(|s| s.program == program && cause(s).0 == *c)
+                .count();
+            let mut list: Vec<String> = d.iter().take(LISTED).map(|(t, p)| ep(*t, *p)).collect();
+            if d.len() > LISTED {
+                list.push(format!("and {} more", d.len() - LISTED));
+            }
+            parts.push(format!("{n} {c} ({})", list.join(", ")));
+        }
+        if let Some(ds) = dns_of.get(&program) {
+            let mut names: Vec<String> = ds
+                .iter()
+                .map(|d| format!("{}: {}", d.name, dns_what(d)))
+                .collect();
+            names.sort();
+            names.dedup();
+            parts.push(format!(
+                "{} DNS failure{} ({})",
+                ds.len(),
+                if ds.len() == 1 { "" } else { "s" },
+                names.join(", ")
+            ));
+        }
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        out.push(format!(
+            "{head}: {} to {}: {}",
+            plural(attempts, "attempt"),
+            plural(dests.len(), "destination"),
+            parts.join("; ")
+        ));
+    }
+    out
+}
+
+/// One line of what was told so far: attempts, programs, by state.
+pub fn so_far(seen: &[Seen], dns_failures: usize) -> String {
+    let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in seen {
+        *states.entry(s.state.as_str()).or_default() += 1;
+    }
+    let programs: std::collections::BTreeSet<&Option<Program>> =
+        seen.iter().map(|s| &s.program).collect();
+    let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    format!(
+        "so far: {} attempt{} by {} program{}{}{}; {} DNS failure{}",
+        seen.len(),
+        if seen.len() == 1 { "" } else { "s" },
+        programs.len(),
+        if programs.len() == 1 { "" } else { "s" },
+        if parts.is_empty() { "" } else { ": " },
+        parts.join(", "),
+        dns_failures,
+        if dns_failures == 1 { "" } else { "s" }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +292,7 @@ mod tests {
         let t: IpAddr = "203.0.113.2".parse().unwrap();
         Seen {
             program: Some(("python3".into(), 4242)),
+            user: None,
             target: t,
             port,
             state,
@@ -154,6 +328,74 @@ mod tests {
                 .any(|l| l.contains("tried 203.0.113.2:80 2 times")
                     && l.contains("answered differently: 1 open, 1 refused")),
             "{lines:?}"
+        );
+    }
+
+    fn nx(name: &str, program: Option<(&str, u32)>, at_s: f64) -> DnsEvent {
+        DnsEvent {
+            ts_ns: (at_s * 1e9) as u64,
+            server: "198.51.100.1".parse().unwrap(),
+            client: "198.51.100.2".parse().unwrap(),
+            name: name.into(),
+            rcode: 3,
+            addresses: vec![],
+            qtype: 1,
+            client_port: 40000,
+            process: program.map(|(c, pid)| crate::model::Process {
+                pid,
+                command: c.into(),
+                uid: Some(0),
+                user: Some("root".into()),
+                cgroup: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_name_that_never_resolved_and_no_syn_after_it_is_said() {
+        let seen = vec![s(80, State::Open, Reason::SynAck, 1.0)];
+        let lines = unresolved(
+            &[
+                nx("nosuch.lab", Some(("python3", 4242)), 5.0),
+                nx("nosuch.lab", Some(("python3", 4242)), 5.1),
+                nx("typo.lab", Some(("python3", 4242)), 0.5),
+            ],
+            &seen,
+        );
+        assert_eq!(
+            lines,
+            vec![
+                "python3 (pid 4242) looked up nosuch.lab: no such name (NXDOMAIN); it made no connection attempt after that: the name is wrong, or missing from DNS".to_string(),
+                "python3 (pid 4242) looked up typo.lab: no such name (NXDOMAIN); it connected somewhere after that".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_program_is_said_with_its_causes_and_destinations() {
+        let mut seen = vec![
+            s(8081, State::Refused, Reason::Reset, 0.0),
+            s(8081, State::Refused, Reason::Reset, 2.0),
+            s(9000, State::Filtered, Reason::NoResponse, 1.0),
+            s(80, State::Open, Reason::SynAck, 1.0),
+        ];
+        let mut curl = s(9002, State::Unreachable, Reason::AdminProhibited, 1.0);
+        curl.program = Some(("curl".into(), 7));
+        curl.responder = Some("198.51.100.1".parse().unwrap());
+        seen.push(curl);
+        let lines = by_program(&seen, &[nx("nosuch.lab", Some(("python3", 4242)), 5.0)]);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(
+            lines[0],
+            "curl (pid 7): 1 attempt to 1 destination: 1 rejected by 198.51.100.1 (admin-prohibited) (203.0.113.2:9002)"
+        );
+        assert_eq!(
+            lines[1],
+            "python3 (pid 4242): 4 attempts to 3 destinations: 1 no answer (dropped) (203.0.113.2:9000); 2 refused by the host (nothing listens) (203.0.113.2:8081); 1 open (203.0.113.2:80); 1 DNS failure (nosuch.lab: no such name (NXDOMAIN))"
+        );
+        assert_eq!(
+            so_far(&seen, 1),
+            "so far: 5 attempts by 2 programs: 1 filtered, 1 open, 2 refused, 1 unreachable; 1 DNS failure"
         );
     }
 }

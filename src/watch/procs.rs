@@ -1,15 +1,20 @@
-//! Which program made a connection attempt: the kernel's
-//! `sock:inet_sock_set_state` tracepoint fires in the connecting task when
-//! a socket enters SYN_SENT, so its sample carries the right pid even for
-//! a connection refused within microseconds.
+//! Which program made a connection attempt, or asked a DNS question: the
+//! kernel's `sock:inet_sock_set_state` tracepoint fires in the connecting
+//! task when a socket enters SYN_SENT, so its sample carries the right pid
+//! even for a connection refused within microseconds; `fib:fib_table_lookup`
+//! and `fib6:fib6_table_lookup` fire in the task whose UDP socket connects
+//! to (or sends to) a resolver's port 53, with the socket's source port:
+//! the program behind a DNS answer, found by the port the answer goes to.
 //!
-//! Read with perf_event_open on the tracepoint itself (PERF_SAMPLE_RAW and
-//! PERF_SAMPLE_TID into a ring buffer per CPU), not through a BPF program:
-//! the raw record already holds the 4-tuple and the sample the task, so no
-//! program has to be compiled or loaded, and nothing beyond libc is needed
-//! to build (no clang, no BPF toolchain, no BTF at build time). The libc
-//! crate has the system call's number but not its attribute struct: it is
-//! declared here (the kernel's ABI, version 5: 112 bytes).
+//! Read with perf_event_open on the tracepoints themselves (PERF_SAMPLE_RAW
+//! and PERF_SAMPLE_TID into one ring buffer per CPU, each with a kernel-side
+//! filter so that only SYN_SENT and port-53 lookups are copied), not
+//! through a BPF program: the raw record already holds the addresses and
+//! the sample the task, so no program has to be compiled or loaded, and
+//! nothing beyond libc is needed to build (no clang, no BPF toolchain, no
+//! BTF at build time). The libc crate has the system call's number but not
+//! its attribute struct or ioctls: they are declared here (the kernel's
+//! ABI, attribute version 5: 112 bytes).
 //!
 //! A limit, measured: the kernel sets the socket's state to SYN_SENT
 //! before it picks the ephemeral source port (tcp_v4_connect calls
@@ -57,16 +62,154 @@ struct PerfEventAttr {
 const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_SAMPLE_TID: u64 = 1 << 1;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
+const PERF_RECORD_LOST: u32 = 2;
 const PERF_RECORD_SAMPLE: u32 = 9;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+/// `_IO('$', 5)`: this event's samples into another event's ring.
+const PERF_EVENT_IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
+/// `_IOW('$', 6, char *)` (the generic ioctl encoding, 64-bit pointers):
+/// a tracepoint filter, applied in the kernel before a sample is copied.
+const PERF_EVENT_IOC_SET_FILTER: libc::c_ulong = 0x4008_2406;
 /// Data pages per CPU's ring (a power of two): 256 KiB.
 const PAGES: usize = 64;
 const TCP_SYN_SENT: i32 = 2;
-/// Attempts remembered at most (the oldest forgotten first): bounded.
+/// Attempts (and DNS questions) remembered at most, the oldest forgotten
+/// first: bounded.
 pub const REMEMBER: usize = 65536;
 
-/// Where the tracepoint's fields lie in its raw record, from its format
-/// file (this kernel's offsets).
+/// The program of pid `pid` now: /proc/PID/comm, its uid and user name,
+/// and its cgroup where it is not the root one ("?" once it is gone).
+pub fn process_of(pid: u32) -> Process {
+    let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let uid: Option<u32> = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        });
+    // cgroup v2: one line "0::/PATH"; v1 hierarchies are not read.
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .map(str::to_string)
+        })
+        .filter(|c| !c.is_empty() && c != "/");
+    Process {
+        pid,
+        command,
+        user: uid.and_then(user_name),
+        uid,
+        cgroup,
+    }
+}
+
+/// The name of user `uid` in the password database.
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: all-zero is a valid passwd (null pointers, zero ids).
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r with a buffer of the length given; the result is
+    // read only when it points at `pw`.
+    let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if r != 0 || out.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: pw_name points into `buf`, NUL-terminated by getpwuid_r.
+    let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// The programs found so far: exact 4-tuples, the latest per (source,
+/// destination, port), and DNS questions by their socket's source port.
+/// Bounded: [`REMEMBER`] of each, the oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct Names {
+    tcp: FxHashMap<Tuple, Process>,
+    latest: FxHashMap<(IpAddr, IpAddr, u16), Process>,
+    order: VecDeque<Tuple>,
+    udp: FxHashMap<(bool, u16), Process>,
+    udp_order: VecDeque<(bool, u16)>,
+}
+
+impl Names {
+    /// A connection attempt's program (source port 0: not known yet).
+    pub fn tcp(&mut self, t: Tuple, p: Process) {
+        self.latest.insert((t.0, t.2, t.3), p.clone());
+        if self.tcp.insert(t, p).is_none() {
+            self.order.push_back(t);
+        }
+        while self.order.len() > REMEMBER {
+            if let Some(old) = self.order.pop_front() {
+                self.tcp.remove(&old);
+                self.latest.remove(&(old.0, old.2, old.3));
+            }
+        }
+    }
+
+    /// The program whose UDP socket on port `sport` asks a resolver.
+    pub fn dns(&mut self, v6: bool, sport: u16, p: Process) {
+        if self.udp.insert((v6, sport), p).is_none() {
+            self.udp_order.push_back((v6, sport));
+        }
+        while self.udp_order.len() > REMEMBER {
+            if let Some(old) = self.udp_order.pop_front() {
+                self.udp.remove(&old);
+            }
+        }
+    }
+
+    /// The program that made the attempt from `src:sport` (when known) to
+    /// `dst:dport`: the exact socket, else the latest program that
+    /// connected from `src` to `dst:dport`.
+    pub fn attempt(
+        &self,
+        src: IpAddr,
+        sport: Option<u16>,
+        dst: IpAddr,
+        dport: u16,
+    ) -> Option<&Process> {
+        sport
+            .and_then(|s| self.tcp.get(&(src, s, dst, dport)))
+            .or_else(|| self.latest.get(&(src, dst, dport)))
+    }
+
+    /// The program a DNS answer to `client:port` went to.
+    pub fn asker(&self, client: IpAddr, port: u16) -> Option<&Process> {
+        self.udp.get(&(client.is_ipv6(), port))
+    }
+
+    /// Whether an exact 4-tuple is known.
+    pub fn knows(&self, t: &Tuple) -> bool {
+        self.tcp.contains_key(t)
+    }
+}
+
+/// Offsets of a tracepoint's fields in its raw record, from its format
+/// file.
+fn offset(format: &str, name: &str) -> Option<usize> {
+    format.lines().find_map(|l| {
+        let field = l.trim().strip_prefix("field:")?;
+        let (decl, rest) = field.split_once(';')?;
+        let last = decl.split_whitespace().last()?.split('[').next()?;
+        if last != name {
+            return None;
+        }
+        rest.trim()
+            .strip_prefix("offset:")?
+            .split(';')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// Where inet_sock_set_state's fields lie (this kernel's offsets).
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     newstate: usize,
@@ -86,22 +229,7 @@ fn bytes<const N: usize>(raw: &[u8], at: usize) -> Option<[u8; N]> {
 
 impl Layout {
     fn parse(format: &str) -> Option<Layout> {
-        let off = |name: &str| -> Option<usize> {
-            format.lines().find_map(|l| {
-                let field = l.trim().strip_prefix("field:")?;
-                let (decl, rest) = field.split_once(';')?;
-                let last = decl.split_whitespace().last()?.split('[').next()?;
-                if last != name {
-                    return None;
-                }
-                rest.trim()
-                    .strip_prefix("offset:")?
-                    .split(';')
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-        };
+        let off = |name: &str| offset(format, name);
         Some(Layout {
             newstate: off("newstate")?,
             sport: off("sport")?,
@@ -138,6 +266,36 @@ impl Layout {
     }
 }
 
+/// Where a route lookup tracepoint (fib or fib6) keeps the protocol and
+/// ports.
+#[derive(Debug, Clone, Copy)]
+struct FibLayout {
+    v6: bool,
+    proto: usize,
+    sport: usize,
+    dport: usize,
+}
+
+impl FibLayout {
+    fn parse(format: &str, v6: bool) -> Option<FibLayout> {
+        Some(FibLayout {
+            v6,
+            proto: offset(format, "proto")?,
+            sport: offset(format, "sport")?,
+            dport: offset(format, "dport")?,
+        })
+    }
+
+    /// The source port of a UDP socket's lookup of a route to port 53.
+    fn dns_port(&self, raw: &[u8]) -> Option<u16> {
+        let u16at = |o: usize| bytes::<2>(raw, o).map(u16::from_ne_bytes);
+        if *raw.get(self.proto)? != 17 || u16at(self.dport)? != 53 {
+            return None;
+        }
+        u16at(self.sport).filter(|&p| p != 0)
+    }
+}
+
 struct Ring {
     fd: libc::c_int,
     base: *mut u8,
@@ -146,27 +304,25 @@ struct Ring {
     size: usize,
 }
 
-/// The tracepoint, open on every CPU.
+/// The tracepoints, open on every CPU.
 pub struct Tracer {
     rings: Vec<Ring>,
+    /// Events whose samples go to a ring of another (closed at the end).
+    redirected: Vec<libc::c_int>,
+    /// The tracepoints' ids (a raw record's first field).
+    state_id: u16,
     layout: Layout,
-    seen: FxHashMap<Tuple, Process>,
-    /// The latest program per (source, destination, port): for an attempt
-    /// whose source port is not known (one decided by its timeout).
-    latest: FxHashMap<(IpAddr, IpAddr, u16), Process>,
-    order: VecDeque<Tuple>,
+    fib: Vec<(u16, FibLayout)>,
+    /// Samples the kernel could not write (a ring was full).
+    pub lost: u64,
 }
 
 const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
-fn tracepoint_dir() -> Result<std::path::PathBuf, String> {
-    let dir = |root: &str| std::path::Path::new(root).join("events/sock/inet_sock_set_state");
-    if let Some(d) = TRACEFS
-        .iter()
-        .map(|r| dir(r))
-        .find(|d| d.join("id").exists())
-    {
-        return Ok(d);
+fn tracefs() -> Result<&'static str, String> {
+    let has = |root: &str| std::path::Path::new(root).join("events").is_dir();
+    if let Some(r) = TRACEFS.iter().find(|r| has(r)) {
+        return Ok(r);
     }
     // tracefs not mounted (a fresh boot, a container): mount it where the
     // kernel documents it.
@@ -180,71 +336,103 @@ fn tracepoint_dir() -> Result<std::path::PathBuf, String> {
             std::ptr::null(),
         )
     };
-    let d = dir(TRACEFS[0]);
-    if r == 0 && d.join("id").exists() {
-        return Ok(d);
+    if r == 0 && has(TRACEFS[0]) {
+        return Ok(TRACEFS[0]);
     }
-    Err("the tracepoint sock:inet_sock_set_state is not there (tracefs could not be mounted at /sys/kernel/tracing)".into())
+    Err("tracefs is not mounted and could not be mounted at /sys/kernel/tracing".into())
+}
+
+/// A tracepoint's id and format file.
+fn tracepoint(root: &str, event: &str) -> Result<(u64, String), String> {
+    let dir = std::path::Path::new(root).join("events").join(event);
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()))
+    };
+    let id = read("id")?
+        .trim()
+        .parse()
+        .map_err(|_| format!("the tracepoint {event}'s id does not parse"))?;
+    Ok((id, read("format")?))
+}
+
+/// Opens tracepoint `id` on `cpu`, every task, with `filter` applied in
+/// the kernel.
+fn open_event(id: u64, cpu: i32, filter: &std::ffi::CStr) -> std::io::Result<libc::c_int> {
+    let attr = PerfEventAttr {
+        type_: PERF_TYPE_TRACEPOINT,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: id,
+        sample_period: 1,
+        sample_type: PERF_SAMPLE_TID | PERF_SAMPLE_RAW,
+        wakeup_events: 1,
+        ..Default::default()
+    };
+    // SAFETY: a valid attr for the call; pid -1 with a cpu: every task on
+    // that CPU.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            -1 as libc::pid_t,
+            cpu,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    } as libc::c_int;
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // A filter the kernel refuses leaves every sample coming: correct
+    // (the records are checked here too), only more to read.
+    // SAFETY: our descriptor and a NUL-terminated string.
+    unsafe { libc::ioctl(fd, PERF_EVENT_IOC_SET_FILTER as _, filter.as_ptr()) };
+    Ok(fd)
 }
 
 impl Tracer {
-    /// Opens the tracepoint on every CPU (needs root, or CAP_PERFMON with
-    /// tracefs readable).
+    /// Opens the tracepoints on every CPU (needs root, or CAP_PERFMON with
+    /// tracefs readable). The route lookups (DNS questions' programs) are
+    /// optional: `dns` tells whether they opened.
     pub fn open() -> Result<Tracer, String> {
-        let dir = tracepoint_dir()?;
-        let read = |f: &str| {
-            std::fs::read_to_string(dir.join(f))
-                .map_err(|e| format!("{}: {e}", dir.join(f).display()))
-        };
-        let id: u64 = read("id")?
-            .trim()
-            .parse()
-            .map_err(|_| "the tracepoint's id does not parse".to_string())?;
-        let layout = Layout::parse(&read("format")?)
-            .ok_or("the tracepoint's format has fields of another shape")?;
+        let root = tracefs()?;
+        let (id, format) = tracepoint(root, "sock/inet_sock_set_state")?;
+        let layout = Layout::parse(&format)
+            .ok_or("the tracepoint inet_sock_set_state has fields of another shape")?;
+        let mut fib = Vec::new();
+        for (event, v6) in [
+            ("fib/fib_table_lookup", false),
+            ("fib6/fib6_table_lookup", true),
+        ] {
+            if let Ok((id, f)) = tracepoint(root, event)
+                && let Some(l) = FibLayout::parse(&f, v6)
+            {
+                fib.push((id, l));
+            }
+        }
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
         // SAFETY: as above.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as i32;
         let mut t = Tracer {
             rings: Vec::new(),
+            redirected: Vec::new(),
+            state_id: id as u16,
             layout,
-            seen: FxHashMap::default(),
-            latest: FxHashMap::default(),
-            order: VecDeque::new(),
+            fib: Vec::new(),
+            lost: 0,
         };
+        let mut fib_ok = !fib.is_empty();
         for cpu in 0..cpus {
-            let attr = PerfEventAttr {
-                type_: PERF_TYPE_TRACEPOINT,
-                size: std::mem::size_of::<PerfEventAttr>() as u32,
-                config: id,
-                sample_period: 1,
-                sample_type: PERF_SAMPLE_TID | PERF_SAMPLE_RAW,
-                wakeup_events: 1,
-                ..Default::default()
-            };
-            // SAFETY: a valid attr for the call; pid -1 with a cpu: every
-            // task on that CPU.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_perf_event_open,
-                    &attr as *const PerfEventAttr,
-                    -1 as libc::pid_t,
-                    cpu,
-                    -1 as libc::c_int,
-                    PERF_FLAG_FD_CLOEXEC,
-                )
-            } as libc::c_int;
-            if fd < 0 {
-                let e = std::io::Error::last_os_error();
+            let fd = match open_event(id, cpu, c"newstate == 2 && protocol == 6") {
+                Ok(fd) => fd,
                 // A CPU that is offline has no events; the others open.
-                if cpu > 0 && e.raw_os_error() == Some(libc::ENODEV) {
-                    continue;
+                Err(e) if cpu > 0 && e.raw_os_error() == Some(libc::ENODEV) => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "perf_event_open for the tracepoint on CPU {cpu}: {e}"
+                    ));
                 }
-                return Err(format!(
-                    "perf_event_open for the tracepoint on CPU {cpu}: {e}"
-                ));
-            }
+            };
             let len = page * (1 + PAGES);
             // SAFETY: mapping the event's ring as the kernel documents it.
             let base = unsafe {
@@ -270,13 +458,50 @@ impl Tracer {
                 data: page,
                 size: page * PAGES,
             });
+            for (fid, _) in &fib {
+                if !fib_ok {
+                    break;
+                }
+                match open_event(*fid, cpu, c"proto == 17 && dport == 53") {
+                    // SAFETY: two of our descriptors; the result checked.
+                    Ok(f) if unsafe { libc::ioctl(f, PERF_EVENT_IOC_SET_OUTPUT as _, fd) } == 0 => {
+                        t.redirected.push(f)
+                    }
+                    other => {
+                        if let Ok(f) = other {
+                            // SAFETY: our own descriptor.
+                            unsafe { libc::close(f) };
+                        }
+                        fib_ok = false;
+                    }
+                }
+            }
+        }
+        if fib_ok {
+            t.fib = fib.into_iter().map(|(i, l)| (i as u16, l)).collect();
+        } else {
+            for f in t.redirected.drain(..) {
+                // SAFETY: our own descriptors, closed once.
+                unsafe { libc::close(f) };
+            }
         }
         Ok(t)
     }
 
-    /// Reads what the rings hold: each new attempt's program remembered.
-    pub fn read(&mut self) {
-        let mut found: Vec<(Tuple, u32)> = Vec::new();
+    /// Whether DNS questions can be named (the route lookup tracepoints
+    /// opened).
+    pub fn names_dns(&self) -> bool {
+        !self.fib.is_empty()
+    }
+
+    /// Reads what the rings hold into `names`: each new attempt's and
+    /// DNS question's program.
+    pub fn read(&mut self, names: &mut Names) {
+        enum Found {
+            Tcp(Tuple),
+            Dns(bool, u16),
+        }
+        let mut found: Vec<(Found, u32)> = Vec::new();
         for r in &self.rings {
             // SAFETY: the control page's data_head and data_tail (at 1024
             // and 1032) are u64s shared with the kernel: head read with
@@ -303,60 +528,51 @@ impl Tracer {
                     tail = head;
                     break;
                 }
-                if typ == PERF_RECORD_SAMPLE {
+                let body = copy(tail + 8, size as usize - 8);
+                if typ == PERF_RECORD_LOST {
+                    // id, then the number of samples lost.
+                    self.lost += bytes::<8>(&body, 8).map_or(0, u64::from_ne_bytes);
+                } else if typ == PERF_RECORD_SAMPLE {
                     // pid, tid, then the raw record's size and bytes.
-                    let body = copy(tail + 8, size as usize - 8);
                     let pid = bytes::<4>(&body, 0).map(u32::from_ne_bytes);
                     let raw_len = bytes::<4>(&body, 8).map(u32::from_ne_bytes);
                     if let (Some(pid), Some(n)) = (pid, raw_len)
                         && let Some(raw) = body.get(12..12 + n as usize)
-                        && let Some(t) = self.layout.syn_sent(raw)
+                        && let Some(event) = bytes::<2>(raw, 0).map(u16::from_ne_bytes)
                     {
-                        found.push((t, pid));
+                        if event == self.state_id {
+                            if let Some(t) = self.layout.syn_sent(raw) {
+                                found.push((Found::Tcp(t), pid));
+                            }
+                        } else if let Some((_, l)) = self.fib.iter().find(|(i, _)| *i == event)
+                            && let Some(port) = l.dns_port(raw)
+                        {
+                            found.push((Found::Dns(l.v6, port), pid));
+                        }
                     }
                 }
                 tail += size;
             }
             tail_at.store(tail, Ordering::Release);
         }
-        for (t, pid) in found {
-            let command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .map(|c| c.trim().to_string())
-                .unwrap_or_else(|_| "?".into());
-            let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("Uid:"))
-                        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-                });
-            let p = Process { pid, command, uid };
-            self.latest.insert((t.0, t.2, t.3), p.clone());
-            if self.seen.insert(t, p).is_none() {
-                self.order.push_back(t);
-            }
-            while self.order.len() > REMEMBER {
-                if let Some(old) = self.order.pop_front() {
-                    self.seen.remove(&old);
-                    self.latest.remove(&(old.0, old.2, old.3));
-                }
+        // Each pid's program read once a pass.
+        let mut of: FxHashMap<u32, Process> = FxHashMap::default();
+        for (f, pid) in found {
+            let p = of.entry(pid).or_insert_with(|| process_of(pid)).clone();
+            match f {
+                Found::Tcp(t) => names.tcp(t, p),
+                Found::Dns(v6, port) => names.dns(v6, port, p),
             }
         }
-    }
-
-    /// The program that made the attempt from `src:sport` to `dst:dport`.
-    pub fn who(&self, t: &Tuple) -> Option<&Process> {
-        self.seen.get(t)
-    }
-
-    /// The program that last connected from `src` to `dst:dport`.
-    pub fn latest(&self, src: IpAddr, dst: IpAddr, dport: u16) -> Option<&Process> {
-        self.latest.get(&(src, dst, dport))
     }
 }
 
 impl Drop for Tracer {
     fn drop(&mut self) {
+        for f in &self.redirected {
+            // SAFETY: our own descriptors, closed once.
+            unsafe { libc::close(*f) };
+        }
         for r in &self.rings {
             // SAFETY: our own mapping and descriptor, released once.
             unsafe {

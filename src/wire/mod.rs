@@ -58,6 +58,10 @@ pub struct DnsAnswer {
     pub rcode: u8,
     /// A and AAAA records in the answer section.
     pub addresses: Vec<IpAddr>,
+    /// The first question's type (1 A, 28 AAAA, ...).
+    pub qtype: u16,
+    /// The client's UDP port (the answer's destination port).
+    pub port: u16,
 }
 
 /// A TCP sequence number: arithmetic wraps modulo 2^32.
@@ -439,6 +443,8 @@ fn dns(udp: &[u8]) -> Result<Body, Skip> {
         name: q.qname.to_string(),
         rcode: p.rcode() as u8,
         addresses,
+        qtype: u16::from(q.qtype),
+        port: u.destination_port(),
     })))
 }
 

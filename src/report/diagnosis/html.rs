@@ -136,14 +136,41 @@ fn evidence(o: &mut String, a: &AddressDiagnosis, port: u16) {
 /// the picture of the first; then each host's own, with its picture; then
 /// the counted ones and what the DNS answers explain.
 pub fn render_findings_html(f: &OfflineFindings, inputs: &str) -> String {
+    render_page(&format!("Findings from {inputs}"), &[], f, None)
+}
+
+/// What `watch` saw as one page: its own sections (each a heading and its
+/// lines) first, then the findings as [`render_findings_html`] draws them,
+/// then the verdict table as text.
+pub fn render_watch_html(
+    title: &str,
+    sections: &[(String, Vec<String>)],
+    f: &OfflineFindings,
+    table: &str,
+) -> String {
+    render_page(title, sections, f, Some(table))
+}
+
+fn render_page(
+    title: &str,
+    sections: &[(String, Vec<String>)],
+    f: &OfflineFindings,
+    table: Option<&str>,
+) -> String {
     let mut o = String::new();
-    let title = format!("Findings from {inputs}");
     let _ = write!(
         o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n",
-        esc(&title),
-        esc(&title)
+        esc(title),
+        esc(title)
     );
+    for (heading, lines) in sections.iter().filter(|(_, l)| !l.is_empty()) {
+        let _ = writeln!(o, "<h2>{}</h2><ul>", esc(heading));
+        for l in lines {
+            let _ = writeln!(o, "<li>{}</li>", esc(l));
+        }
+        let _ = writeln!(o, "</ul>");
+    }
     let (shared, rest) = crate::diagnose::groups::group(&f.findings);
     let card = |o: &mut String, x: &Finding, summary: &str, more: &[String]| {
         let _ = write!(
@@ -219,6 +246,9 @@ pub fn render_findings_html(f: &OfflineFindings, inputs: &str) -> String {
     }
     if f.findings.is_empty() && f.counted.is_empty() && f.names.is_empty() {
         let _ = writeln!(o, "<p>No failures: every attempt was answered open.</p>");
+    }
+    if let Some(t) = table {
+        let _ = writeln!(o, "<h2>Every destination</h2><pre>{}</pre>", esc(t));
     }
     let _ = writeln!(
         o,

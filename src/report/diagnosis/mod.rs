@@ -7,7 +7,7 @@ mod html;
 mod markdown;
 mod offline;
 
-pub use html::{render_diagnosis_html, render_findings_html};
+pub use html::{render_diagnosis_html, render_findings_html, render_watch_html};
 pub use markdown::render_diagnosis_markdown;
 pub use offline::render_findings;
 
