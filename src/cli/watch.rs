@@ -80,35 +80,52 @@ pub fn dns_line(d: &DnsEvent) -> String {
 struct Lines {
     format: WatchFormat,
     seen: Vec<Seen>,
-    dns: usize,
+    tally: patterns::Tally,
     /// Summaries on a terminal: how often, and when the next is due.
     every: Option<u64>,
     next: u64,
+    /// The lines of this pass, written at its end in one go (a flood of
+    /// attempts is not a write per line).
+    out: String,
 }
 
 impl Lines {
-    fn line(&self, text: &str) {
-        // Each line flushed as it is decided; a reader that went away is
-        // no error (the watch ends at its time or Ctrl-C all the same).
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+    fn line(&mut self, text: &str) {
+        self.out.push_str(text);
+        self.out.push('\n');
+    }
+
+    /// Writes what this pass told; a reader that went away is no error
+    /// (the watch ends at its time or Ctrl-C all the same).
+    fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(self.out.as_bytes()).and_then(|_| o.flush());
+        self.out.clear();
     }
 }
 
 impl Sink for Lines {
     fn verdict(&mut self, v: &Verdict) {
+        let s = Seen::of(v);
+        self.tally.add(&s);
         if self.seen.len() < patterns::KEEP {
-            self.seen.push(Seen::of(v));
+            self.seen.push(s);
         }
         match self.format {
             WatchFormat::Table => self.line(&verdict_line(v)),
-            WatchFormat::Jsonl => self.line(&serde_json::to_string(v).unwrap_or_default()),
+            WatchFormat::Jsonl => {
+                let j = serde_json::to_string(v).unwrap_or_default();
+                self.line(&j)
+            }
             WatchFormat::Json => {}
         }
     }
 
     fn dns(&mut self, d: &DnsEvent) {
-        self.dns += 1;
+        self.tally.dns += 1;
         if self.format == WatchFormat::Table {
             self.line(&dns_line(d));
         }
@@ -119,19 +136,16 @@ impl Sink for Lines {
     }
 
     fn tick(&mut self, now: u64) {
-        let Some(every) = self.every else {
-            return;
-        };
-        if self.next == 0 {
-            self.next = now + every;
-        } else if now >= self.next {
-            self.next = now + every;
-            self.line(&format!(
-                "── {} {}",
-                clock(now),
-                patterns::so_far(&self.seen, self.dns)
-            ));
+        if let Some(every) = self.every {
+            if self.next == 0 {
+                self.next = now + every;
+            } else if now >= self.next {
+                self.next = now + every;
+                let sum = format!("── {} {}", clock(now), self.tally.line());
+                self.line(&sum);
+            }
         }
+        self.flush();
     }
 }
 
@@ -252,10 +266,11 @@ pub fn run(args: &WatchArgs) -> u8 {
     let mut lines = Lines {
         format,
         seen: Vec::new(),
-        dns: 0,
+        tally: patterns::Tally::default(),
         every: (terminal && format == WatchFormat::Table && args.every > 0.0)
             .then_some((args.every * 1e9) as u64),
         next: 0,
+        out: String::new(),
     };
     let started = crate::diagnose::run::utc_now();
     let w = match watch(&opts, &mut lines) {
@@ -275,6 +290,7 @@ pub fn run(args: &WatchArgs) -> u8 {
             "synscope: warning: the capture lost {lost} packets (the kernel's buffer was full): some attempts are missing or wrongly filtered"
         );
     }
+    lines.flush();
     let seen = lines.seen;
     let parts = sections(&w, &seen);
     let text_sections = || -> String {

@@ -33,13 +33,30 @@ impl LiveSource {
 
     /// As [`LiveSource::open`], with a kernel buffer of `buffer` bytes.
     pub fn open_with_buffer(device: &str, filter: &str, buffer: i32) -> Result<LiveSource, Error> {
+        LiveSource::open_with(device, filter, buffer, None)
+    }
+
+    /// As [`LiveSource::open_with_buffer`]; `batched`: instead of handing
+    /// each packet over as it comes (immediate mode, a wake-up a packet:
+    /// what a scan's timing needs), the kernel fills blocks and hands one
+    /// over when full or after this many milliseconds (libpcap's timeout on
+    /// TPACKET_V3): under a flood, a wake-up per block, not per packet.
+    pub fn open_with(
+        device: &str,
+        filter: &str,
+        buffer: i32,
+        batched: Option<i32>,
+    ) -> Result<LiveSource, Error> {
         let fail = |reason: String| Error::Capture {
             device: device.to_string(),
             reason,
         };
         let inactive = Capture::from_device(device).map_err(|e| fail(e.to_string()))?;
+        let inactive = match batched {
+            None => inactive.immediate_mode(true),
+            Some(ms) => inactive.immediate_mode(false).timeout(ms),
+        };
         let cap = inactive
-            .immediate_mode(true)
             .buffer_size(buffer)
             .snaplen(SNAPLEN)
             .precision(Precision::Nano)
@@ -78,11 +95,18 @@ impl LiveSource {
         device: &str,
         base: &str,
         filter: Option<&str>,
+        buffer: i32,
+        batched: Option<i32>,
     ) -> Result<LiveSource, Error> {
         let Some(f) = filter else {
-            return LiveSource::open(device, base);
+            return LiveSource::open_with(device, base, buffer, batched);
         };
-        let mut src = LiveSource::open(device, &format!("({base}) and (({f}) or icmp or icmp6)"))?;
+        let mut src = LiveSource::open_with(
+            device,
+            &format!("({base}) and (({f}) or icmp or icmp6)"),
+            buffer,
+            batched,
+        )?;
         let own = src.cap.compile(f, true).map_err(|e| Error::Capture {
             device: device.to_string(),
             reason: format!("filter {f:?}: {e}"),

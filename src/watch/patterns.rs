@@ -21,6 +21,7 @@ pub struct Seen {
     pub program: Option<Program>,
     /// The program's user, when known.
     pub user: Option<String>,
+    pub client: IpAddr,
     pub target: IpAddr,
     pub port: u16,
     pub state: State,
@@ -34,6 +35,7 @@ impl Seen {
         Seen {
             program: v.process.as_ref().map(|p| (p.command.clone(), p.pid)),
             user: v.process.as_ref().and_then(|p| p.user.clone()),
+            client: v.client,
             target: v.target,
             port: v.port,
             state: v.state,
@@ -73,23 +75,30 @@ fn each_time(s: &Seen) -> String {
 
 /// The lines for every (program, destination) tried more than once.
 pub fn repeated(seen: &[Seen]) -> Vec<String> {
-    type Key = (Option<Program>, IpAddr, u16);
+    // An unnamed program is told apart by its address.
+    type Key = (Option<Program>, Option<IpAddr>, IpAddr, u16);
     let mut by: BTreeMap<Key, Vec<&Seen>> = BTreeMap::new();
     for s in seen {
-        by.entry((s.program.clone(), s.target, s.port))
+        let client = s.program.is_none().then_some(s.client);
+        by.entry((s.program.clone(), client, s.target, s.port))
             .or_default()
             .push(s);
     }
     let mut out = Vec::new();
-    for ((program, target, port), mut tries) in by {
+    let mut more = 0usize;
+    for ((program, client, target, port), mut tries) in by {
         if tries.len() < 2 {
             continue;
         }
+        if out.len() >= LINES {
+            more += 1;
+            continue;
+        }
         tries.sort_by_key(|s| s.at_ns);
-        let who = program.as_ref().map_or_else(
-            || "an unknown program".to_string(),
-            |(c, p)| format!("{c} (pid {p})"),
-        );
+        let who = match (&program, client) {
+            (None, Some(c)) => format!("{c} (program unknown)"),
+            _ => who(&program),
+        };
         let n = tries.len();
         let span = (tries[n - 1].at_ns - tries[0].at_ns) as f64 / 1e9;
         let apart = span / (n - 1) as f64;
@@ -112,8 +121,16 @@ pub fn repeated(seen: &[Seen]) -> Vec<String> {
             ep(target, port)
         ));
     }
+    if more > 0 {
+        out.push(format!(
+            "and {more} more programs and destinations tried more than once (the first {LINES} are listed)"
+        ));
+    }
     out
 }
+
+/// Lines listed at most in each of the report's lists.
+pub const LINES: usize = 50;
 
 fn who(program: &Option<Program>) -> String {
     program.as_ref().map_or_else(
@@ -162,7 +179,8 @@ pub fn unresolved(dns: &[DnsEvent], seen: &[Seen]) -> Vec<String> {
         by.entry((program, d.name.clone())).or_default().push(d);
     }
     let mut out = Vec::new();
-    for ((program, name), answers) in by {
+    let total = by.len();
+    for ((program, name), answers) in by.into_iter().take(LINES) {
         let last = answers.iter().map(|d| d.ts_ns).max().unwrap_or(0);
         let mut whats: Vec<String> = answers.iter().map(|d| dns_what(d)).collect();
         whats.sort();
@@ -181,6 +199,9 @@ pub fn unresolved(dns: &[DnsEvent], seen: &[Seen]) -> Vec<String> {
             whats.join("; ")
         ));
     }
+    if total > LINES {
+        out.push(format!("and {} more names", total - LINES));
+    }
     out
 }
 
@@ -192,7 +213,8 @@ const LISTED: usize = 5;
 /// (203.0.113.2:80); 2 refused by the host (nothing listens)
 /// (203.0.113.2:8081, [2001:db8:2::2]:8081); ..."; its DNS failures too.
 pub fn by_program(seen: &[Seen], dns: &[DnsEvent]) -> Vec<String> {
-    type Causes = BTreeMap<(bool, String), Vec<(IpAddr, u16)>>;
+    // Per cause: how many attempts, and the destinations (sorted).
+    type Causes = BTreeMap<(bool, String), (usize, std::collections::BTreeSet<(IpAddr, u16)>)>;
     let mut by: BTreeMap<Option<Program>, (Option<String>, usize, Causes)> = BTreeMap::new();
     for s in seen {
         let e = by.entry(s.program.clone()).or_default();
@@ -201,10 +223,9 @@ pub fn by_program(seen: &[Seen], dns: &[DnsEvent]) -> Vec<String> {
         }
         e.1 += 1;
         let (c, failed) = cause(s);
-        let dests = e.2.entry((!failed, c)).or_default();
-        if !dests.contains(&(s.target, s.port)) {
-            dests.push((s.target, s.port));
-        }
+        let at = e.2.entry((!failed, c)).or_default();
+        at.0 += 1;
+        at.1.insert((s.target, s.port));
     }
     let mut dns_of: BTreeMap<Option<Program>, Vec<&DnsEvent>> = BTreeMap::new();
     for d in dns {
@@ -217,20 +238,17 @@ pub fn by_program(seen: &[Seen], dns: &[DnsEvent]) -> Vec<String> {
         by.entry(k.clone()).or_default();
     }
     let mut out = Vec::new();
-    for (program, (user, attempts, causes)) in by {
+    let total = by.len();
+    for (program, (user, attempts, causes)) in by.into_iter().take(LINES) {
         let head = match (&program, &user) {
             (Some((c, p)), Some(u)) => format!("{c} (pid {p}, user {u})"),
             _ => who(&program),
         };
         let dests: std::collections::BTreeSet<(IpAddr, u16)> =
-            causes.values().flatten().copied().collect();
+            causes.values().flat_map(|(_, d)| d).copied().collect();
         let mut parts: Vec<String> = Vec::new();
         // Failures first, then what worked.
-        for ((_, c), d) in &causes {
-            let n = seen
-                .iter()
-                .filter(|s| s.program == program && cause(s).0 == *c)
-                .count();
+        for ((_, c), (n, d)) in &causes {
             let mut list: Vec<String> = d.iter().take(LISTED).map(|(t, p)| ep(*t, *p)).collect();
             if d.len() > LISTED {
                 list.push(format!("and {} more", d.len() - LISTED));
@@ -259,29 +277,52 @@ pub fn by_program(seen: &[Seen], dns: &[DnsEvent]) -> Vec<String> {
             parts.join("; ")
         ));
     }
+    if total > LINES {
+        out.push(format!("and {} more programs", total - LINES));
+    }
     out
 }
 
-/// One line of what was told so far: attempts, programs, by state.
-pub fn so_far(seen: &[Seen], dns_failures: usize) -> String {
-    let mut states: BTreeMap<&str, usize> = BTreeMap::new();
-    for s in seen {
-        *states.entry(s.state.as_str()).or_default() += 1;
+/// What was told so far, counted (not kept: a watch left running for
+/// days counts past [`KEEP`]).
+#[derive(Debug, Default)]
+pub struct Tally {
+    attempts: u64,
+    states: BTreeMap<&'static str, u64>,
+    /// Distinct programs, at most [`KEEP`] remembered.
+    programs: std::collections::HashSet<Option<Program>>,
+    pub dns: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, s: &Seen) {
+        self.attempts += 1;
+        *self.states.entry(s.state.as_str()).or_default() += 1;
+        if self.programs.len() < KEEP {
+            self.programs.insert(s.program.clone());
+        }
     }
-    let programs: std::collections::BTreeSet<&Option<Program>> =
-        seen.iter().map(|s| &s.program).collect();
-    let parts: Vec<String> = states.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    format!(
-        "so far: {} attempt{} by {} program{}{}{}; {} DNS failure{}",
-        seen.len(),
-        if seen.len() == 1 { "" } else { "s" },
-        programs.len(),
-        if programs.len() == 1 { "" } else { "s" },
-        if parts.is_empty() { "" } else { ": " },
-        parts.join(", "),
-        dns_failures,
-        if dns_failures == 1 { "" } else { "s" }
-    )
+
+    /// One line: attempts, programs, by state, DNS failures.
+    pub fn line(&self) -> String {
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        let programs = self.programs.len() as u64;
+        let parts: Vec<String> = self
+            .states
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        format!(
+            "so far: {} attempt{} by {programs} program{}{}{}; {} DNS failure{}",
+            self.attempts,
+            plural(self.attempts),
+            plural(programs),
+            if parts.is_empty() { "" } else { ": " },
+            parts.join(", "),
+            self.dns,
+            plural(self.dns)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +334,7 @@ mod tests {
         Seen {
             program: Some(("python3".into(), 4242)),
             user: None,
+            client: "198.51.100.2".parse().unwrap(),
             target: t,
             port,
             state,
@@ -393,8 +435,11 @@ mod tests {
             lines[1],
             "python3 (pid 4242): 4 attempts to 3 destinations: 1 no answer (dropped) (203.0.113.2:9000); 2 refused by the host (nothing listens) (203.0.113.2:8081); 1 open (203.0.113.2:80); 1 DNS failure (nosuch.lab: no such name (NXDOMAIN))"
         );
+        let mut t = Tally::default();
+        seen.iter().for_each(|s| t.add(s));
+        t.dns = 1;
         assert_eq!(
-            so_far(&seen, 1),
+            t.line(),
             "so far: 5 attempts by 2 programs: 1 filtered, 1 open, 2 refused, 1 unreachable; 1 DNS failure"
         );
     }

@@ -497,10 +497,13 @@ impl Tracer {
     /// Reads what the rings hold into `names`: each new attempt's and
     /// DNS question's program.
     pub fn read(&mut self, names: &mut Names) {
-        enum Found {
-            Tcp(Tuple),
-            Dns(bool, u16),
+        for (f, p) in self.collect() {
+            f.name(p, names);
         }
+    }
+
+    /// What the rings hold, each sample's program read from /proc now.
+    fn collect(&mut self) -> Vec<(Found, Process)> {
         let mut found: Vec<(Found, u32)> = Vec::new();
         for r in &self.rings {
             // SAFETY: the control page's data_head and data_tail (at 1024
@@ -557,12 +560,119 @@ impl Tracer {
         }
         // Each pid's program read once a pass.
         let mut of: FxHashMap<u32, Process> = FxHashMap::default();
-        for (f, pid) in found {
-            let p = of.entry(pid).or_insert_with(|| process_of(pid)).clone();
-            match f {
-                Found::Tcp(t) => names.tcp(t, p),
-                Found::Dns(v6, port) => names.dns(v6, port, p),
-            }
+        found
+            .into_iter()
+            .map(|(f, pid)| {
+                let p = of.entry(pid).or_insert_with(|| process_of(pid)).clone();
+                (f, p)
+            })
+            .collect()
+    }
+
+    /// The rings' descriptors, to wait on.
+    fn fds(&self) -> Vec<libc::c_int> {
+        self.rings.iter().map(|r| r.fd).collect()
+    }
+}
+
+/// A sample: an attempt's socket entering SYN_SENT, or a DNS question's
+/// route lookup.
+enum Found {
+    Tcp(Tuple),
+    Dns(bool, u16),
+}
+
+impl Found {
+    fn name(self, p: Process, names: &mut Names) {
+        match self {
+            Found::Tcp(t) => names.tcp(t, p),
+            Found::Dns(v6, port) => names.dns(v6, port, p),
+        }
+    }
+}
+
+// SAFETY: the rings are mappings of the whole process, and the tracer is
+// used by one thread at a time (behind the mutex of `Reading`).
+unsafe impl Send for Tracer {}
+
+/// The tracer read on a thread of its own, woken by each sample: a program
+/// that connects and exits within milliseconds (curl refused) is read from
+/// /proc while it still runs, whatever the capture's pace.
+pub struct Reading {
+    shared: std::sync::Arc<std::sync::Mutex<(Tracer, Vec<(Found, Process)>)>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    names_dns: bool,
+}
+
+impl Reading {
+    pub fn start(t: Tracer) -> Reading {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let fds = t.fds();
+        let names_dns = t.names_dns();
+        let shared = Arc::new(Mutex::new((t, Vec::new())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (shared.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("tracepoint".into())
+            .spawn(move || {
+                let mut polls: Vec<libc::pollfd> = fds
+                    .iter()
+                    .map(|&fd| libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    })
+                    .collect();
+                while !st.load(Ordering::Relaxed) {
+                    // SAFETY: valid pollfds for the call; 50 ms at most,
+                    // so a stop is seen.
+                    unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, 50) };
+                    let mut g = s.lock().unwrap_or_else(|e| e.into_inner());
+                    let more = g.0.collect();
+                    g.1.extend(more);
+                    // Bounded if nobody drains (it is drained every pass).
+                    if g.1.len() > REMEMBER {
+                        let over = g.1.len() - REMEMBER;
+                        g.1.drain(..over);
+                    }
+                }
+            })
+            .ok();
+        Reading {
+            shared,
+            stop,
+            thread,
+            names_dns,
+        }
+    }
+
+    /// Everything read so far (and what the rings hold now) into `names`.
+    pub fn drain(&self, names: &mut Names) {
+        let mut g = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let more = g.0.collect();
+        g.1.extend(more);
+        for (f, p) in g.1.drain(..) {
+            f.name(p, names);
+        }
+    }
+
+    pub fn names_dns(&self) -> bool {
+        self.names_dns
+    }
+
+    /// Samples the kernel could not write (a ring was full).
+    pub fn lost(&self) -> u64 {
+        self.shared.lock().map_or(0, |g| g.0.lost)
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
