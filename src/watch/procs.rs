@@ -598,8 +598,11 @@ unsafe impl Send for Tracer {}
 /// The tracer read on a thread of its own, woken by each sample: a program
 /// that connects and exits within milliseconds (curl refused) is read from
 /// /proc while it still runs, whatever the capture's pace.
+/// The tracer and the samples read from it, not yet drained.
+type Shared = std::sync::Arc<std::sync::Mutex<(Tracer, Vec<(Found, Process)>)>>;
+
 pub struct Reading {
-    shared: std::sync::Arc<std::sync::Mutex<(Tracer, Vec<(Found, Process)>)>>,
+    shared: Shared,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     names_dns: bool,
