@@ -387,3 +387,42 @@ fn watch_on_a_terminal_says_a_summary_now_and_then() {
         "{out}"
     );
 }
+
+/// Two programs connect to the same dropped port, the second while the
+/// first still waits: each attempt is told as its own program's (the
+/// socket's change out of SYN_SENT gives the exact 4-tuple; the latest
+/// program per destination alone would name the second twice).
+#[test]
+fn two_programs_waiting_on_one_destination_are_told_apart() {
+    let _one = heavy();
+    let Some(lab) = Lab::up(&[]) else {
+        return;
+    };
+    let watcher = start(&lab, &["--duration", "7", "-o", "jsonl"]);
+    let waiter = "import os, socket, sys, time\ntime.sleep(float(sys.argv[1]))\nprint(os.getpid(), flush=True)\ns = socket.socket(); s.settimeout(1.5)\ntry: s.connect(('203.0.113.2', 9000))\nexcept OSError: pass\n";
+    let spawn = |delay: &str| {
+        lab.exec('c', &["python3", "-c", waiter, delay])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("0"), spawn("0.4"));
+    let pid = |c: Child| -> u64 {
+        let o = c.wait_with_output().unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    let (a, b) = (pid(a), pid(b));
+    let o = watcher.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let mut pids: Vec<u64> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["port"] == 9000)
+        .map(|v| v["process"]["pid"].as_u64().unwrap_or(0))
+        .collect();
+    pids.sort_unstable();
+    let mut want = vec![a, b];
+    want.sort_unstable();
+    assert_eq!(pids, want, "{out}");
+}

@@ -273,6 +273,15 @@ struct Attempt {
 
 impl Attempt {
     /// (client, target, target port) of the attempt.
+    /// The client's source port.
+    fn client_port(&self) -> u16 {
+        if self.client_is_a {
+            self.key.port_a()
+        } else {
+            self.key.port_b()
+        }
+    }
+
     fn ends(&self) -> (Addr, Addr, u16) {
         let k = &self.key;
         if self.client_is_a {
@@ -385,8 +394,9 @@ pub struct Tracker {
     hasher: Hasher,
     merged: Merger,
     decided: u64,
-    /// Verdicts of attempts as they are decided, when asked for.
-    streamed: Option<Vec<Verdict>>,
+    /// Verdicts of attempts as they are decided, with the client's source
+    /// port, when asked for.
+    streamed: Option<Vec<(Verdict, u16)>>,
     stats: Stats,
 }
 
@@ -423,6 +433,15 @@ impl Tracker {
 
     /// The attempts decided since the last call, one verdict each.
     pub fn take_streamed(&mut self) -> Vec<Verdict> {
+        self.take_streamed_with_ports()
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect()
+    }
+
+    /// As [`Tracker::take_streamed`], each with the attempt's source port
+    /// (`watch` names the program of the exact socket).
+    pub fn take_streamed_with_ports(&mut self) -> Vec<(Verdict, u16)> {
         self.streamed
             .as_mut()
             .map(std::mem::take)
@@ -661,7 +680,7 @@ impl Tracker {
                 self.merged.absorb(a);
                 self.decided += 1;
                 if let Some(out) = self.streamed.as_mut() {
-                    out.push(verdict::build(&Merger::record_of(a)));
+                    out.push((verdict::build(&Merger::record_of(a)), a.client_port()));
                 }
             }
             if self.ring.pop_front().is_some() {

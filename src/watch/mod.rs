@@ -344,10 +344,10 @@ pub fn watch(opts: &WatchOptions, sink: &mut dyn Sink) -> Result<Watched, Error>
             }
         }
         tracker.advance(now_ns());
-        for mut v in tracker.take_streamed() {
+        for (mut v, sport) in tracker.take_streamed_with_ports() {
             match told.remove(&key(&v)) {
                 Some(said) if said == (v.state, v.reason) => {}
-                _ => tell(&mut v, None, sink),
+                _ => tell(&mut v, Some(sport), sink),
             }
         }
         for d in reader.dns_events().iter().skip(dns_seen) {

@@ -16,14 +16,14 @@
 //! its attribute struct or ioctls: they are declared here (the kernel's
 //! ABI, attribute version 5: 112 bytes).
 //!
-//! A limit, measured: the kernel sets the socket's state to SYN_SENT
-//! before it picks the ephemeral source port (tcp_v4_connect calls
-//! inet_hash_connect after tcp_set_state), so the sample's source port is
-//! 0 unless the program bound one. Attempts are therefore matched by
-//! (source, destination, port), the latest program that connected there:
-//! two programs connecting to the same destination at the same moment can
-//! be confused. Pairing the socket's address (`skaddr`) with its next state
-//! change, which carries the port, is the way to exact matches.
+//! The kernel sets the socket's state to SYN_SENT before it picks the
+//! ephemeral source port (tcp_v4_connect calls inet_hash_connect after
+//! tcp_set_state), so that sample's source port is 0 unless the program
+//! bound one. The socket's next change of state (to ESTABLISHED, or CLOSE
+//! on a refusal or a give-up) carries the port: paired with the first by
+//! the socket's address (`skaddr`), it gives the exact 4-tuple. Until a
+//! socket leaves SYN_SENT (an attempt still waiting), it is matched by
+//! (source, destination, port), the latest program that connected there.
 
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -61,6 +61,7 @@ struct PerfEventAttr {
 
 const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_SAMPLE_TID: u64 = 1 << 1;
+const PERF_SAMPLE_TIME: u64 = 1 << 2;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
 const PERF_RECORD_LOST: u32 = 2;
 const PERF_RECORD_SAMPLE: u32 = 9;
@@ -152,6 +153,19 @@ impl Names {
         }
     }
 
+    /// A socket's exact 4-tuple, known once it left SYN_SENT (the latest
+    /// program per destination is left as it is).
+    pub fn exact(&mut self, t: Tuple, p: Process) {
+        if self.tcp.insert(t, p).is_none() {
+            self.order.push_back(t);
+        }
+        while self.order.len() > REMEMBER {
+            if let Some(old) = self.order.pop_front() {
+                self.tcp.remove(&old);
+            }
+        }
+    }
+
     /// The program whose UDP socket on port `sport` asks a resolver.
     pub fn dns(&mut self, v6: bool, sport: u16, p: Process) {
         if self.udp.insert((v6, sport), p).is_none() {
@@ -212,6 +226,8 @@ fn offset(format: &str, name: &str) -> Option<usize> {
 /// Where inet_sock_set_state's fields lie (this kernel's offsets).
 #[derive(Debug, Clone, Copy)]
 struct Layout {
+    skaddr: usize,
+    oldstate: usize,
     newstate: usize,
     sport: usize,
     dport: usize,
@@ -231,6 +247,8 @@ impl Layout {
     fn parse(format: &str) -> Option<Layout> {
         let off = |name: &str| offset(format, name);
         Some(Layout {
+            skaddr: off("skaddr")?,
+            oldstate: off("oldstate")?,
             newstate: off("newstate")?,
             sport: off("sport")?,
             dport: off("dport")?,
@@ -243,11 +261,13 @@ impl Layout {
         })
     }
 
-    /// The 4-tuple of a TCP socket entering SYN_SENT, from its raw record.
-    fn syn_sent(&self, raw: &[u8]) -> Option<Tuple> {
+    /// A TCP socket's change of state to or from SYN_SENT: the socket's
+    /// address, the old and new states, and its 4-tuple.
+    fn change(&self, raw: &[u8]) -> Option<Change> {
         let u16at = |o: usize| bytes::<2>(raw, o).map(u16::from_ne_bytes);
-        let state = bytes::<4>(raw, self.newstate).map(i32::from_ne_bytes)?;
-        if state != TCP_SYN_SENT || u16at(self.protocol)? != 6 {
+        let old = bytes::<4>(raw, self.oldstate).map(i32::from_ne_bytes)?;
+        let new = bytes::<4>(raw, self.newstate).map(i32::from_ne_bytes)?;
+        if (new != TCP_SYN_SENT && old != TCP_SYN_SENT) || u16at(self.protocol)? != 6 {
             return None;
         }
         let (s, d): (IpAddr, IpAddr) = match u16at(self.family)? {
@@ -261,9 +281,28 @@ impl Layout {
             ),
             _ => return None,
         };
-        // The tracepoint gives the ports in host order.
-        Some((s, u16at(self.sport)?, d, u16at(self.dport)?))
+        Some(Change {
+            socket: bytes::<8>(raw, self.skaddr).map(u64::from_ne_bytes)?,
+            enters: new == TCP_SYN_SENT,
+            // The tracepoint gives the ports in host order.
+            tuple: (s, u16at(self.sport)?, d, u16at(self.dport)?),
+        })
     }
+
+    /// The 4-tuple of a TCP socket entering SYN_SENT, from its raw record.
+    #[cfg(test)]
+    fn syn_sent(&self, raw: &[u8]) -> Option<Tuple> {
+        self.change(raw).filter(|c| c.enters).map(|c| c.tuple)
+    }
+}
+
+/// A socket entering SYN_SENT (its source port 0 unless bound: the kernel
+/// picks it after), or leaving it (the port known).
+#[derive(Debug, Clone, Copy)]
+struct Change {
+    socket: u64,
+    enters: bool,
+    tuple: Tuple,
 }
 
 /// Where a route lookup tracepoint (fib or fib6) keeps the protocol and
@@ -313,6 +352,7 @@ pub struct Tracer {
     state_id: u16,
     layout: Layout,
     fib: Vec<(u16, FibLayout)>,
+    pairing: Pairing,
     /// Samples the kernel could not write (a ring was full).
     pub lost: u64,
 }
@@ -363,7 +403,7 @@ fn open_event(id: u64, cpu: i32, filter: &std::ffi::CStr) -> std::io::Result<lib
         size: std::mem::size_of::<PerfEventAttr>() as u32,
         config: id,
         sample_period: 1,
-        sample_type: PERF_SAMPLE_TID | PERF_SAMPLE_RAW,
+        sample_type: PERF_SAMPLE_TID | PERF_SAMPLE_TIME | PERF_SAMPLE_RAW,
         wakeup_events: 1,
         ..Default::default()
     };
@@ -419,11 +459,16 @@ impl Tracer {
             state_id: id as u16,
             layout,
             fib: Vec::new(),
+            pairing: Pairing::default(),
             lost: 0,
         };
         let mut fib_ok = !fib.is_empty();
         for cpu in 0..cpus {
-            let fd = match open_event(id, cpu, c"newstate == 2 && protocol == 6") {
+            let fd = match open_event(
+                id,
+                cpu,
+                c"(newstate == 2 || oldstate == 2) && protocol == 6",
+            ) {
                 Ok(fd) => fd,
                 // A CPU that is offline has no events; the others open.
                 Err(e) if cpu > 0 && e.raw_os_error() == Some(libc::ENODEV) => continue,
@@ -504,7 +549,7 @@ impl Tracer {
 
     /// What the rings hold, each sample's program read from /proc now.
     fn collect(&mut self) -> Vec<(Found, Process)> {
-        let mut found: Vec<(Found, u32)> = Vec::new();
+        let mut found: Vec<(u64, Raw, u32)> = Vec::new();
         for r in &self.rings {
             // SAFETY: the control page's data_head and data_tail (at 1024
             // and 1032) are u64s shared with the kernel: head read with
@@ -536,21 +581,23 @@ impl Tracer {
                     // id, then the number of samples lost.
                     self.lost += bytes::<8>(&body, 8).map_or(0, u64::from_ne_bytes);
                 } else if typ == PERF_RECORD_SAMPLE {
-                    // pid, tid, then the raw record's size and bytes.
+                    // pid, tid, the time, then the raw record's size and
+                    // bytes.
                     let pid = bytes::<4>(&body, 0).map(u32::from_ne_bytes);
-                    let raw_len = bytes::<4>(&body, 8).map(u32::from_ne_bytes);
+                    let time = bytes::<8>(&body, 8).map_or(0, u64::from_ne_bytes);
+                    let raw_len = bytes::<4>(&body, 16).map(u32::from_ne_bytes);
                     if let (Some(pid), Some(n)) = (pid, raw_len)
-                        && let Some(raw) = body.get(12..12 + n as usize)
+                        && let Some(raw) = body.get(20..20 + n as usize)
                         && let Some(event) = bytes::<2>(raw, 0).map(u16::from_ne_bytes)
                     {
                         if event == self.state_id {
-                            if let Some(t) = self.layout.syn_sent(raw) {
-                                found.push((Found::Tcp(t), pid));
+                            if let Some(c) = self.layout.change(raw) {
+                                found.push((time, Raw::Change(c), pid));
                             }
                         } else if let Some((_, l)) = self.fib.iter().find(|(i, _)| *i == event)
                             && let Some(port) = l.dns_port(raw)
                         {
-                            found.push((Found::Dns(l.v6, port), pid));
+                            found.push((time, Raw::Dns(l.v6, port), pid));
                         }
                     }
                 }
@@ -560,13 +607,9 @@ impl Tracer {
         }
         // Each pid's program read once a pass.
         let mut of: FxHashMap<u32, Process> = FxHashMap::default();
-        found
-            .into_iter()
-            .map(|(f, pid)| {
-                let p = of.entry(pid).or_insert_with(|| process_of(pid)).clone();
-                (f, p)
-            })
-            .collect()
+        self.pairing.pair(found, &mut |pid| {
+            of.entry(pid).or_insert_with(|| process_of(pid)).clone()
+        })
     }
 
     /// The rings' descriptors, to wait on.
@@ -575,10 +618,72 @@ impl Tracer {
     }
 }
 
+/// A sample as read: a socket's change of state, or a DNS question's
+/// route lookup (its source port).
+enum Raw {
+    Change(Change),
+    Dns(bool, u16),
+}
+
+/// Sockets entering SYN_SENT paired with their leaving it, which carries
+/// the source port.
+#[derive(Default)]
+struct Pairing {
+    /// Sockets seen entering SYN_SENT, by address, with their program
+    /// (bounded).
+    pending: FxHashMap<u64, Process>,
+    /// Changes out of SYN_SENT read before their entry: tried once more.
+    orphans: Vec<Change>,
+}
+
+impl Pairing {
+    /// The samples of one read (time, sample, pid), each named: a socket
+    /// leaving SYN_SENT is its connecting program's (the change may run in
+    /// a softirq, in whatever task was there). The rings are read one CPU
+    /// after another, so in time order a socket enters SYN_SENT before it
+    /// leaves it; a change out of SYN_SENT whose entry is not read yet (on
+    /// a ring read earlier, written since) is tried again on the next read.
+    fn pair(
+        &mut self,
+        mut found: Vec<(u64, Raw, u32)>,
+        resolve: &mut dyn FnMut(u32) -> Process,
+    ) -> Vec<(Found, Process)> {
+        found.sort_by_key(|(t, _, _)| *t);
+        let mut out = Vec::new();
+        let retry = std::mem::take(&mut self.orphans);
+        let again = retry.into_iter().map(|c| (Raw::Change(c), 0, true));
+        let now = found.into_iter().map(|(_, f, p)| (f, p, false));
+        for (f, pid, retried) in now.chain(again) {
+            match f {
+                Raw::Change(c) if c.enters => {
+                    let p = resolve(pid);
+                    if self.pending.len() >= REMEMBER {
+                        self.pending.clear();
+                    }
+                    self.pending.insert(c.socket, p.clone());
+                    out.push((Found::Tcp(c.tuple), p));
+                }
+                Raw::Change(c) => match self.pending.remove(&c.socket) {
+                    Some(p) => out.push((Found::Exact(c.tuple), p)),
+                    None if !retried && self.orphans.len() < 4096 => self.orphans.push(c),
+                    None => {}
+                },
+                Raw::Dns(v6, port) => {
+                    let p = resolve(pid);
+                    out.push((Found::Dns(v6, port), p));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// A sample: an attempt's socket entering SYN_SENT, or a DNS question's
 /// route lookup.
 enum Found {
     Tcp(Tuple),
+    /// The exact 4-tuple, known as the socket left SYN_SENT.
+    Exact(Tuple),
     Dns(bool, u16),
 }
 
@@ -586,6 +691,7 @@ impl Found {
     fn name(self, p: Process, names: &mut Names) {
         match self {
             Found::Tcp(t) => names.tcp(t, p),
+            Found::Exact(t) => names.exact(t, p),
             Found::Dns(v6, port) => names.dns(v6, port, p),
         }
     }
@@ -743,5 +849,63 @@ format:
         raw[20..24].copy_from_slice(&1i32.to_ne_bytes());
         assert_eq!(l.syn_sent(&raw), None);
         assert_eq!(l.syn_sent(&raw[..30]), None);
+    }
+
+    #[test]
+    fn a_socket_leaving_syn_sent_gives_its_program_the_exact_tuple() {
+        let (c, t): (IpAddr, IpAddr) = (
+            "198.51.100.2".parse().unwrap(),
+            "203.0.113.2".parse().unwrap(),
+        );
+        let change = |socket, enters, sport| {
+            Raw::Change(Change {
+                socket,
+                enters,
+                tuple: (c, sport, t, 9000),
+            })
+        };
+        let mut resolve = |pid: u32| Process {
+            pid,
+            command: format!("p{pid}"),
+            uid: None,
+            user: None,
+            cgroup: None,
+        };
+        let mut pairing = Pairing::default();
+        let mut names = Names::default();
+        // Two programs connect to the same destination; the second's entry
+        // read after the first's exit, which came out of time order (a
+        // ring read earlier), and the first's exit in a softirq (pid 0).
+        let out = pairing.pair(
+            vec![
+                (30, change(0xb, true, 0), 200),
+                (10, change(0xa, true, 0), 100),
+                (40, change(0xa, false, 40001), 0),
+            ],
+            &mut resolve,
+        );
+        for (f, p) in out {
+            f.name(p, &mut names);
+        }
+        assert_eq!(
+            names.attempt(c, Some(40001), t, 9000).map(|p| p.pid),
+            Some(100)
+        );
+        // The latest program per destination is the second one.
+        assert_eq!(
+            names.attempt(c, Some(40002), t, 9000).map(|p| p.pid),
+            Some(200)
+        );
+        // The second's exit read before its entry (next read): paired.
+        let out = pairing.pair(vec![(50, change(0xc, false, 40003), 0)], &mut resolve);
+        assert!(out.is_empty());
+        let out = pairing.pair(vec![(45, change(0xc, true, 0), 300)], &mut resolve);
+        for (f, p) in out {
+            f.name(p, &mut names);
+        }
+        assert_eq!(
+            names.attempt(c, Some(40003), t, 9000).map(|p| p.pid),
+            Some(300)
+        );
     }
 }
