@@ -136,3 +136,76 @@ fn the_corpus_as_one_directory() {
     }
     assert_eq!(reports[0], reports[1], "-j 1 and -j 3 differ");
 }
+
+/// The two readers (synscope's own, and libpcap's with
+/// `SYNSCOPE_READER=libpcap`) give the same report for every corpus file
+/// and every shipped capture: the same verdicts, the same counters, and an
+/// error where the other has one. The only difference allowed: a pcapng
+/// file whose interfaces have different link types, which libpcap refuses
+/// and synscope's reader reads.
+#[test]
+fn both_readers_give_the_same_report() {
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for dir in [
+        root().join("../shared/corpus/tcpdump-tests"),
+        root().join("captures"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            skip_or_fail(&format!("no captures at {}", dir.display()));
+            return;
+        };
+        files.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+    }
+    files.retain(|f| f.is_file() && !f.extension().is_some_and(|e| e == "md" || e == "txt"));
+    files.sort();
+    let run = |f: &std::path::Path, libpcap: bool| {
+        let mut c = bin();
+        c.args(["analyze", "--format", "json"]).arg(f);
+        if libpcap {
+            c.env("SYNSCOPE_READER", "libpcap");
+        } else {
+            c.env_remove("SYNSCOPE_READER");
+        }
+        let o = c.output().unwrap();
+        let j: Option<serde_json::Value> = serde_json::from_slice(&o.stdout).ok();
+        (o.status.code(), j, stderr(&o))
+    };
+    let mut differ = Vec::new();
+    let mut multi_link = 0;
+    for f in &files {
+        let (c1, j1, e1) = run(f, false);
+        let (c2, j2, e2) = run(f, true);
+        if e2.contains("different from the type of the first interface") {
+            multi_link += 1;
+            continue;
+        }
+        let part = |j: &Option<serde_json::Value>| {
+            j.as_ref().map(|j| {
+                let mut i = j["inputs"][0].clone();
+                // The error's words may differ; whether there is one may not.
+                let had = i.get("error").is_some();
+                if let Some(o) = i.as_object_mut() {
+                    o.remove("error");
+                    o.insert("had_error".into(), had.into());
+                }
+                (j["results"].clone(), j["summary"].clone(), i)
+            })
+        };
+        if c1 != c2 || part(&j1) != part(&j2) || e1.is_empty() != e2.is_empty() {
+            differ.push(format!(
+                "{}: exit {c1:?} / {c2:?}\n  ours:    {e1}\n  libpcap: {e2}\n  {:?}\n  {:?}",
+                f.display(),
+                part(&j1).map(|p| p.2),
+                part(&j2).map(|p| p.2)
+            ));
+        }
+    }
+    assert!(files.len() > 400, "{} files", files.len());
+    assert!(
+        differ.is_empty(),
+        "{} of {} files differ ({multi_link} multi-link pcapng left out):\n{}",
+        differ.len(),
+        files.len(),
+        differ.join("\n")
+    );
+}

@@ -1,5 +1,7 @@
 //! Whole-file analysis: arbitrary bytes written as a capture file and read
-//! through libpcap, as `synscope analyze` does. It must never panic.
+//! as `synscope analyze` does: by synscope's own pcap/pcapng reader when
+//! the magic number is one it knows (the seeds are pcap and pcapng files),
+//! else by libpcap. It must never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

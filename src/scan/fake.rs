@@ -524,6 +524,7 @@ impl PacketSource for FakeCapture {
             ts,
             len: u32::try_from(self.current.len()).unwrap_or(u32::MAX),
             data: &self.current,
+            link: self.link_type(),
         }))
     }
 }

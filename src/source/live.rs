@@ -149,7 +149,7 @@ impl PacketSource for LiveSource {
                         }
                         self.copy.clear();
                         self.copy.extend_from_slice(p.data);
-                        let r = RawPacket::from_pcap(&p);
+                        let r = RawPacket::from_pcap(&p, self.link);
                         break (r.ts, r.len);
                     }
                     Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => {
@@ -167,10 +167,11 @@ impl PacketSource for LiveSource {
                 ts,
                 len,
                 data: &self.copy,
+                link: self.link,
             }));
         }
         match self.cap.next_packet() {
-            Ok(p) => Ok(Some(RawPacket::from_pcap(&p))),
+            Ok(p) => Ok(Some(RawPacket::from_pcap(&p, self.link))),
             Err(pcap::Error::TimeoutExpired) | Err(pcap::Error::NoMorePackets) => Ok(None),
             Err(e) => Err(Error::Capture {
                 device: self.device.clone(),

@@ -36,6 +36,7 @@ impl PacketSource for MemorySource {
             ts: *ts,
             len: u32::try_from(data.len()).unwrap_or(u32::MAX),
             data,
+            link: self.link,
         }))
     }
 }

@@ -2,6 +2,7 @@
 //! fixture in memory), behind one small trait so the rest of the pipeline
 //! is the same for all of them and is tested without root or files.
 
+mod fast;
 mod file;
 pub mod inputs;
 mod live;
@@ -73,18 +74,21 @@ pub struct RawPacket<'a> {
     /// Length on the wire (may exceed `data.len()` when the snap length cut it).
     pub len: u32,
     pub data: &'a [u8],
+    /// The frame's link type (a pcapng file's interfaces may differ).
+    pub link: LinkType,
 }
 
 impl<'a> RawPacket<'a> {
     /// A frame as libpcap hands it over, opened with nanosecond precision
     /// (libpcap then puts nanoseconds in `tv_usec`).
-    pub(crate) fn from_pcap(p: &pcap::Packet<'a>) -> RawPacket<'a> {
+    pub(crate) fn from_pcap(p: &pcap::Packet<'a>, link: LinkType) -> RawPacket<'a> {
         let sec = u64::try_from(p.header.ts.tv_sec).unwrap_or(0);
         let frac = u64::try_from(p.header.ts.tv_usec).unwrap_or(0);
         RawPacket {
             ts: sec.saturating_mul(NANOS_PER_SEC).saturating_add(frac),
             len: p.header.len,
             data: p.data,
+            link,
         }
     }
 }

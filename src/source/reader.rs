@@ -43,7 +43,6 @@ pub enum Pumped {
 #[derive(Debug)]
 pub struct Reader {
     sum: InputSummary,
-    link: LinkType,
     skipped: [u64; Skip::ALL.len()],
     keep_dns: bool,
     seen_dns: HashSet<DnsKey>,
@@ -66,7 +65,6 @@ impl Reader {
                 link_type: link_name(link),
                 ..Default::default()
             },
-            link,
             skipped: [0; Skip::ALL.len()],
             keep_dns,
             seen_dns: HashSet::new(),
@@ -112,7 +110,7 @@ impl Reader {
             if let Some(w) = tee.as_deref_mut() {
                 w.write(p.ts, p.len, p.data);
             }
-            match wire::parse(self.link, p.data) {
+            match wire::parse(p.link, p.data) {
                 Ok(Packet {
                     src,
                     dst,

@@ -11,7 +11,7 @@ use etherparse::{
 };
 
 /// A capture's link type (libpcap DLT / LINKTYPE number).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct LinkType(pub i32);
 
 impl LinkType {
