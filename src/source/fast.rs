@@ -555,7 +555,10 @@ mod tests {
         p
     }
 
-    fn all(p: &std::path::Path) -> (Vec<(u64, u32, LinkType, Vec<u8>)>, Option<String>) {
+    /// A record as the tests see it: time, wire length, link, bytes.
+    type Got = (u64, u32, LinkType, Vec<u8>);
+
+    fn all(p: &std::path::Path) -> (Vec<Got>, Option<String>) {
         let mut f = FastFile::open(p).unwrap().expect("a format it reads");
         let mut out = Vec::new();
         loop {
