@@ -38,6 +38,11 @@ pub struct Merger {
     /// in `not_kept` (a watch left running stays bounded).
     cap: usize,
     not_kept: u64,
+    /// The record after the one absorbed last: a capture of repeated
+    /// scans retires its attempts in the order their triples were first
+    /// seen, so the next triple is most often this one, found without a
+    /// hash or a probe.
+    hint: usize,
 }
 
 impl Merger {
@@ -115,15 +120,25 @@ impl Merger {
 
     fn absorb_record(&mut self, rec: Record) {
         let key = rec.key;
-        let h = self.hasher.hash_one(key);
+        let hinted = self.records.get(self.hint).is_some_and(|r| r.key == key);
+        let (found, h) = if hinted {
+            (Some(self.hint as u32), 0)
+        } else {
+            let h = self.hasher.hash_one(key);
+            let records = &self.records;
+            let found = self
+                .index
+                .find(h, |&i| {
+                    records.get(i as usize).is_some_and(|r| r.key == key)
+                })
+                .copied();
+            (found, h)
+        };
         let records = &mut self.records;
-        let found = self
-            .index
-            .find(h, |&i| {
-                records.get(i as usize).is_some_and(|r| r.key == key)
-            })
-            .copied();
-        if let Some(r) = found.and_then(|i| records.get_mut(i as usize)) {
+        if let Some(i) = found
+            && let Some(r) = records.get_mut(i as usize)
+        {
+            self.hint = i as usize + 1;
             r.probes = r.probes.saturating_add(rec.probes);
             r.attempts = r.attempts.saturating_add(rec.attempts);
             r.first_syn = r.first_syn.min(rec.first_syn);
@@ -141,6 +156,7 @@ impl Merger {
         }
         let i = u32::try_from(records.len()).unwrap_or(u32::MAX);
         records.push(rec);
+        self.hint = records.len();
         let (records, hasher) = (&self.records, &self.hasher);
         self.index.insert_unique(h, i, |&j| {
             records
