@@ -491,12 +491,18 @@ impl FastFile {
 
 /// A timestamp in an interface's units, as nanoseconds since the epoch.
 fn stamp(t: u64, iface: Iface) -> u64 {
-    let (secs, frac) = (t / iface.units, t % iface.units);
-    let nanos = if iface.units == NANOS_PER_SEC {
-        frac
-    } else {
-        ((u128::from(frac) * u128::from(NANOS_PER_SEC)) / u128::from(iface.units)) as u64
+    // The two usual clocks by constants (a multiply, not a division).
+    let (secs, nanos) = match iface.units {
+        1_000_000 => (t / 1_000_000, (t % 1_000_000) * 1000),
+        NANOS_PER_SEC => (t / NANOS_PER_SEC, t % NANOS_PER_SEC),
+        u => (
+            t / u,
+            ((u128::from(t % u) * u128::from(NANOS_PER_SEC)) / u128::from(u)) as u64,
+        ),
     };
+    if iface.offset_s == 0 {
+        return secs.saturating_mul(NANOS_PER_SEC).saturating_add(nanos);
+    }
     let secs = (secs as i64).saturating_add(iface.offset_s).max(0) as u64;
     secs.saturating_mul(NANOS_PER_SEC).saturating_add(nanos)
 }

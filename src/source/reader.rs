@@ -82,9 +82,9 @@ impl Reader {
     /// given, decoded, and (unless it is a DNS answer) handed to `sink`,
     /// which returns false to stop. `bar` advances by the file bytes read.
     /// An error is the source's: what was read before it still counts.
-    pub fn pump(
+    pub fn pump<S: PacketSource + ?Sized>(
         &mut self,
-        src: &mut dyn PacketSource,
+        src: &mut S,
         limit: usize,
         mut tee: Option<&mut PcapWriter>,
         bar: Option<&ProgressBar>,
@@ -158,7 +158,7 @@ impl Reader {
         }
     }
 
-    fn show(&mut self, src: &dyn PacketSource, bar: Option<&ProgressBar>) {
+    fn show<S: PacketSource + ?Sized>(&mut self, src: &S, bar: Option<&ProgressBar>) {
         // No bar, no lseek.
         if let Some(bar) = bar
             && let Some(at) = src.offset()
