@@ -238,7 +238,7 @@ fn write_pcapng_repeated(
 ) -> u64 {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create pcapng"));
-    let mut block = |kind: u32, body: &[u8]| {
+    let block = |w: &mut std::io::BufWriter<std::fs::File>, kind: u32, body: &[u8]| {
         let pad = (4 - body.len() % 4) % 4;
         let total = (12 + body.len() + pad) as u32;
         let mut b = Vec::with_capacity(total as usize);
@@ -252,7 +252,7 @@ fn write_pcapng_repeated(
     let mut shb = 0x1A2B_3C4Du32.to_le_bytes().to_vec();
     shb.extend([1, 0, 0, 0]);
     shb.extend((-1i64).to_le_bytes());
-    block(0x0A0D_0D0A, &shb);
+    block(&mut w, 0x0A0D_0D0A, &shb);
     let mut idb = link.to_le_bytes().to_vec();
     idb.extend([0, 0]);
     idb.extend(262_144u32.to_le_bytes());
@@ -260,7 +260,7 @@ fn write_pcapng_repeated(
     idb.extend(1u16.to_le_bytes());
     idb.extend([9, 0, 0, 0]);
     idb.extend([0, 0, 0, 0]);
-    block(1, &idb);
+    block(&mut w, 1, &idb);
     let mut n = 0;
     for r in 0..u64::from(times) {
         for (ts, len, data) in frames {
@@ -271,11 +271,10 @@ fn write_pcapng_repeated(
             epb.extend((data.len() as u32).to_le_bytes());
             epb.extend(len.to_le_bytes());
             epb.extend(data);
-            block(6, &epb);
+            block(&mut w, 6, &epb);
             n += 1;
         }
     }
-    drop(block);
     w.flush().expect("flush pcapng");
     n
 }
