@@ -12,11 +12,16 @@ use serde_json::Value;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-/// Python clients of the lab's targets, IPv4 and IPv6 each: a refused
-/// port, a dropped one, an open one; then a name that does not exist.
+/// Python clients of the lab's targets: a DNS query nobody answers; IPv4
+/// and IPv6 each, a refused port, a dropped one, an open one; then a name
+/// that does not exist.
 const CLIENTS: &str = r#"
 import os, socket
 print(os.getpid(), flush=True)
+# A DNS query to a host with no resolver: no answer ever comes.
+q = bytes.fromhex("12340100000100000000000005717569657403") + b"lab" + bytes.fromhex("0000010001")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(q, ("203.0.113.2", 53)); u.close()
 def tcp(host, port, fam):
     s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.0)
     try: s.connect((host, port))
@@ -135,6 +140,14 @@ fn watch_gives_each_attempt_its_verdict_and_program_as_it_happens() {
                 p.python
             );
             assert!(out.lines().any(|l| l.contains(&dns)), "{dns:?} in:\n{out}");
+            let quiet = format!(
+                "python3 (pid {}) DNS  quiet.lab: no answer from the resolver 203.0.113.2 within 5 s (A query) (query from 198.51.100.2 to 203.0.113.2)",
+                p.python
+            );
+            assert!(
+                out.lines().any(|l| l.contains(&quiet)),
+                "{quiet:?} in:\n{out}"
+            );
             assert!(
                 out.lines().any(|l| l.contains(&format!("curl (pid {}) 198.51.100.2 → 203.0.113.2:9002  unreachable admin-prohibited (3/13) from 198.51.100.1 (64/1)", p.curl4))),
                 "{out}"
@@ -160,7 +173,7 @@ fn watch_gives_each_attempt_its_verdict_and_program_as_it_happens() {
             assert!(out.contains(&unresolved), "{out}");
             // Each program by cause, with its destinations.
             let by = format!(
-                "- python3 (pid {}, user root): 6 attempts to 6 destinations: 2 no answer (dropped) (203.0.113.2:9000, [2001:db8:2::2]:9000); 2 refused by the host (nothing listens) (203.0.113.2:8081, [2001:db8:2::2]:8081); 2 open (203.0.113.2:80, [2001:db8:2::2]:80); 1 DNS failure",
+                "- python3 (pid {}, user root): 6 attempts to 6 destinations: 2 no answer (dropped) (203.0.113.2:9000, [2001:db8:2::2]:9000); 2 refused by the host (nothing listens) (203.0.113.2:8081, [2001:db8:2::2]:8081); 2 open (203.0.113.2:80, [2001:db8:2::2]:80); 2 DNS failures",
                 p.python
             );
             assert!(out.contains(&by), "{by:?} in:\n{out}");

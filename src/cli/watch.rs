@@ -65,14 +65,17 @@ fn who(p: Option<&crate::model::Process>) -> String {
 /// A failing DNS answer as a line: when, which program, the name and what
 /// the resolver said.
 pub fn dns_line(d: &DnsEvent) -> String {
+    let how = if d.answered {
+        format!("answer from {} to {}", d.server, d.client)
+    } else {
+        format!("query from {} to {}", d.client, d.server)
+    };
     format!(
-        "{}  {}DNS  {}: {} (answer from {} to {})",
+        "{}  {}DNS  {}: {} ({how})",
         clock(d.ts_ns),
         who(d.process.as_ref()),
         d.name,
         patterns::dns_what(d),
-        d.server,
-        d.client
     )
 }
 

@@ -101,6 +101,9 @@ pub struct DnsEvent {
     pub qtype: u16,
     /// The client's UDP port.
     pub client_port: u16,
+    /// false: a query that got no answer at all (`watch`: within 5 s);
+    /// rcode and addresses are then empty.
+    pub answered: bool,
     /// `watch` only: the local program that asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<super::Process>,

@@ -46,7 +46,7 @@ pub fn live_buffer_for(probes: usize) -> i32 {
     i32::try_from(want).unwrap_or(live_default_buffer())
 }
 pub use memory::MemorySource;
-pub use reader::{NAMES_MAX, Pumped, Reader};
+pub use reader::{DnsQuery, NAMES_MAX, Pumped, Reader};
 pub use writer::PcapWriter;
 
 use crate::error::Error;

@@ -52,6 +52,22 @@ pub struct Reader {
     names: FxHashMap<IpAddr, String>,
     /// Bytes of the source already added to a progress bar.
     shown: u64,
+    /// DNS queries read, and the (client, port, id) of responses, since the
+    /// last [`Reader::take_queries`] (when asked for: `watch`).
+    queries: Option<Vec<DnsQuery>>,
+    answered: Option<Vec<(IpAddr, u16, u16)>>,
+}
+
+/// A DNS query seen (UDP to port 53).
+#[derive(Debug, Clone)]
+pub struct DnsQuery {
+    pub ts_ns: Nanos,
+    pub client: IpAddr,
+    pub server: IpAddr,
+    pub client_port: u16,
+    pub id: u16,
+    pub name: String,
+    pub qtype: u16,
 }
 
 impl Reader {
@@ -71,7 +87,31 @@ impl Reader {
             dns: Vec::new(),
             names: FxHashMap::default(),
             shown: 0,
+            queries: None,
+            answered: None,
         }
+    }
+
+    /// Keep the DNS queries and which were answered, for
+    /// [`Reader::take_queries`].
+    pub fn keep_queries(&mut self) {
+        self.queries.get_or_insert_with(Vec::new);
+        self.answered.get_or_insert_with(Vec::new);
+    }
+
+    /// The queries and the answered (client, port, id) read since the
+    /// last call.
+    pub fn take_queries(&mut self) -> (Vec<DnsQuery>, Vec<(IpAddr, u16, u16)>) {
+        (
+            self.queries
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default(),
+            self.answered
+                .as_mut()
+                .map(std::mem::take)
+                .unwrap_or_default(),
+        )
     }
 
     pub fn packets_read(&self) -> u64 {
@@ -131,6 +171,30 @@ impl Reader {
     }
 
     fn dns_answer(&mut self, ts: Nanos, server: IpAddr, client: IpAddr, a: wire::DnsAnswer) {
+        if !a.response {
+            // A query: skipped, as any frame synscope does not track (only
+            // a live watch's capture keeps them: its client is the sender).
+            self.skipped[Skip::NotTcp.index()] += 1;
+            if let Some(q) = self.queries.as_mut()
+                && q.len() < DNS_KEPT_MAX
+            {
+                q.push(DnsQuery {
+                    ts_ns: ts,
+                    client: server,
+                    server: client,
+                    client_port: a.port,
+                    id: a.id,
+                    name: a.name,
+                    qtype: a.qtype,
+                });
+            }
+            return;
+        }
+        if let Some(q) = self.answered.as_mut()
+            && q.len() < DNS_KEPT_MAX
+        {
+            q.push((client, a.port, a.id));
+        }
         self.sum.dns += 1;
         for addr in &a.addresses {
             if self.names.len() >= NAMES_MAX {
@@ -152,6 +216,7 @@ impl Reader {
                 addresses: key.4.clone(),
                 qtype: a.qtype,
                 client_port: a.port,
+                answered: true,
                 process: None,
             });
             self.seen_dns.insert(key);

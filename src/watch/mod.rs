@@ -19,8 +19,10 @@ use sockets::SocketTable;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What the capture keeps: TCP, ICMP errors, DNS answers.
-const BASE_FILTER: &str = "tcp or icmp or icmp6 or (udp and src port 53)";
+/// What the capture keeps: TCP, ICMP errors, DNS queries and answers.
+const BASE_FILTER: &str = "tcp or icmp or icmp6 or (udp and port 53)";
+/// A DNS query with no answer after this long is told as one.
+const DNS_WAIT: Nanos = 5_000_000_000;
 /// Frames read before the loop looks at the clock again.
 const DRAIN_LIMIT: usize = 65536;
 /// How long one wait for packets lasts, at most (decisions by timeout
@@ -260,6 +262,9 @@ pub fn watch(opts: &WatchOptions, sink: &mut dyn Sink) -> Result<Watched, Error>
     let local = local_addresses();
     let mut names = Names::default();
     let mut reader = Reader::new(format!("live:{}", opts.device), src.link_type(), true);
+    reader.keep_queries();
+    // Queries not answered yet, by (client, port, id): bounded.
+    let mut pending: FxHashMap<(IpAddr, u16, u16), crate::source::DnsQuery> = FxHashMap::default();
     let mut tracker = Tracker::new(track::Config {
         timeout: opts.timeout.as_nanos() as Nanos,
         max_triples: REPORT_TRIPLES,
@@ -363,7 +368,46 @@ pub fn watch(opts: &WatchOptions, sink: &mut dyn Sink) -> Result<Watched, Error>
             }
         }
         dns_seen = reader.dns_events().len();
-        sink.tick(now_ns());
+        let (asked, answered) = reader.take_queries();
+        for q in asked {
+            if pending.len() < procs::REMEMBER {
+                pending.insert((q.client, q.client_port, q.id), q);
+            }
+        }
+        for k in answered {
+            pending.remove(&k);
+        }
+        let now = now_ns();
+        let mut silent: Vec<crate::source::DnsQuery> = Vec::new();
+        pending.retain(|_, q| {
+            let waiting = now.saturating_sub(q.ts_ns) < DNS_WAIT;
+            if !waiting {
+                silent.push(q.clone());
+            }
+            waiting
+        });
+        silent.sort_by_key(|q| q.ts_ns);
+        for q in silent {
+            let d = DnsEvent {
+                ts_ns: q.ts_ns,
+                server: q.server,
+                client: q.client,
+                name: q.name,
+                rcode: 0,
+                addresses: Vec::new(),
+                qtype: q.qtype,
+                client_port: q.client_port,
+                answered: false,
+                process: names.asker(q.client, q.client_port).cloned(),
+            };
+            if opts.wanted_process(d.process.as_ref()) {
+                sink.dns(&d);
+                if dns_failures.len() < REPORT_DNS {
+                    dns_failures.push(d);
+                }
+            }
+        }
+        sink.tick(now);
         let wait = opts
             .duration
             .map_or(TICK, |d| d.saturating_sub(start.elapsed()).min(TICK));

@@ -146,6 +146,12 @@ pub fn dns_what(d: &DnsEvent) -> String {
         28 => "AAAA".to_string(),
         n => format!("type {n}"),
     };
+    if !d.answered {
+        return format!(
+            "no answer from the resolver {} within 5 s ({qtype} query)",
+            d.server
+        );
+    }
     match d.rcode {
         3 => "no such name (NXDOMAIN)".to_string(),
         2 => "the resolver failed (SERVFAIL)".to_string(),
@@ -383,6 +389,7 @@ mod tests {
             addresses: vec![],
             qtype: 1,
             client_port: 40000,
+            answered: true,
             process: program.map(|(c, pid)| crate::model::Process {
                 pid,
                 command: c.into(),

@@ -60,8 +60,13 @@ pub struct DnsAnswer {
     pub addresses: Vec<IpAddr>,
     /// The first question's type (1 A, 28 AAAA, ...).
     pub qtype: u16,
-    /// The client's UDP port (the answer's destination port).
+    /// The client's UDP port (the answer's destination port, a query's
+    /// source port).
     pub port: u16,
+    /// The transaction id.
+    pub id: u16,
+    /// A response (false: a query, UDP to port 53).
+    pub response: bool,
 }
 
 /// A TCP sequence number: arithmetic wraps modulo 2^32.
@@ -417,11 +422,13 @@ fn icmp_error(v6: bool, icmp_type: u8, code: u8, payload: &[u8], cut: bool) -> R
 /// A DNS response carried over UDP from port 53, read with simple-dns.
 fn dns(udp: &[u8]) -> Result<Body, Skip> {
     let u = etherparse::UdpSlice::from_slice_lax(udp).map_err(|_| Skip::Malformed)?;
-    if u.source_port() != 53 {
+    if u.source_port() != 53 && u.destination_port() != 53 {
         return Err(Skip::NotTcp);
     }
     let p = simple_dns::Packet::parse(u.payload()).map_err(|_| Skip::NotTcp)?;
-    if !p.has_flags(simple_dns::PacketFlag::RESPONSE) {
+    let response = p.has_flags(simple_dns::PacketFlag::RESPONSE);
+    // Responses from port 53; queries to it.
+    if response != (u.source_port() == 53) || (!response && u.destination_port() != 53) {
         return Err(Skip::NotTcp);
     }
     let Some(q) = p.questions.first() else {
@@ -444,7 +451,13 @@ fn dns(udp: &[u8]) -> Result<Body, Skip> {
         rcode: p.rcode() as u8,
         addresses,
         qtype: u16::from(q.qtype),
-        port: u.destination_port(),
+        port: if response {
+            u.destination_port()
+        } else {
+            u.source_port()
+        },
+        id: p.id(),
+        response,
     })))
 }
 
