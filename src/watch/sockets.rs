@@ -149,9 +149,12 @@ impl SocketTable {
                 match kind {
                     NLMSG_DONE => return Ok(out),
                     NLMSG_ERROR => {
-                        let errno =
-                            i32::from_ne_bytes(got[at + 16..at + 20].try_into().unwrap_or([0; 4]));
-                        return Err(std::io::Error::from_raw_os_error(-errno));
+                        // A message cut before its errno is an I/O error.
+                        let errno = got
+                            .get(at + 16..at + 20)
+                            .and_then(|b| b.try_into().ok())
+                            .map_or(libc::EIO, |b| -i32::from_ne_bytes(b));
+                        return Err(std::io::Error::from_raw_os_error(errno));
                     }
                     _ => out.extend(parse_msg(&got[at + 16..at + len])),
                 }
