@@ -19,10 +19,13 @@
 //!
 //! Layout, for speed on captures of millions of packets: attempts sit in a
 //! ring in the order they were opened, so expiry walks memory in order; the
-//! 4-tuple index holds only ring sequence numbers (8 bytes a slot, small
-//! enough to stay in cache), and a reply, which usually comes right after
-//! its SYN, finds its attempt still warm.
+//! 4-tuple index (`index.rs`: open addressing, 8 bytes a slot, a tag of the
+//! hash and a ring sequence number) can be asked to prefetch a packet's
+//! slot ahead of its lookup (analyze does, 8 packets ahead: the index of
+//! 75,000 live attempts does not fit the cache), and a reply, which usually
+//! comes right after its SYN, finds its attempt still warm.
 
+mod index;
 pub mod infer;
 mod merge;
 mod verdict;
@@ -32,7 +35,6 @@ pub use merge::Merger;
 pub use verdict::{Outcome, decide};
 
 use crate::wire::{Body, Packet, Seq, SynAnswer, Tcp};
-use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
@@ -388,9 +390,8 @@ pub struct Tracker {
     /// Sequence number of `ring[0]`.
     base: u64,
     /// 4-tuple → ring sequence number, truncated to 32 bits (the ring holds
-    /// far fewer than 2^32 attempts, so the low bits are unambiguous): 4
-    /// bytes a slot keeps the index small enough to stay in cache.
-    index: HashTable<u32>,
+    /// far fewer than 2^32 attempts, so the low bits are unambiguous).
+    index: index::Index,
     hasher: Hasher,
     merged: Merger,
     decided: u64,
@@ -407,7 +408,7 @@ impl Tracker {
             now: 0,
             ring: VecDeque::new(),
             base: 0,
-            index: HashTable::new(),
+            index: index::Index::new(),
             hasher: Hasher::default(),
             merged: Merger::with_cap(cfg.max_triples),
             decided: 0,
@@ -476,7 +477,7 @@ impl Tracker {
 
     fn find_hashed(&self, key: &FlowKey, h: u64) -> Option<usize> {
         let (ring, base) = (&self.ring, self.base as u32);
-        let seq = *self.index.find(h, |&seq| {
+        let seq = self.index.find(h, |seq| {
             ring.get(seq.wrapping_sub(base) as usize)
                 .is_some_and(|a| a.key == *key)
         })?;
@@ -621,41 +622,42 @@ impl Tracker {
 
     /// Puts an attempt at the back of the ring and in the index.
     fn push(&mut self, a: Attempt) {
-        if self.index.len() >= self.index.capacity() {
+        if self.index.full() {
             self.sweep_index();
         }
         let seq = (self.base + self.ring.len() as u64) as u32;
         let h = a.hash;
         self.ring.push_back(a);
-        let (ring, base) = (&self.ring, self.base as u32);
-        self.index.insert_unique(h, seq, |&s| {
-            ring.get(s.wrapping_sub(base) as usize)
-                .map_or(0, |a| a.hash)
-        });
+        let (live, base) = (self.ring.len(), self.base as u32);
+        self.index
+            .insert(h, seq, |s| s.wrapping_sub(base) as usize >= live);
     }
 
-    /// Attempts leave the ring without leaving the index (a removal there
-    /// would be a cache miss per attempt); their entries, which no lookup
-    /// can match any more, go when the table fills, before it would grow:
-    /// it is rebuilt from the ring, empty first, with room for as many
-    /// again (a retain left tombstones that made the table rehash itself
-    /// in place soon after: an eighth of analyze's time on a scan).
+    /// The index rebuilt from the ring, with room for as many again: its
+    /// stale entries (attempts that left the ring) go.
     fn sweep_index(&mut self) {
-        let live = self.ring.len();
-        let room = (2 * live).max(1024);
         let (ring, base) = (&self.ring, self.base as u32);
-        let rehash = |s: &u32| {
-            ring.get(s.wrapping_sub(base) as usize)
-                .map_or(0, |a| a.hash)
-        };
-        self.index.clear();
-        if self.index.capacity() < room {
-            self.index.reserve(room, rehash);
-        }
+        let mut index = index::Index::rebuilt(ring.len());
         for (i, a) in ring.iter().enumerate() {
-            let seq = base.wrapping_add(i as u32);
-            self.index.insert_unique(a.hash, seq, rehash);
+            index.insert(a.hash, base.wrapping_add(i as u32), |_| false);
         }
+        self.index = index;
+    }
+
+    /// Asks for the index slot of the attempt `pkt` belongs to, ahead of
+    /// [`Tracker::observe`] (a reader of batches calls it a few packets
+    /// early; the misses of a large index then overlap).
+    pub fn prefetch(&self, pkt: &Packet) {
+        let (src, sport, dst, dport) = match &pkt.body {
+            Body::Tcp(t) => (pkt.src, t.sport, pkt.dst, t.dport),
+            Body::IcmpError(e) => {
+                let q = &e.quoted;
+                (q.src, q.sport, q.dst, q.dport)
+            }
+            Body::Dns(_) => return,
+        };
+        let (key, _) = FlowKey::of(src, sport, dst, dport);
+        self.index.prefetch(self.hasher.hash_one(key));
     }
 
     /// Takes the front attempt out of the ring (its index entry goes stale).
