@@ -285,18 +285,27 @@ impl FastFile {
         }
     }
 
+    /// Makes the next `n` bytes (a record's or block's header) readable:
+    /// false at a clean end of the file, libpcap's words (`truncated`,
+    /// "tried to read N{unit} bytes, only got M") when it stops inside.
+    fn header(&mut self, n: usize, truncated: &str, unit: &str) -> Result<bool, Error> {
+        if self.fill(n)? {
+            return Ok(true);
+        }
+        match self.end - self.pos {
+            0 => Ok(false),
+            left => Err(read_error(format!(
+                "{truncated}; tried to read {n}{unit} bytes, only got {left}"
+            ))),
+        }
+    }
+
     fn next_pcap(&mut self) -> Result<Option<Rec>, Error> {
         let Kind::Pcap { le, nanos, snaplen } = self.kind else {
             return Ok(None);
         };
-        if !self.fill(16)? {
-            let left = self.end - self.pos;
-            if left == 0 {
-                return Ok(None);
-            }
-            return Err(read_error(format!(
-                "truncated dump file; tried to read 16 header bytes, only got {left}"
-            )));
+        if !self.header(16, "truncated dump file", " header")? {
+            return Ok(None);
         }
         let h = &self.buf[self.pos..self.pos + 16];
         let (sec, frac) = (u64::from(u32at(h, 0, le)), u64::from(u32at(h, 4, le)));
@@ -337,14 +346,8 @@ impl FastFile {
             let Kind::Pcapng { le, .. } = self.kind else {
                 return Ok(None);
             };
-            if !self.fill(12)? {
-                let left = self.end - self.pos;
-                if left == 0 {
-                    return Ok(None);
-                }
-                return Err(read_error(format!(
-                    "truncated pcapng dump file; tried to read 12 bytes, only got {left}"
-                )));
+            if !self.header(12, "truncated pcapng dump file", "")? {
+                return Ok(None);
             }
             // A new section may change the byte order.
             let b = &self.buf[self.pos..];
