@@ -539,14 +539,6 @@ impl Tracer {
         !self.fib.is_empty()
     }
 
-    /// Reads what the rings hold into `names`: each new attempt's and
-    /// DNS question's program.
-    pub fn read(&mut self, names: &mut Names) {
-        for (f, p) in self.collect() {
-            f.name(p, names);
-        }
-    }
-
     /// What the rings hold, each sample's program read from /proc now.
     fn collect(&mut self) -> Vec<(Found, Process)> {
         let mut found: Vec<(u64, Raw, u32)> = Vec::new();
