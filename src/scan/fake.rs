@@ -136,6 +136,9 @@ pub struct Sent {
     pub syns: HashMap<(IpAddr, u16), u32>,
     /// TTLs the SYNs were sent with.
     pub ttls: Vec<Option<u8>>,
+    /// Waits the loop made, and of those how many a frame ended early.
+    pub waits: u64,
+    pub woken: u64,
 }
 
 pub struct FakeNetwork {
@@ -480,8 +483,9 @@ impl Network for FakeNetwork {
         self.base + self.clock
     }
 
-    /// Time passes: to `until`, or to the next frame's arrival if sooner.
-    fn wait(&mut self, until: Instant) {
+    /// Time passes: to `until`, or (`answers`) to the next frame's arrival
+    /// if sooner.
+    fn wait(&mut self, until: Instant, answers: bool) {
         let mut until = until.saturating_duration_since(self.base);
         // A signal ends a wait early, as it ends ppoll.
         if let Some(t) = self.interrupt_at
@@ -489,7 +493,15 @@ impl Network for FakeNetwork {
         {
             until = until.min(t);
         }
-        let next = self.pending.peek().map(|Reverse((at, _, _))| *at);
+        let next = self
+            .pending
+            .peek()
+            .map(|Reverse((at, _, _))| *at)
+            .filter(|_| answers);
+        self.sent.waits += 1;
+        if next.is_some_and(|n| n < until) {
+            self.sent.woken += 1;
+        }
         let to = next.map_or(until, |n| n.min(until)).max(self.clock);
         // Never stand still: a wait always moves the clock a little.
         self.clock = to.max(self.clock + Duration::from_micros(1));

@@ -38,9 +38,9 @@ pub trait Network {
     /// Each capture's kernel counters (drops) so far.
     fn capture_stats(&mut self) -> Vec<(String, CaptureStats)>;
     fn now(&self) -> Instant;
-    /// Waits until a capture has something, or `until` (or a short while:
-    /// callers loop).
-    fn wait(&mut self, until: Instant);
+    /// Waits until `until` (or a short while: callers loop), or, if
+    /// `answers`, until a capture has something.
+    fn wait(&mut self, until: Instant, answers: bool);
     /// SIGINT / SIGTERM came: stop sending.
     fn interrupted(&self) -> bool;
 }
@@ -160,13 +160,14 @@ impl Network for RawNetwork {
         Instant::now()
     }
 
-    fn wait(&mut self, until: Instant) {
+    fn wait(&mut self, until: Instant, answers: bool) {
         let now = Instant::now();
         if until <= now {
             return;
         }
-        let mut fds: Vec<libc::pollfd> = self
-            .captures
+        // No capture watched: a sleep (the loop reads them when it wakes).
+        let watched = if answers { &self.captures[..] } else { &[] };
+        let mut fds: Vec<libc::pollfd> = watched
             .iter()
             .filter_map(|c| c.fd())
             .map(|fd| libc::pollfd {

@@ -262,7 +262,13 @@ impl Loop<'_, '_> {
                 .next_event(now)
                 .unwrap_or(now + Duration::from_millis(10));
             if wake > now {
-                net.wait(wake);
+                net.wait(wake, self.engine.wake_on_answers());
+                // What came meanwhile is read before anything is due: a
+                // timer must not resend a probe whose answer waits in the
+                // capture.
+                if let Err(e) = self.drain(net) {
+                    return Ok(Some(e.to_string()));
+                }
             }
         }
     }
@@ -400,7 +406,7 @@ impl Loop<'_, '_> {
             if now >= until {
                 break;
             }
-            net.wait(until);
+            net.wait(until, true);
         }
         // What came in while the last wait ended.
         self.drain(net).err().map(|e| e.to_string())

@@ -762,3 +762,45 @@ fn a_drop_all_host_with_one_open_port_is_timed_by_pings() {
         net.elapsed()
     );
 }
+
+#[test]
+fn a_capped_scan_wakes_for_its_tokens_not_for_each_answer() {
+    // At 5,000/s over a slow link the answers trickle in between the
+    // rate's wakes; the loop reads them at its next wake instead of
+    // waking for each.
+    let link = super::fake::Link {
+        per_packet: Duration::from_micros(150),
+        queue: Duration::from_millis(20),
+        loss: 0.0,
+    };
+    let slow = FakeHost::new("198.18.4.2", Behaviour::Closed)
+        .port(22, Behaviour::Open)
+        .slow(link);
+    let mut net = FakeNetwork::new(vec![slow]);
+    let mut o = opts(&["198.18.4.2"], "1-3000");
+    o.engine.rate = 5000;
+    let (out, _) = scan(&mut net, &o);
+    for v in &out.analysis.results {
+        let want = if v.port == 22 {
+            State::Open
+        } else {
+            State::Refused
+        };
+        assert_eq!(v.state, want, "{}:{}", v.target, v.port);
+    }
+    // 3,000 probes at 5,000/s: 0.6 s, about 30 wakes of 20 ms of tokens;
+    // only the end (nothing left to send: about a queue's worth of
+    // answers, 20 ms / 150 µs, still on their way) wakes on answers. When
+    // every answer woke the loop: 3,001 waits, 3,000 ended by an answer.
+    let took = net.elapsed();
+    assert!(
+        took >= Duration::from_millis(580) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
+    assert!(
+        net.sent.woken < 150 && net.sent.waits < 200,
+        "{} waits, {} ended by an answer",
+        net.sent.waits,
+        net.sent.woken
+    );
+}
