@@ -804,3 +804,21 @@ fn a_capped_scan_wakes_for_its_tokens_not_for_each_answer() {
         net.sent.woken
     );
 }
+
+#[test]
+fn a_host_that_answers_nothing_is_scanned_at_the_silent_window() {
+    // DROP for every port, nothing open: no answer times it, no port can
+    // be pinged. Its window grows on silence to 2,048 probes, each held
+    // for the 500 ms initial timeout: 20,000 ports, two sends each
+    // (40,000), at up to 4,096 a second, in about 12 s (at the first
+    // window, 256: 512 a second, 78 s).
+    let mut net = FakeNetwork::new(vec![FakeHost::new(HOST, Behaviour::Drop)]);
+    let (out, _) = scan(&mut net, &opts(&[HOST], "1-20000"));
+    assert_eq!(out.analysis.summary.filtered, 20_000);
+    assert!(out.analysis.results.iter().all(|v| v.probes == 2));
+    let took = net.elapsed();
+    assert!(
+        took > Duration::from_secs(9) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+}
