@@ -196,7 +196,18 @@ mod tests {
         });
         let got = connect_all(&SystemConnector, &addrs, hold);
         server.join().unwrap();
-        assert!(got.iter().all(|h| h.connected), "{got:?}");
+        // The reset listener's RST can reach the socket before connect()
+        // is seen done (under load): connect() then fails with ECONNRESET.
+        let reset_first = got[2]
+            .connect_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("ECONNRESET"));
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, h)| h.connected || (i == 2 && reset_first)),
+            "{got:?}"
+        );
         let first = |i: usize| got[i].first.as_ref().map(|e| e.kind);
         assert_eq!(first(0), Some(EventKind::Data));
         assert_eq!(
@@ -205,7 +216,7 @@ mod tests {
         );
         assert_eq!(got[0].first.as_ref().unwrap().bytes, Some(11));
         assert_eq!(first(1), Some(EventKind::Fin));
-        assert!(got[2].reset(), "{:?}", got[2]);
+        assert!(got[2].reset() || reset_first, "{:?}", got[2]);
         assert_eq!(first(3), None, "the silent server sent nothing");
         assert!(got[3].waited_ms >= 290.0, "{:?}", got[3]);
         // A port where nothing listens: connect() fails, said as errno.
