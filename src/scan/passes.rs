@@ -139,7 +139,9 @@ impl Passes<'_, '_> {
     }
 
     /// Probes [`rate_limit_candidates`] again, slowly (IPv6 two a second,
-    /// three tries; IPv4 one every 2.5 s, two tries), each in a new attempt
+    /// three tries; IPv4 one every 2.5 s, two tries for a port that decides
+    /// alone, one for a host's samples, whose every port tells the same),
+    /// each in a new attempt
     /// (after the tracker's timeout since the port's last probe), so the
     /// packets themselves show an error that came on a later attempt: the
     /// inference reads its confirmation off them.
@@ -160,17 +162,18 @@ impl Passes<'_, '_> {
         let sources: FxHashMap<IpAddr, IpAddr> =
             self.results.iter().map(|v| (v.target, v.client)).collect();
         let (sport, ttl) = (self.sport(), self.opts.ttl);
-        let probes: Vec<plan::Probe> = candidates
+        let probes: Vec<(plan::Probe, bool)> = candidates
             .iter()
-            .flat_map(|(t, ports)| ports.iter().map(move |p| (*t, *p)))
-            .filter_map(|(target, port)| {
-                Some(plan::Probe {
+            .flat_map(|c| c.ports.iter().map(move |p| (c.target, *p, c.sample)))
+            .filter_map(|(target, port, sample)| {
+                let probe = plan::Probe {
                     source: *sources.get(&target)?,
                     sport,
                     target,
                     port,
                     ttl,
-                })
+                };
+                Some((probe, sample))
             })
             .collect();
         let n = probes.len();
@@ -178,21 +181,24 @@ impl Passes<'_, '_> {
         // second, three tries. IPv4 route errors (unreachable and prohibit
         // routes) are charged twice against a router's one-a-second
         // allowance, shared by every error it sends us: one probe every
-        // 2.5 s, two tries.
-        let (v6, v4): (Vec<plan::Probe>, Vec<plan::Probe>) =
-            probes.into_iter().partition(|p| p.target.is_ipv6());
+        // 2.5 s; two tries for a port of a host that answers (it decides
+        // alone), one for each of a host's samples (at that pace every one
+        // of them gets its error if the host has one: a second try each
+        // added 2.5 s a sample, 20 s to the real-world lab's scan).
+        let v4_pace = |retries| EngineConfig {
+            gap: Some(V4_REPROBE_GAP),
+            ..EngineConfig::fixed(1, retries, V4_REPROBE_GAP, REPROBE_AT_MOST)
+        };
+        let (v6, v4): (Vec<_>, Vec<_>) = probes.into_iter().partition(|(p, _)| p.target.is_ipv6());
+        let (v4_samples, v4_ports): (Vec<_>, Vec<_>) = v4.into_iter().partition(|(_, s)| *s);
+        let only = |v: Vec<(plan::Probe, bool)>| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
         for (family, pace) in [
             (
-                v6,
+                only(v6),
                 EngineConfig::fixed(2, 2, Duration::from_secs(1), REPROBE_AT_MOST),
             ),
-            (
-                v4,
-                EngineConfig {
-                    gap: Some(V4_REPROBE_GAP),
-                    ..EngineConfig::fixed(1, 1, V4_REPROBE_GAP, REPROBE_AT_MOST)
-                },
-            ),
+            (only(v4_ports), v4_pace(1)),
+            (only(v4_samples), v4_pace(0)),
         ] {
             if family.is_empty() {
                 continue;
@@ -203,7 +209,7 @@ impl Passes<'_, '_> {
         }
         let changed: usize = candidates
             .iter()
-            .map(|(t, ports)| self.answered(*t, ports))
+            .map(|c| self.answered(c.target, &c.ports))
             .sum();
         self.warnings.push(format!(
             "ICMP errors were rate-limited; {n} silent ports (of hosts that answer, and samples of hosts the limiter left unconfirmed or silent) were probed again slowly: {changed} answered"
@@ -219,6 +225,16 @@ const V4_REPROBE_GAP: Duration = Duration::from_millis(2500);
 /// again slowly when a responder was seen rate-limiting.
 const REPROBE_AT_MOST: usize = 16;
 
+/// Silent ports of one target to probe again slowly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub target: IpAddr,
+    pub ports: Vec<u16>,
+    /// A sample of a host's silent ports (each would tell of the host), not
+    /// the few silent ports of a host that answers (each decides alone).
+    pub sample: bool,
+}
+
 /// The silent ports to probe again slowly: when some responder was seen
 /// rate-limiting its ICMP errors (a host-level error inferred for silent
 /// ports, or one that would be but for its shape), a router may have
@@ -226,7 +242,7 @@ const REPROBE_AT_MOST: usize = 16;
 /// host that answers (a rule for one port, a REJECT among RSTs) are probed
 /// again at about the pace the limiters refill (one a second): silence
 /// that stays silence is a drop.
-pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<(IpAddr, Vec<u16>)> {
+pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<Candidate> {
     let mut by_target: std::collections::BTreeMap<IpAddr, Vec<&Verdict>> = Default::default();
     for v in results {
         by_target.entry(v.target).or_default().push(v);
@@ -245,14 +261,22 @@ pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<(IpAddr, Vec<u16>)> {
             .collect();
         let answers = vs.iter().any(|v| v.state != State::Filtered);
         if answers && !silent.is_empty() && silent.len() <= REPROBE_AT_MOST {
-            out.push((t, silent));
+            out.push(Candidate {
+                target: t,
+                ports: silent,
+                sample: false,
+            });
         } else if unconfirmed.contains(&t) || (!answers && !silent.is_empty()) {
             // An unconfirmed error, or a host that said nothing at all
             // while a limiter was at work (its router's budget may have
             // gone to other hosts' errors): a sample.
             // A sample, spread over the ports.
             let step = (silent.len() / SAMPLE).max(1);
-            out.push((t, silent.into_iter().step_by(step).take(SAMPLE).collect()));
+            out.push(Candidate {
+                target: t,
+                ports: silent.into_iter().step_by(step).take(SAMPLE).collect(),
+                sample: true,
+            });
         }
     }
     out
