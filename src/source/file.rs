@@ -191,6 +191,9 @@ impl PacketSource for FileSource {
         u64::try_from(pos).ok()
     }
 
+    // Inlined where the caller knows the type (analyze's reading stage):
+    // its fast path is a record's whole cost.
+    #[inline]
     fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, Error> {
         if matches!(self.backend, Backend::Fast(_)) {
             return if self.filter.is_some() {
