@@ -683,19 +683,24 @@ fn hosts_behind_one_rate_limited_router_each_get_their_own_verdict() {
     }
 }
 
-#[test]
-fn a_slow_lossy_link_gets_every_verdict_right_and_slows_only_itself() {
-    // 4 Mbit/s (a SYN every 150 µs), a 20 ms queue, 1 % loss each way, in
-    // front of a host whose closed ports RST; beside it a fast host.
+/// The real-world lab's slow link: 4 Mbit/s (a SYN every 150 µs), a 20 ms
+/// queue, `loss` each way, in front of a host whose closed ports RST and
+/// whose port 22 is open.
+fn slow_host(loss: f64) -> FakeHost {
     let link = super::fake::Link {
         per_packet: Duration::from_micros(150),
         queue: Duration::from_millis(20),
-        loss: 0.01,
+        loss,
     };
-    let slow = FakeHost::new("198.18.4.2", Behaviour::Closed)
+    FakeHost::new("198.18.4.2", Behaviour::Closed)
         .port(22, Behaviour::Open)
-        .port(2000, Behaviour::Open)
-        .slow(link);
+        .slow(link)
+}
+
+#[test]
+fn a_slow_lossy_link_gets_every_verdict_right_and_slows_only_itself() {
+    // The slow link with 1 % loss each way; beside it a fast host.
+    let slow = slow_host(0.01).port(2000, Behaviour::Open);
     let fast = FakeHost::new(HOST, Behaviour::Closed).port(443, Behaviour::Open);
     let mut net = FakeNetwork::new(vec![slow, fast]);
     let o = opts(&["198.18.4.2", HOST], "1-3000");
@@ -768,15 +773,7 @@ fn a_capped_scan_wakes_for_its_tokens_not_for_each_answer() {
     // At 5,000/s over a slow link the answers trickle in between the
     // rate's wakes; the loop reads them at its next wake instead of
     // waking for each.
-    let link = super::fake::Link {
-        per_packet: Duration::from_micros(150),
-        queue: Duration::from_millis(20),
-        loss: 0.0,
-    };
-    let slow = FakeHost::new("198.18.4.2", Behaviour::Closed)
-        .port(22, Behaviour::Open)
-        .slow(link);
-    let mut net = FakeNetwork::new(vec![slow]);
+    let mut net = FakeNetwork::new(vec![slow_host(0.0)]);
     let mut o = opts(&["198.18.4.2"], "1-3000");
     o.engine.rate = 5000;
     let (out, _) = scan(&mut net, &o);
