@@ -167,9 +167,26 @@ impl Merger {
 
     /// The verdicts so far, sorted by target, port, client.
     pub fn verdicts(&self) -> Vec<Verdict> {
-        let mut v: Vec<Verdict> = self.records.iter().map(verdict::build).collect();
-        v.sort_by_key(|v| (v.target, v.port, v.client));
-        v
+        // The keys are sorted, not the verdicts: a verdict is a few hundred
+        // bytes, and a sort moves each many times. A triple's key is unique
+        // here, so an unstable sort gives the one order; (family, high,
+        // low) orders addresses as `IpAddr` does (client and target are of
+        // one family).
+        let mut order: Vec<_> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let k = &r.key;
+                let (t, c) = (k.target.words(), k.client.words());
+                ((k.v6, t, k.port, c), i)
+            })
+            .collect();
+        order.sort_unstable();
+        order
+            .into_iter()
+            .filter_map(|(_, i)| self.records.get(i).map(verdict::build))
+            .collect()
     }
 
     /// The verdicts, sorted by target, port, client.

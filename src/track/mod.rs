@@ -95,6 +95,11 @@ impl Addr {
         }
     }
 
+    /// The address as (high, low) words: in the order of the address.
+    pub(super) fn words(self) -> (u64, u64) {
+        (self.hi, self.lo)
+    }
+
     fn ip(self, v6: bool) -> IpAddr {
         if v6 {
             IpAddr::from(std::net::Ipv6Addr::from(
