@@ -17,8 +17,6 @@ use std::sync::mpsc;
 /// memory: a few MiB).
 const BATCHES_IN_FLIGHT: usize = 4;
 const BATCH_PACKETS: usize = 32768;
-/// How many packets ahead the tracker asks for an index slot.
-const PREFETCH_AHEAD: usize = 8;
 
 /// Decoded packets on their way from the reader to the tracker.
 #[derive(Default)]
@@ -340,15 +338,7 @@ fn track_files(
                     }
                 }
                 Msg::Packets(batch) => {
-                    // Each packet's index slot asked for a few packets
-                    // ahead: the misses overlap.
-                    let pk = &batch.packets;
-                    for (i, (ts, p)) in pk.iter().enumerate() {
-                        if let Some((_, ahead)) = pk.get(i + PREFETCH_AHEAD) {
-                            tracker.prefetch(ahead);
-                        }
-                        tracker.observe(*ts, p);
-                    }
+                    tracker.observe_all(&batch.packets);
                     if let Ok(mut pool) = pool.lock() {
                         pool.push(batch.cleared());
                     }

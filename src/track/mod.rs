@@ -165,6 +165,15 @@ impl FlowKey {
     }
 }
 
+/// A TCP packet's key, which end sent it, and the key's hash: made once
+/// per packet.
+#[derive(Debug, Clone, Copy)]
+struct Keyed {
+    key: FlowKey,
+    sender_is_a: bool,
+    hash: u64,
+}
+
 /// Which of `n` partitions tracks this packet. All packets of one attempt
 /// (its SYNs, the answers, the ICMP errors quoting it) share one
 /// direction-free key, and nothing else links attempts, so trackers that
@@ -499,13 +508,70 @@ impl Tracker {
     /// SYN or ICMP error that counts): the one decision, for every caller,
     /// of whether a packet answers a probe.
     pub fn observe(&mut self, ts: Nanos, pkt: &Packet) -> Option<Answer> {
+        self.observe_keyed(ts, pkt, None)
+    }
+
+    /// Hands a run of packets to the table, each as [`Tracker::observe`]
+    /// would (their answers are not needed: offline tracking counts them).
+    /// Each TCP packet's key and hash are made once, a few packets ahead,
+    /// where its index slot is asked for: the misses of a large index
+    /// overlap instead of adding up.
+    pub fn observe_all(&mut self, packets: &[(Nanos, Packet)]) {
+        const AHEAD: usize = 8;
+        let hasher = self.hasher.clone();
+        let keyed = |p: &Packet| match &p.body {
+            Body::Tcp(t) => {
+                let (key, sender_is_a) = FlowKey::of(p.src, t.sport, p.dst, t.dport);
+                Some(Keyed {
+                    key,
+                    sender_is_a,
+                    hash: hasher.hash_one(key),
+                })
+            }
+            _ => None,
+        };
+        let mut ahead: [Option<Keyed>; AHEAD] = [None; AHEAD];
+        for (slot, (_, p)) in ahead.iter_mut().zip(packets) {
+            *slot = keyed(p);
+            if let Some(k) = slot {
+                self.index.prefetch(k.hash);
+            }
+        }
+        for (i, (ts, p)) in packets.iter().enumerate() {
+            let Some(slot) = ahead.get_mut(i % AHEAD) else {
+                break;
+            };
+            let k = slot.take();
+            if let Some((_, next)) = packets.get(i + AHEAD) {
+                *slot = keyed(next);
+                if let Some(n) = slot {
+                    self.index.prefetch(n.hash);
+                }
+            }
+            self.observe_keyed(*ts, p, k);
+        }
+    }
+
+    /// [`Tracker::observe`], with a TCP packet's key made already.
+    #[inline]
+    fn observe_keyed(&mut self, ts: Nanos, pkt: &Packet, keyed: Option<Keyed>) -> Option<Answer> {
         // The clock never goes back, even if timestamps do.
         self.now = self.now.max(ts);
         self.expire(false);
         let ts = self.now;
         let timeout = self.cfg.timeout;
         let answer = match &pkt.body {
-            Body::Tcp(tcp) => self.tcp(ts, pkt, tcp),
+            Body::Tcp(tcp) => {
+                let k = keyed.unwrap_or_else(|| {
+                    let (key, sender_is_a) = FlowKey::of(pkt.src, tcp.sport, pkt.dst, tcp.dport);
+                    Keyed {
+                        key,
+                        sender_is_a,
+                        hash: self.hasher.hash_one(key),
+                    }
+                });
+                self.tcp(ts, pkt, tcp, k)
+            }
             // Name resolution is not the probe table's business: callers
             // collect DNS answers themselves (it only moves the clock).
             Body::Dns(_) => None,
@@ -544,9 +610,12 @@ impl Tracker {
         answer
     }
 
-    fn tcp(&mut self, ts: Nanos, pkt: &Packet, tcp: &Tcp) -> Option<Answer> {
-        let (key, sender_is_a) = FlowKey::of(pkt.src, tcp.sport, pkt.dst, tcp.dport);
-        let h = self.hasher.hash_one(key);
+    fn tcp(&mut self, ts: Nanos, pkt: &Packet, tcp: &Tcp, k: Keyed) -> Option<Answer> {
+        let Keyed {
+            key,
+            sender_is_a,
+            hash: h,
+        } = k;
         let (syn, rst, bare_syn) = (tcp.syn(), tcp.rst(), tcp.bare_syn());
         let timeout = self.cfg.timeout;
         let Some(i) = self.find_hashed(&key, h) else {
@@ -647,22 +716,6 @@ impl Tracker {
             index.insert(a.hash, base.wrapping_add(i as u32), |_| false);
         }
         self.index = index;
-    }
-
-    /// Asks for the index slot of the attempt `pkt` belongs to, ahead of
-    /// [`Tracker::observe`] (a reader of batches calls it a few packets
-    /// early; the misses of a large index then overlap).
-    pub fn prefetch(&self, pkt: &Packet) {
-        let (src, sport, dst, dport) = match &pkt.body {
-            Body::Tcp(t) => (pkt.src, t.sport, pkt.dst, t.dport),
-            Body::IcmpError(e) => {
-                let q = &e.quoted;
-                (q.src, q.sport, q.dst, q.dport)
-            }
-            Body::Dns(_) => return,
-        };
-        let (key, _) = FlowKey::of(src, sport, dst, dport);
-        self.index.prefetch(self.hasher.hash_one(key));
     }
 
     /// Takes the front attempt out of the ring (its index entry goes stale).

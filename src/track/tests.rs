@@ -31,7 +31,9 @@ fn syn(sport: u16, port: u16, isn: u32) -> Seg {
 }
 
 /// Runs packets (at T0 + ms offsets) through a fresh tracker and returns
-/// every verdict, sorted by port, with the stats.
+/// every verdict, sorted by port, with the stats. The batch path
+/// (`observe_all`, offline analysis's), whole and in runs of three, must
+/// decide exactly as packet-by-packet `observe`.
 fn run(events: &[(Nanos, Packet)]) -> (Vec<Verdict>, Stats) {
     let mut t = Tracker::new(Config::default());
     for (ms, p) in events {
@@ -39,6 +41,22 @@ fn run(events: &[(Nanos, Packet)]) -> (Vec<Verdict>, Stats) {
     }
     let (merged, stats) = t.finish();
     let out = merged.into_verdicts();
+    let stamped: Vec<(Nanos, Packet)> = events
+        .iter()
+        .map(|(ms, p)| (T0 + ms * MS, p.clone()))
+        .collect();
+    for run in [stamped.len().max(1), 3] {
+        let mut b = Tracker::new(Config::default());
+        for part in stamped.chunks(run) {
+            b.observe_all(part);
+        }
+        let (m, st) = b.finish();
+        assert_eq!(
+            (m.into_verdicts(), st),
+            (out.clone(), stats),
+            "runs of {run}"
+        );
+    }
     let n = events.len() as u64;
     assert_eq!(
         stats.syns + stats.replies + stats.unsolicited + stats.other_tcp,
@@ -447,4 +465,26 @@ fn partitions_keep_an_attempt_together() {
         counts[partition(&pkt(&syn(50000, port, 1)), 4)] += 1;
     }
     assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+}
+
+#[test]
+fn verdicts_come_sorted_by_target_port_client_across_families() {
+    let segs = [
+        Seg::syn("2001:db8::9", 40000, "2001:db8::1", 80, 1),
+        Seg::syn("198.51.100.9", 40001, "203.0.113.2", 443, 2),
+        Seg::syn("198.51.100.2", 40002, "203.0.113.2", 443, 3),
+        Seg::syn("198.51.100.2", 40003, "192.0.2.7", 22, 4),
+        Seg::syn("2001:db8::2", 40004, "2001:db8::1", 80, 5),
+        Seg::syn("198.51.100.2", 40005, "203.0.113.2", 22, 6),
+        Seg::syn("2001:db8::2", 40006, "2001:db8::1", 7, 7),
+    ];
+    let events: Vec<(Nanos, Packet)> = segs.iter().map(|s| (0, pkt(s))).collect();
+    let (v, _) = run(&events);
+    let got: Vec<_> = v.iter().map(|v| (v.target, v.port, v.client)).collect();
+    let mut want = got.clone();
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), segs.len());
+    assert_eq!(got[0].0, addr("192.0.2.7"));
+    assert_eq!(got[6], (addr("2001:db8::1"), 80, addr("2001:db8::9")));
 }
