@@ -430,8 +430,17 @@ fn open_port_behind_50_percent_loss_is_found_open() {
         "open in {open} of {runs} scans; {sends} probes sent; measured loss {:.0} %",
         loss * 100.0
     );
+    // What the scanner controls: a scan that did not find the port open
+    // sent every SYN it may (1 + the default 6 retries). Two misses in 20
+    // scans happen by luck about once in a hundred runs, four about once
+    // in 50,000: a scan that gives up early fails the first check, a
+    // matcher that loses answers the second.
     assert!(
-        open >= 19,
+        missed.iter().all(|(_, probes)| *probes == 7),
+        "a scan gave up before its 7th SYN; the missed scans (state, probes): {missed:?}"
+    );
+    assert!(
+        open >= 17,
         "open in only {open} of {runs} scans; the others (state, probes): {missed:?}"
     );
 }
