@@ -183,10 +183,15 @@ impl Merger {
             })
             .collect();
         order.sort_unstable();
-        order
-            .into_iter()
-            .filter_map(|(_, i)| self.records.get(i).map(verdict::build))
-            .collect()
+        // Room for all first: a filter_map's collect would grow the vector
+        // by copies of these large values.
+        let mut out = Vec::with_capacity(order.len());
+        out.extend(
+            order
+                .into_iter()
+                .filter_map(|(_, i)| self.records.get(i).map(verdict::build)),
+        );
+        out
     }
 
     /// The verdicts, sorted by target, port, client.
