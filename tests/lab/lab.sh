@@ -88,7 +88,8 @@ lab_down() {
     ns_delete "$NS_C" "$NS_R" "$NS_T" "$NS_R2" "$NS_T2"
     rm -rf -- "$STATE" 2>/dev/null
     rm -rf -- "/etc/netns/$NS_C" 2>/dev/null
-    rmdir "$STATE_ROOT" 2>/dev/null
+    # The shared $STATE_ROOT stays: removing it when empty raced with
+    # another lab's `mkdir -p` under it (parallel tests); /run is a tmpfs.
     set -e
     return 0
 }

@@ -90,7 +90,8 @@ lab_down() {
     #    this lab only), then the namespaces (which destroys the veths).
     ns_delete "${ALL_NS[@]}"
     rm -rf -- "$STATE" 2>/dev/null
-    rmdir "$STATE_ROOT" 2>/dev/null
+    # The shared $STATE_ROOT stays: removing it when empty raced with
+    # another lab's `mkdir -p` under it (parallel tests); /run is a tmpfs.
     set -e
     return 0
 }
