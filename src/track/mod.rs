@@ -174,6 +174,17 @@ struct Keyed {
     hash: u64,
 }
 
+impl Keyed {
+    fn of(p: &Packet, t: &Tcp, hasher: &Hasher) -> Keyed {
+        let (key, sender_is_a) = FlowKey::of(p.src, t.sport, p.dst, t.dport);
+        Keyed {
+            key,
+            sender_is_a,
+            hash: hasher.hash_one(key),
+        }
+    }
+}
+
 /// Which of `n` partitions tracks this packet. All packets of one attempt
 /// (its SYNs, the answers, the ICMP errors quoting it) share one
 /// direction-free key, and nothing else links attempts, so trackers that
@@ -520,14 +531,7 @@ impl Tracker {
         const AHEAD: usize = 8;
         let hasher = self.hasher.clone();
         let keyed = |p: &Packet| match &p.body {
-            Body::Tcp(t) => {
-                let (key, sender_is_a) = FlowKey::of(p.src, t.sport, p.dst, t.dport);
-                Some(Keyed {
-                    key,
-                    sender_is_a,
-                    hash: hasher.hash_one(key),
-                })
-            }
+            Body::Tcp(t) => Some(Keyed::of(p, t, &hasher)),
             _ => None,
         };
         let mut ahead: [Option<Keyed>; AHEAD] = [None; AHEAD];
@@ -562,14 +566,7 @@ impl Tracker {
         let timeout = self.cfg.timeout;
         let answer = match &pkt.body {
             Body::Tcp(tcp) => {
-                let k = keyed.unwrap_or_else(|| {
-                    let (key, sender_is_a) = FlowKey::of(pkt.src, tcp.sport, pkt.dst, tcp.dport);
-                    Keyed {
-                        key,
-                        sender_is_a,
-                        hash: self.hasher.hash_one(key),
-                    }
-                });
+                let k = keyed.unwrap_or_else(|| Keyed::of(pkt, tcp, &self.hasher));
                 self.tcp(ts, pkt, tcp, k)
             }
             // Name resolution is not the probe table's business: callers
