@@ -51,7 +51,18 @@ pub enum Behaviour {
     /// A RST in the host's name, forged on the path: it arrives with TTL
     /// `ttl` (a middlebox nearer than the host).
     ForgedReset { ttl: u8 },
+    /// No such host: the router before it (`from`) tries to resolve its
+    /// link address for [`ARP_FAILS_AFTER`] from the packet that started
+    /// the attempt, queueing every packet for it meanwhile, then tells of
+    /// each queued one at once (host unreachable; IPv6 address
+    /// unreachable), each against its ICMP budget, as Linux does.
+    Absent { from: IpAddr },
 }
+
+/// How long a router's ARP (IPv6 neighbour discovery) tries before it
+/// gives up on a host: Linux's 3 solicitations a second apart, and the
+/// few milliseconds it was seen to take beyond them.
+pub const ARP_FAILS_AFTER: Duration = Duration::from_millis(3070);
 
 /// A scripted host.
 #[derive(Debug, Clone)]
@@ -172,6 +183,8 @@ pub struct FakeNetwork {
     rng: u64,
     /// Packets the slow links lost or dropped.
     pub link_drops: u64,
+    /// When a router's resolution of an absent host, under way, fails.
+    resolving: HashMap<IpAddr, Duration>,
 }
 
 impl FakeNetwork {
@@ -198,6 +211,7 @@ impl FakeNetwork {
             busy: HashMap::new(),
             rng: 0x9e37_79b9_7f4a_7c15,
             link_drops: 0,
+            resolving: HashMap::new(),
         }
     }
 
@@ -411,6 +425,20 @@ impl FakeNetwork {
             Behaviour::ForgedReset { ttl } => {
                 let frame = fixture::tcp_ip(&syn.reply(flags::RST | flags::ACK, ttl));
                 self.schedule(at, frame);
+            }
+            Behaviour::Absent { from } => {
+                let fails = match self.resolving.get(&o.target) {
+                    Some(&f) if f > at => f,
+                    _ => {
+                        self.resolving.insert(o.target, at + ARP_FAILS_AFTER);
+                        at + ARP_FAILS_AFTER
+                    }
+                };
+                let (ty, code) = if src.is_ipv4() { (3, 1) } else { (1, 3) };
+                if self.icmp_allowed(from, fails) {
+                    let frame = fixture::icmp_error_ip(from, src, 64, ty, code, &ip, ip.len());
+                    self.schedule(fails, frame);
+                }
             }
         }
     }

@@ -140,32 +140,40 @@ impl Passes<'_, '_> {
 
     /// Probes [`rate_limit_candidates`] again, slowly (IPv6 two a second,
     /// three tries; IPv4 one every 2.5 s, two tries for a port that decides
-    /// alone, one for a host's samples, whose every port tells the same),
+    /// alone, one for a host's samples, whose every port tells the same;
+    /// likely absent hosts of either family one a second, two SYNs each),
     /// each in a new attempt
     /// (after the tracker's timeout since the port's last probe), so the
     /// packets themselves show an error that came on a later attempt: the
     /// inference reads its confirmation off them.
     pub(super) fn rate_limited(&mut self) -> Result<(), Error> {
-        let candidates = rate_limit_candidates(&self.results);
-        if candidates.is_empty() {
+        if rate_limit_candidates(&self.results).is_empty() {
             return Ok(());
         }
-        // The ports' first attempts run out first.
+        // The ports' first attempts run out first, and what came in the
+        // meantime counts: a router's errors for a host whose ARP failed
+        // come 3 s after its last probes, and were samples' worth of time
+        // spent on a host that then had its answers.
         if let Some(last) = self.session.last_send() {
             let until =
                 last + Duration::from_nanos(self.opts.track.timeout) + Duration::from_millis(20);
             let now = self.net.now();
             if until > now {
                 run::listen(self.net, self.session, &self.cfg, until - now)?;
+                self.refresh();
             }
+        }
+        let (candidates, left) = rate_limit_candidates_within(&self.results, SILENT_PROBES_AT_MOST);
+        if candidates.is_empty() {
+            return Ok(());
         }
         let sources: FxHashMap<IpAddr, IpAddr> =
             self.results.iter().map(|v| (v.target, v.client)).collect();
         let (sport, ttl) = (self.sport(), self.opts.ttl);
-        let probes: Vec<(plan::Probe, bool)> = candidates
+        let probes: Vec<(plan::Probe, Pace)> = candidates
             .iter()
-            .flat_map(|c| c.ports.iter().map(move |p| (c.target, *p, c.sample)))
-            .filter_map(|(target, port, sample)| {
+            .flat_map(|c| c.ports.iter().map(move |p| (c.target, *p, c.pace)))
+            .filter_map(|(target, port, pace)| {
                 let probe = plan::Probe {
                     source: *sources.get(&target)?,
                     sport,
@@ -173,37 +181,72 @@ impl Passes<'_, '_> {
                     port,
                     ttl,
                 };
-                Some((probe, sample))
+                Some((probe, pace))
             })
             .collect();
         let n = probes.len();
         // IPv6 limiters refill fast (Linux: 10 a second per peer): two a
-        // second, three tries. IPv4 route errors (unreachable and prohibit
-        // routes) are charged twice against a router's one-a-second
-        // allowance, shared by every error it sends us: one probe every
-        // 2.5 s; two tries for a port of a host that answers (it decides
-        // alone), one for each of a host's samples (at that pace every one
-        // of them gets its error if the host has one: a second try each
-        // added 2.5 s a sample, 20 s to the real-world lab's scan).
+        // second, three tries (the last 2 s after the first: a router's
+        // error for a neighbour it cannot find comes about 3 s after the
+        // first). IPv4 route errors (unreachable and prohibit routes) are
+        // charged twice against a router's one-a-second allowance, shared
+        // by every error it sends us: one probe every 2.5 s; two tries for
+        // a port of a host that answers (it decides alone), one for each
+        // of a host's samples (at that pace every one of them gets its
+        // error if the host has one: a second try each added 2.5 s a
+        // sample, 20 s to the real-world lab's scan). A host that said
+        // nothing at all, among neighbours its router told of only once its
+        // ARP failed (about 3.07 s after the first SYN, just past the
+        // tracker's 3 s), is likely absent too: a second SYN 0.55 s after
+        // the first keeps its attempt open for that, and the next host
+        // comes 1.1 s later. Both SYNs wait in the router's queue for the
+        // same ARP and either error answers the attempt, so one token is
+        // enough (a limiter refuses without spending): a host a second.
         let v4_pace = |retries| EngineConfig {
             gap: Some(V4_REPROBE_GAP),
             ..EngineConfig::fixed(1, retries, V4_REPROBE_GAP, REPROBE_AT_MOST)
         };
+        let absent_pace = EngineConfig {
+            gap: Some(ABSENT_GAP),
+            ..EngineConfig::fixed(1, 1, ABSENT_GAP, 1)
+        };
         let (v6, v4): (Vec<_>, Vec<_>) = probes.into_iter().partition(|(p, _)| p.target.is_ipv6());
-        let (v4_samples, v4_ports): (Vec<_>, Vec<_>) = v4.into_iter().partition(|(_, s)| *s);
-        let only = |v: Vec<(plan::Probe, bool)>| v.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
-        for (family, pace) in [
+        let of = |v: &[(plan::Probe, Pace)], pace: Pace| -> Vec<plan::Probe> {
+            v.iter()
+                .filter(|(_, p)| *p == pace)
+                .map(|(probe, _)| *probe)
+                .collect()
+        };
+        let v6_present: Vec<plan::Probe> = v6
+            .iter()
+            .filter(|(_, p)| *p != Pace::Absent)
+            .map(|(probe, _)| *probe)
+            .collect();
+        let mut absent = of(&v4, Pace::Absent);
+        absent.extend(of(&v6, Pace::Absent));
+        let second = Duration::from_secs(1);
+        for (family, pace, wait) in [
             (
-                only(v6),
-                EngineConfig::fixed(2, 2, Duration::from_secs(1), REPROBE_AT_MOST),
+                v6_present,
+                EngineConfig::fixed(2, 2, second, REPROBE_AT_MOST),
+                second,
             ),
-            (only(v4_ports), v4_pace(1)),
-            (only(v4_samples), v4_pace(0)),
+            (of(&v4, Pace::Port), v4_pace(1), second),
+            (of(&v4, Pace::Sample), v4_pace(0), second),
+            // Likely absent hosts (IPv6 too: a neighbour discovery fails
+            // as an ARP does, 3 s). The last one's router gives up on it
+            // 3.07 s after its first SYN, after its probe is given up (two
+            // gaps).
+            (
+                absent,
+                absent_pace,
+                ARP_FAILS.saturating_sub(2 * ABSENT_GAP),
+            ),
         ] {
             if family.is_empty() {
                 continue;
             }
-            if !self.pass(family, pace, Some(Duration::from_secs(1)))? {
+            if !self.pass(family, pace, Some(wait))? {
                 break;
             }
         }
@@ -214,12 +257,26 @@ impl Passes<'_, '_> {
         self.warnings.push(format!(
             "ICMP errors were rate-limited; {n} silent ports (of hosts that answer, and samples of hosts the limiter left unconfirmed or silent) were probed again slowly: {changed} answered"
         ));
+        if left > 0 {
+            self.warnings.push(format!(
+                "{left} more hosts said nothing at all and were not probed again (at the limiters' pace of about one error a second, each costs seconds): their ports stay filtered; scan fewer of them at a time to look"
+            ));
+        }
         Ok(())
     }
 }
 
-/// The pace of an IPv4 slow re-probe (see [`reprobe_rate_limited`]).
+/// The pace of an IPv4 slow re-probe (see [`Passes::rate_limited`]).
 const V4_REPROBE_GAP: Duration = Duration::from_millis(2500);
+
+/// How long after a SYN to an absent host its router tells so at the
+/// latest, about: Linux gives up on ARP (3 requests a second apart) and
+/// sends host-unreachable about 3.07 s after the first packet; a margin.
+const ARP_FAILS: Duration = Duration::from_millis(3600);
+
+/// The gap between the two SYNs of a likely absent host's sample, and
+/// between one sample's second SYN and the next sample's first.
+const ABSENT_GAP: Duration = Duration::from_millis(550);
 
 /// Silent ports of a live host at most, for all of them to be probed
 /// again slowly when a responder was seen rate-limiting.
@@ -230,9 +287,20 @@ const REPROBE_AT_MOST: usize = 16;
 pub struct Candidate {
     pub target: IpAddr,
     pub ports: Vec<u16>,
-    /// A sample of a host's silent ports (each would tell of the host), not
-    /// the few silent ports of a host that answers (each decides alone).
-    pub sample: bool,
+    pub pace: Pace,
+}
+
+/// How a [`Candidate`]'s ports are probed again (the IPv4 paces; IPv6 has
+/// one, see [`Passes::rate_limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// The few silent ports of a host that answers: each decides alone.
+    Port,
+    /// A sample of a host's silent ports: each would tell of the host.
+    Sample,
+    /// A sample of a host that said nothing at all, whose neighbours' router
+    /// told of them only once its ARP failed: absent hosts, most likely.
+    Absent,
 }
 
 /// The silent ports to probe again slowly: when some responder was seen
@@ -243,16 +311,33 @@ pub struct Candidate {
 /// again at about the pace the limiters refill (one a second): silence
 /// that stays silence is a drop.
 pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<Candidate> {
+    rate_limit_candidates_within(results, usize::MAX).0
+}
+
+/// [`rate_limit_candidates`] with at most `silent_probes` ports of the
+/// hosts that said nothing at all (those nearest a router's error for a
+/// neighbour first, then in address order, each host whole), and how many
+/// such hosts were left out.
+pub fn rate_limit_candidates_within(
+    results: &[Verdict],
+    silent_probes: usize,
+) -> (Vec<Candidate>, usize) {
     let mut by_target: std::collections::BTreeMap<IpAddr, Vec<&Verdict>> = Default::default();
     for v in results {
         by_target.entry(v.target).or_default().push(v);
     }
     let unconfirmed = track::infer::unconfirmed(results);
-    let limited = results.iter().any(|v| v.inferred.is_some()) || !unconfirmed.is_empty();
+    let neighbours = unreachable_neighbours(results);
+    let limited = results.iter().any(|v| v.inferred.is_some())
+        || !unconfirmed.is_empty()
+        || !neighbours.is_empty();
     if !limited {
-        return Vec::new();
+        return (Vec::new(), 0);
     }
     let mut out = Vec::new();
+    // Hosts that said nothing at all: (whether a router reported a host
+    // of the same network unreachable, the host, its sample, its pace).
+    let mut silent_hosts_found: Vec<(bool, IpAddr, Vec<u16>, Pace)> = Vec::new();
     for (t, vs) in by_target {
         let silent: Vec<u16> = vs
             .iter()
@@ -264,27 +349,133 @@ pub fn rate_limit_candidates(results: &[Verdict]) -> Vec<Candidate> {
             out.push(Candidate {
                 target: t,
                 ports: silent,
-                sample: false,
+                pace: Pace::Port,
             });
-        } else if unconfirmed.contains(&t) || (!answers && !silent.is_empty()) {
-            // An unconfirmed error, or a host that said nothing at all
-            // while a limiter was at work (its router's budget may have
-            // gone to other hosts' errors): a sample.
-            // A sample, spread over the ports.
-            let step = (silent.len() / SAMPLE).max(1);
+        } else if unconfirmed.contains(&t) {
+            // An unconfirmed error: a sample, spread over the ports.
             out.push(Candidate {
                 target: t,
-                ports: silent.into_iter().step_by(step).take(SAMPLE).collect(),
-                sample: true,
+                ports: spread(&silent, SAMPLE),
+                pace: Pace::Sample,
             });
+        } else if !answers && !silent.is_empty() {
+            // A host that said nothing at all while a limiter was at work
+            // (its router's budget may have gone to other hosts' errors):
+            // a smaller sample. A router's host-level error for it would
+            // tell of every port (a routing failure needs one sample, a
+            // prohibition two: see track::infer), and silence on two at
+            // the limiter's pace is a drop.
+            // Near neighbours whose router errors all came late (its ARP
+            // for them failed), the pace of such errors; else a route's,
+            // which suits both (two samples of one host 2.5 s apart wait
+            // for the same ARP: the second's attempt is still open when
+            // the router gives up on the host).
+            let near: Vec<bool> = neighbours
+                .iter()
+                .filter(|(n, _)| same_network(*n, t))
+                .map(|(_, late)| *late)
+                .collect();
+            let pace = if !near.is_empty() && near.iter().all(|late| *late) {
+                Pace::Absent
+            } else {
+                Pace::Sample
+            };
+            silent_hosts_found.push((!near.is_empty(), t, spread(&silent, SILENT_SAMPLE), pace));
         }
     }
+    // Nearest a neighbour's error first (a /24 of absent hosts), then in
+    // address order (the map's).
+    silent_hosts_found.sort_by_key(|(near, ..)| !*near);
+    let (mut budget, mut left) = (silent_probes, 0);
+    for (_, target, ports, pace) in silent_hosts_found {
+        if ports.len() > budget {
+            left += 1;
+            continue;
+        }
+        budget -= ports.len();
+        out.push(Candidate {
+            target,
+            ports,
+            pace,
+        });
+    }
+    (out, left)
+}
+
+/// `k` ports spread over `ports`.
+fn spread(ports: &[u16], k: usize) -> Vec<u16> {
+    let step = (ports.len() / k).max(1);
+    ports.iter().copied().step_by(step).take(k).collect()
+}
+
+/// The targets a router (not the target itself) reported unreachable or
+/// prohibited on a packet of their own, and whether that error came late
+/// (a second or more after the attempt's first SYN: the router's ARP for
+/// the host failed, rather than a route's error at once): their
+/// neighbours (the same /24, or /64) that said nothing may have met the
+/// same router with its budget spent, as a scan of a network of absent
+/// hosts does (the router's ARP fails for each, it tells of a burst of
+/// them, then one a second).
+fn unreachable_neighbours(results: &[Verdict]) -> Vec<(IpAddr, bool)> {
+    let mut out: Vec<(IpAddr, bool)> = results
+        .iter()
+        .filter(|v| {
+            v.state == State::Unreachable
+                && v.inferred.is_none()
+                && track::infer::host_level(v.reason)
+                && v.responder.is_some_and(|r| r != v.target)
+        })
+        .map(|v| {
+            let late = v
+                .decided_ns
+                .is_some_and(|d| d.saturating_sub(v.first_probe_ns) >= NANOS_PER_SEC);
+            (v.target, late)
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    // Only where a neighbour said nothing at all.
+    let silent: Vec<IpAddr> = wholly_silent(results);
+    out.retain(|(n, _)| silent.iter().any(|s| s != n && same_network(*s, *n)));
     out
+}
+
+/// Targets none of whose ports answered.
+fn wholly_silent(results: &[Verdict]) -> Vec<IpAddr> {
+    let mut answered: rustc_hash::FxHashSet<IpAddr> = Default::default();
+    let mut all: Vec<IpAddr> = Vec::new();
+    for v in results {
+        if v.state != State::Filtered {
+            answered.insert(v.target);
+        }
+        all.push(v.target);
+    }
+    all.sort_unstable();
+    all.dedup();
+    all.retain(|t| !answered.contains(t));
+    all
+}
+
+/// The same /24 (IPv4) or /64 (IPv6).
+fn same_network(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => u32::from(a) >> 8 == u32::from(b) >> 8,
+        (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(a) >> 64 == u128::from(b) >> 64,
+        _ => false,
+    }
 }
 
 /// Silent ports probed again on a host whose error is not yet confirmed
 /// host-wide.
 const SAMPLE: usize = 4;
+
+/// Silent ports probed again on a host that said nothing at all.
+const SILENT_SAMPLE: usize = 2;
+
+/// Samples of hosts that said nothing at all probed again slowly, at
+/// most (a /24 of absent hosts behind one router: each costs about a
+/// second of its pace, 2.5 s where its errors are a route's).
+const SILENT_PROBES_AT_MOST: usize = 16;
 
 /// Per target: when the target said nothing for at least `gap` from its
 /// first probe, then answered, and no port probed after its first answer is

@@ -683,6 +683,62 @@ fn hosts_behind_one_rate_limited_router_each_get_their_own_verdict() {
     }
 }
 
+#[test]
+fn a_network_of_absent_hosts_behind_a_rate_limited_router_is_told_host_by_host() {
+    // A /24 of which one host is up, the rest absent: the router's ARP
+    // fails for each (3 s after its first SYN) and its budget lets a burst
+    // of its errors through, then one a second. Each absent host has a
+    // single port: no host has other ports to extend an error to.
+    let absent: Vec<String> = (10..40).map(|i| format!("203.0.113.{i}")).collect();
+    let mut hosts = vec![FakeHost::new(HOST, Behaviour::Closed).port(22, Behaviour::Open)];
+    hosts.extend(
+        absent
+            .iter()
+            .map(|a| FakeHost::new(a, Behaviour::Absent { from: addr(ROUTER) })),
+    );
+    let mut net = FakeNetwork::new(hosts).linux_icmp_limits();
+    let mut targets: Vec<&str> = vec![HOST];
+    targets.extend(absent.iter().map(String::as_str));
+    let o = opts(&targets, "22");
+    let out = scan_written(&mut net, &o, "absent-net");
+    let host = verdict(&out, HOST, 22);
+    assert_eq!(host.state, State::Open);
+    let (mut told, mut silent) = (0, 0);
+    for a in &absent {
+        let v = verdict(&out, a, 22);
+        match v.state {
+            State::Unreachable => {
+                assert_eq!(
+                    (v.reason, v.responder, v.inferred.is_some()),
+                    (Reason::HostUnreach, Some(addr(ROUTER)), false),
+                    "{a}: {v:?}"
+                );
+                told += 1;
+            }
+            State::Filtered => silent += 1,
+            s => panic!("{a}: {s:?}"),
+        }
+    }
+    let w = &out.info.warnings;
+    // The slow pass: its 16 samples each answered (one a second, each
+    // kept open past the router's 3 s), the hosts past them said so.
+    let probed: Option<(usize, usize)> = w.iter().find_map(|w| {
+        let (n, rest) = w.split_once(" silent ports (")?;
+        let n = n.rsplit(' ').next()?.parse().ok()?;
+        let m = rest.rsplit_once(": ")?.1.split(' ').next()?.parse().ok()?;
+        Some((n, m))
+    });
+    assert_eq!(probed, Some((16, 16)), "{w:?}");
+    let left = w.iter().find_map(|w| {
+        w.split(" more hosts said nothing")
+            .next()?
+            .parse::<usize>()
+            .ok()
+    });
+    assert_eq!(left, Some(silent), "{told} told, {silent} silent: {w:?}");
+    assert!(told >= 16 + 2, "{told} told: {w:?}");
+}
+
 /// The real-world lab's slow link: 4 Mbit/s (a SYN every 150 µs), a 20 ms
 /// queue, `loss` each way, in front of a host whose closed ports RST and
 /// whose port 22 is open.
