@@ -67,6 +67,12 @@ pub enum Error {
         count: u128,
         limit: usize,
     },
+    /// A target of digits and dots (an IPv4 address or an nmap-style
+    /// range) that is not one: never looked up as a name.
+    #[error(
+        "{spec}: not an IPv4 address or range ({why}); each of the four parts is 0-255, a range 10-20, a list 1,5,7 or *"
+    )]
+    BadRange { spec: String, why: String },
     /// A target name could not be resolved.
     #[error("{spec}: cannot resolve the name: {source}")]
     Resolve {

@@ -122,7 +122,7 @@ pub struct DiagnoseArgs {
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("portspec").args(["ports", "top_ports"])))]
 pub struct ScanArgs {
-    /// Targets: addresses, CIDR blocks, host names (every A and AAAA record), HOST:PORT.
+    /// Targets: addresses, CIDR blocks, nmap-style IPv4 ranges (10.0.0.1-20, 10.0.1-3.*), host names (every A and AAAA record), HOST:PORT.
     #[arg(required_unless_present = "input_list", value_name = "TARGET")]
     pub targets: Vec<String>,
     /// Read more targets from FILE (one or more a line, # comments; - for stdin), as nmap's -iL.

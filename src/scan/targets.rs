@@ -1,5 +1,6 @@
-//! Scan targets: addresses, CIDR blocks and host names (every A and AAAA
-//! record, through [`crate::resolve`]), narrowed to one family on request.
+//! Scan targets: addresses, CIDR blocks, nmap-style IPv4 ranges and host
+//! names (every A and AAAA record, through [`crate::resolve`]), narrowed to
+//! one family on request.
 
 use crate::error::Error;
 use crate::resolve::{literal, lookup};
@@ -88,6 +89,8 @@ fn resolve_one(spec: &str, family: Family, force: bool, r: &mut Resolved) -> Res
         let mut named = false;
         let addrs: Vec<IpAddr> = if let Some(a) = literal(spec) {
             vec![a]
+        } else if let Some(range) = octet_range(spec) {
+            range?
         } else if let Ok(net) = spec.parse::<IpNet>() {
             let net = net.trunc();
             let count = match net {
@@ -166,6 +169,78 @@ fn resolve_one(spec: &str, family: Family, force: bool, r: &mut Resolved) -> Res
     Ok(())
 }
 
+/// An nmap-style IPv4 range: four dot-separated parts, each a number, a
+/// range (`10-20`, `-20`, `10-`), a list of those (`1,5,7`) or `*`
+/// (`198.51.100.10-29`, `10.0.1-3.*`). None when `spec` is not made of
+/// digits, dots, dashes, commas and stars with exactly three dots: such a
+/// spec is a name. One that is made of them is never a name (a top-level
+/// domain is not all digits), so a typo is an error here, not a DNS query.
+fn octet_range(spec: &str) -> Option<Result<Vec<IpAddr>, Error>> {
+    if !spec
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"*.,-".contains(&b))
+        || spec.bytes().filter(|b| *b == b'.').count() != 3
+    {
+        return None;
+    }
+    let bad = |why: String| Error::BadRange {
+        spec: spec.to_string(),
+        why,
+    };
+    let number = |s: &str, default: u8| -> Result<u8, Error> {
+        if s.is_empty() {
+            return Ok(default);
+        }
+        s.parse::<u8>()
+            .map_err(|_| bad(format!("{s} is not a number from 0 to 255")))
+    };
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(4);
+    for part in spec.split('.') {
+        if part.is_empty() {
+            return Some(Err(bad("an empty part".into())));
+        }
+        let mut values: Vec<u8> = Vec::new();
+        for item in part.split(',') {
+            let (lo, hi) = match item.split_once('-') {
+                _ if item == "*" => (0, 255),
+                _ if item.is_empty() => return Some(Err(bad("an empty list item".into()))),
+                None => match number(item, 0) {
+                    Ok(n) => (n, n),
+                    Err(e) => return Some(Err(e)),
+                },
+                Some((a, b)) => match (number(a, 0), number(b, 255)) {
+                    (Ok(a), Ok(b)) if a <= b => (a, b),
+                    (Ok(a), Ok(b)) => return Some(Err(bad(format!("{a}-{b} runs backwards")))),
+                    (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+                },
+            };
+            values.extend(lo..=hi);
+        }
+        values.sort_unstable();
+        values.dedup();
+        parts.push(values);
+    }
+    let count: u128 = parts.iter().map(|p| p.len() as u128).product();
+    if count > MAX_TARGETS as u128 {
+        return Some(Err(Error::BlockTooLarge {
+            spec: spec.to_string(),
+            count,
+            limit: MAX_TARGETS,
+        }));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    for &a in &parts[0] {
+        for &b in &parts[1] {
+            for &c in &parts[2] {
+                for &d in &parts[3] {
+                    out.push(IpAddr::from([a, b, c, d]));
+                }
+            }
+        }
+    }
+    Some(Ok(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +274,53 @@ mod tests {
             r("127.0.0.1", Family::V6, false)
                 .unwrap_err()
                 .contains("no IPv6 address")
+        );
+    }
+
+    #[test]
+    fn nmap_style_ranges_and_typos_are_never_names() {
+        let x = r("198.51.100.10-12", Family::Any, false).unwrap();
+        let s: Vec<String> = x.iter().map(ToString::to_string).collect();
+        assert_eq!(s, ["198.51.100.10", "198.51.100.11", "198.51.100.12"]);
+        let x = r("198.51.100-101.1,3", Family::Any, false).unwrap();
+        let s: Vec<String> = x.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            s,
+            [
+                "198.51.100.1",
+                "198.51.100.3",
+                "198.51.101.1",
+                "198.51.101.3"
+            ]
+        );
+        assert_eq!(r("198.51.100.*", Family::Any, false).unwrap().len(), 256);
+        assert_eq!(r("198.51.100.250-", Family::Any, false).unwrap().len(), 6);
+        assert_eq!(r("198.51.100.-2", Family::Any, false).unwrap().len(), 3);
+        // A plain address still parses as one.
+        assert_eq!(r("198.51.100.7", Family::Any, false).unwrap().len(), 1);
+        for (typo, says) in [
+            ("198.51.100.300", "300 is not a number"),
+            ("198.51.100.20-10", "runs backwards"),
+            ("198.51..1", "an empty part"),
+            ("198.51.100.1,", "an empty list item"),
+        ] {
+            let e = r(typo, Family::Any, false).unwrap_err();
+            assert!(
+                e.contains(says) && e.contains("not an IPv4 address"),
+                "{typo}: {e}"
+            );
+        }
+        assert!(
+            r("10.*.*.*", Family::Any, false)
+                .unwrap_err()
+                .contains("split it")
+        );
+        // A range with a broadcast or multicast address in it is refused
+        // as such a block is.
+        assert!(
+            r("224.0.0.1-2", Family::Any, false)
+                .unwrap_err()
+                .contains("refusing to probe")
         );
     }
 
