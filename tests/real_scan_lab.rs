@@ -170,3 +170,112 @@ fn the_lossy_open_port_is_open_in_19_of_20_default_scans() {
     );
     assert!(open >= 19, "open in only {open} of {runs} scans");
 }
+
+/// A network of absent hosts behind the router (the other addresses of the
+/// host-behind-the-router's /24, or /64): the router's ARP (neighbour
+/// discovery) fails for each, and its ICMP budget lets a burst of its
+/// host-unreachables through, then one a second. With default options
+/// every absent host is either told host-unreach by the router on a packet
+/// of its own or left filtered and counted in the warning, at least 16 of
+/// the 20 are told, the host that is there is open, and `analyze` of the
+/// `--write` capture says the same.
+fn network_of_absent_hosts(v6: bool) {
+    let _machine = light();
+    let Some(lab) = RealLab::up(&[]) else {
+        return;
+    };
+    let (block, up, router) = if v6 {
+        (
+            "2001:db8:18:3::10/124",
+            "2001:db8:18:3::2",
+            "2001:db8:18::1",
+        )
+    } else {
+        ("198.18.3.10-29", "198.18.3.2", "198.18.0.1")
+    };
+    let dir = scratch(&format!("absent-net-v{}", if v6 { 6 } else { 4 }));
+    let file = dir.join("scan.pcap");
+    let file = file.to_str().expect("path");
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let args = [
+        bin, "scan", "-q", "-o", "json", "-p", "22", "--write", file, up, block,
+    ];
+    let started = std::time::Instant::now();
+    let o = lab.exec("c", &args).output().expect("synscope scan");
+    let took = started.elapsed();
+    let j: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("scan JSON: {e}; stderr: {}", stderr(&o)));
+    assert_valid_report(&j, "absent network scan");
+    let results = j["results"].as_array().expect("results");
+    // 20 absent hosts (IPv6 16), and the one that is up.
+    let absent = if v6 { 16 } else { 20 };
+    assert_eq!(results.len(), absent + 1, "a verdict per host");
+    let (mut told, mut silent) = (0, 0);
+    for r in results {
+        let t = r["target"].as_str().unwrap_or("?");
+        let got = (
+            r["state"].as_str(),
+            r["reason"].as_str(),
+            r["responder"].as_str(),
+        );
+        if t == up {
+            assert_eq!(got, (Some("open"), Some("syn-ack"), Some(up)), "{r}");
+            continue;
+        }
+        // IPv6's address unreachable (1/3) is host-unreach too.
+        match got.0 {
+            Some("unreachable") => {
+                assert_eq!(
+                    got,
+                    (Some("unreachable"), Some("host-unreach"), Some(router)),
+                    "{r}"
+                );
+                assert!(r.get("inferred").is_none(), "a packet of its own: {r}");
+                told += 1;
+            }
+            Some("filtered") => silent += 1,
+            _ => panic!("{t}: {r}"),
+        }
+    }
+    let err = stderr(&o);
+    println!(
+        "IPv{}: {absent} absent hosts in {:.1} s: {told} told host-unreach, {silent} filtered; {}",
+        if v6 { 6 } else { 4 },
+        took.as_secs_f64(),
+        err.trim()
+    );
+    let left = err
+        .lines()
+        .find_map(|l| {
+            l.split(" more hosts said nothing")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .unwrap_or(0);
+    assert_eq!(
+        left, silent,
+        "the filtered ones are the ones said left: {err}"
+    );
+    assert!(told >= 16, "only {told} of {absent} told: {err}");
+    let a = run(&["analyze", "-q", "-o", "json", file]);
+    assert!(a.status.success(), "analyze: {}", stderr(&a));
+    let again: Value = serde_json::from_slice(&a.stdout).expect("analyze JSON");
+    assert_eq!(
+        again["results"], j["results"],
+        "analyze of the --write capture differs"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_network_of_absent_hosts_is_told_host_by_host_v4() {
+    network_of_absent_hosts(false);
+}
+
+#[test]
+fn a_network_of_absent_hosts_is_told_host_by_host_v6() {
+    network_of_absent_hosts(true);
+}
