@@ -380,7 +380,14 @@ pub fn rate_limit_candidates_within(
             } else {
                 Pace::Sample
             };
-            silent_hosts_found.push((!near.is_empty(), t, spread(&silent, SILENT_SAMPLE), pace));
+            // A likely absent host needs one: its router's host-unreach
+            // tells of every port.
+            let k = if pace == Pace::Absent {
+                1
+            } else {
+                SILENT_SAMPLE
+            };
+            silent_hosts_found.push((!near.is_empty(), t, spread(&silent, k), pace));
         }
     }
     // Nearest a neighbour's error first (a /24 of absent hosts), then in

@@ -739,6 +739,39 @@ fn a_network_of_absent_hosts_behind_a_rate_limited_router_is_told_host_by_host()
     assert!(told >= 16 + 2, "{told} told: {w:?}");
 }
 
+#[test]
+fn absent_hosts_with_several_ports_need_one_sample_each() {
+    // Sixteen absent hosts, three ports each: one re-probed port a host
+    // gets the router's host-unreach, which tells of the host's others.
+    let absent: Vec<String> = (10..26).map(|i| format!("203.0.113.{i}")).collect();
+    let mut hosts = vec![FakeHost::new(HOST, Behaviour::Closed).port(22, Behaviour::Open)];
+    hosts.extend(
+        absent
+            .iter()
+            .map(|a| FakeHost::new(a, Behaviour::Absent { from: addr(ROUTER) })),
+    );
+    let mut net = FakeNetwork::new(hosts).linux_icmp_limits();
+    let mut targets: Vec<&str> = vec![HOST];
+    targets.extend(absent.iter().map(String::as_str));
+    let o = opts(&targets, "22,80,443");
+    let out = scan_written(&mut net, &o, "absent-ports");
+    let w = &out.info.warnings;
+    assert!(
+        !w.iter().any(|w| w.contains("more hosts said nothing")),
+        "{w:?}"
+    );
+    for a in &absent {
+        for port in [22, 80, 443] {
+            let v = verdict(&out, a, port);
+            assert_eq!(
+                (v.state, v.reason, v.responder),
+                (State::Unreachable, Reason::HostUnreach, Some(addr(ROUTER))),
+                "{a}:{port}: {w:?}"
+            );
+        }
+    }
+}
+
 /// The real-world lab's slow link: 4 Mbit/s (a SYN every 150 µs), a 20 ms
 /// queue, `loss` each way, in front of a host whose closed ports RST and
 /// whose port 22 is open.
