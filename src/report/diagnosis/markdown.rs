@@ -129,9 +129,25 @@ pub fn render_diagnosis_markdown(d: &Diagnosis) -> String {
     }
     if let Some(s) = &d.scan {
         let e = s.engine;
+        // The connections held after the probes take their own time (the
+        // whole run's, most often): said, so the time is the run's.
+        let held: Vec<f64> = d
+            .addresses
+            .iter()
+            .flat_map(|a| a.after_handshake.iter().map(|h| h.waited_ms))
+            .collect();
+        let held = match held.iter().copied().reduce(f64::max) {
+            Some(ms) => format!(
+                ", then {} connection{} held up to {:.1} s",
+                held.len(),
+                if held.len() == 1 { "" } else { "s" },
+                ms / 1000.0
+            ),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "_{} probes ({} retransmitted), {:.1} s, from port {}; synscope {}._",
+            "_{} probes ({} retransmitted) in {:.1} s{held}, from port {}; synscope {}._",
             e.sent,
             e.retransmitted,
             s.duration_s,
