@@ -290,8 +290,9 @@ pub struct Candidate {
     pub pace: Pace,
 }
 
-/// How a [`Candidate`]'s ports are probed again (the IPv4 paces; IPv6 has
-/// one, see [`Passes::rate_limited`]).
+/// How a [`Candidate`]'s ports are probed again (IPv6 has one pace for
+/// `Port` and `Sample`, see [`Passes::rate_limited`]; `Absent` is both
+/// families').
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pace {
     /// The few silent ports of a host that answers: each decides alone.
@@ -365,6 +366,7 @@ pub fn rate_limit_candidates_within(
             // tell of every port (a routing failure needs one sample, a
             // prohibition two: see track::infer), and silence on two at
             // the limiter's pace is a drop.
+            //
             // Near neighbours whose router errors all came late (its ARP
             // for them failed), the pace of such errors; else a route's,
             // which suits both (two samples of one host 2.5 s apart wait
