@@ -683,13 +683,11 @@ fn hosts_behind_one_rate_limited_router_each_get_their_own_verdict() {
     }
 }
 
-#[test]
-fn a_network_of_absent_hosts_behind_a_rate_limited_router_is_told_host_by_host() {
-    // A /24 of which one host is up, the rest absent: the router's ARP
-    // fails for each (3 s after its first SYN) and its budget lets a burst
-    // of its errors through, then one a second. Each absent host has a
-    // single port: no host has other ports to extend an error to.
-    let absent: Vec<String> = (10..40).map(|i| format!("203.0.113.{i}")).collect();
+/// HOST (22 open, RSTs) and `n` absent hosts of its /24 behind ROUTER,
+/// which rate-limits its errors as Linux does: the scan of `ports` on all
+/// of them, written and analysed the same (`name`: its scratch file).
+fn absent_network(n: u8, ports: &str, name: &str) -> (Vec<String>, ScanOutcome) {
+    let absent: Vec<String> = (10..10 + n).map(|i| format!("203.0.113.{i}")).collect();
     let mut hosts = vec![FakeHost::new(HOST, Behaviour::Closed).port(22, Behaviour::Open)];
     hosts.extend(
         absent
@@ -699,8 +697,17 @@ fn a_network_of_absent_hosts_behind_a_rate_limited_router_is_told_host_by_host()
     let mut net = FakeNetwork::new(hosts).linux_icmp_limits();
     let mut targets: Vec<&str> = vec![HOST];
     targets.extend(absent.iter().map(String::as_str));
-    let o = opts(&targets, "22");
-    let out = scan_written(&mut net, &o, "absent-net");
+    let out = scan_written(&mut net, &opts(&targets, ports), name);
+    (absent, out)
+}
+
+#[test]
+fn a_network_of_absent_hosts_behind_a_rate_limited_router_is_told_host_by_host() {
+    // A /24 of which one host is up, the rest absent: the router's ARP
+    // fails for each (3 s after its first SYN) and its budget lets a burst
+    // of its errors through, then one a second. Each absent host has a
+    // single port: no host has other ports to extend an error to.
+    let (absent, out) = absent_network(30, "22", "absent-net");
     let host = verdict(&out, HOST, 22);
     assert_eq!(host.state, State::Open);
     let (mut told, mut silent) = (0, 0);
@@ -743,18 +750,7 @@ fn a_network_of_absent_hosts_behind_a_rate_limited_router_is_told_host_by_host()
 fn absent_hosts_with_several_ports_need_one_sample_each() {
     // Sixteen absent hosts, three ports each: one re-probed port a host
     // gets the router's host-unreach, which tells of the host's others.
-    let absent: Vec<String> = (10..26).map(|i| format!("203.0.113.{i}")).collect();
-    let mut hosts = vec![FakeHost::new(HOST, Behaviour::Closed).port(22, Behaviour::Open)];
-    hosts.extend(
-        absent
-            .iter()
-            .map(|a| FakeHost::new(a, Behaviour::Absent { from: addr(ROUTER) })),
-    );
-    let mut net = FakeNetwork::new(hosts).linux_icmp_limits();
-    let mut targets: Vec<&str> = vec![HOST];
-    targets.extend(absent.iter().map(String::as_str));
-    let o = opts(&targets, "22,80,443");
-    let out = scan_written(&mut net, &o, "absent-ports");
+    let (absent, out) = absent_network(16, "22,80,443", "absent-ports");
     let w = &out.info.warnings;
     assert!(
         !w.iter().any(|w| w.contains("more hosts said nothing")),
