@@ -73,6 +73,10 @@ pub enum Error {
         "{spec}: not an IPv4 address or range ({why}); each of the four parts is 0-255, a range 10-20, a list 1,5,7 or *"
     )]
     BadRange { spec: String, why: String },
+    /// A target that is no address, block, range or host name (the
+    /// reason names it); no resolver was asked.
+    #[error("{why}")]
+    NotATarget { why: String },
     /// A target name could not be resolved.
     #[error("{spec}: cannot resolve the name: {source}")]
     Resolve {

@@ -35,6 +35,68 @@ pub fn literal(s: &str) -> Option<IpAddr> {
         .ok()
 }
 
+/// Why `s` cannot be a host name, by its syntax alone; None when it can
+/// be one. Such a spec is a typo'd address, block or range (`10.0.0.300`,
+/// `10.0.0.0/33`, `2001:db8::g`), and sending it to a resolver would ask
+/// the DNS server about a name that cannot exist: a query to the outside
+/// for a scan meant to stay on the lab. A name's labels are letters,
+/// digits, `-` and `_`, 1-63 bytes each, and its last label has a letter
+/// (no top-level domain is all digits, RFC 3696 section 2, and none has
+/// only digits and dashes); one trailing dot (a rooted name) is allowed.
+pub fn name_problem(s: &str) -> Option<String> {
+    let name = s.strip_suffix('.').unwrap_or(s);
+    if name.is_empty() {
+        // The resolver refuses it itself, without asking any server.
+        return None;
+    }
+    if name.contains('/') {
+        return Some(format!(
+            "{s} is not a valid address block (an IPv4 prefix length is 0-32, an IPv6 one 0-128), and a host name has no '/'"
+        ));
+    }
+    if name.contains(':') {
+        return Some(format!(
+            "{s} is not a valid IPv6 address, and a host name has no ':'"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || *c == '-' || *c == '_' || *c == '.'))
+    {
+        return Some(format!(
+            "{s} is not a host name: a host name has only letters, digits, '-', '_' and '.' ({c:?} is none of them)"
+        ));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Some(format!(
+            "{s} is not a host name: it has an empty part between dots"
+        ));
+    }
+    if let Some(l) = labels.iter().find(|l| l.len() > 63) {
+        return Some(format!(
+            "{s} is not a host name: a part of one is at most 63 bytes ({}... has {})",
+            l.chars().take(10).collect::<String>(),
+            l.len()
+        ));
+    }
+    if name.len() > 253 {
+        return Some(format!(
+            "{s} is not a host name: one is at most 253 bytes (this has {})",
+            name.len()
+        ));
+    }
+    if labels
+        .last()
+        .is_some_and(|l| !l.chars().any(|c| c.is_alphabetic()))
+    {
+        return Some(format!(
+            "{s} is not a valid IPv4 address (four numbers from 0 to 255, dot-separated) or range (10.0.0.1-20), and a host name ends in a part with a letter"
+        ));
+    }
+    None
+}
+
 /// Why getaddrinfo(3) gave no address. Shown, it reads as std's lookup
 /// error does (`failed to lookup address information: ...`).
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +116,10 @@ pub enum LookupError {
     /// A NUL byte cannot be passed to the resolver.
     #[error("file name contained an unexpected NUL byte")]
     Nul,
+    /// Not a host name by its syntax (see [`name_problem`]): never sent to
+    /// a resolver.
+    #[error("{why}")]
+    NotAName { why: String },
 }
 
 impl LookupError {
@@ -65,6 +131,7 @@ impl LookupError {
             | LookupError::System { detail, .. }
             | LookupError::Failed { detail } => detail,
             LookupError::Nul => "the name contains a NUL byte",
+            LookupError::NotAName { why } => why,
         }
     }
 }
@@ -77,6 +144,9 @@ const EAI_NODATA: libc::c_int = -5;
 /// NXDOMAIN from a resolver timeout.
 pub fn lookup(host: &str) -> Result<Vec<IpAddr>, LookupError> {
     let c = CString::new(host).map_err(|_| LookupError::Nul)?;
+    if let Some(why) = name_problem(host) {
+        return Err(LookupError::NotAName { why });
+    }
     // SAFETY: an all-zero addrinfo is a valid "no hints" value.
     let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
     hints.ai_family = libc::AF_UNSPEC;
@@ -146,6 +216,9 @@ pub enum Resolution {
     NoAddress { other_family: Vec<IpAddr> },
     /// The resolver did not answer, or failed for the moment.
     ResolverFailed { detail: String },
+    /// Not a host name by its syntax ([`name_problem`]): no resolver was
+    /// asked.
+    NotAName { detail: String },
 }
 
 impl Resolution {
@@ -192,6 +265,9 @@ impl Resolution {
                 "Resolution failed for the family asked: {name} has only {} of the other family. No packet was sent: drop -4/-6, or fix the record.",
                 list(other_family)
             ),
+            Resolution::NotAName { detail } => {
+                format!("{detail}. No resolver was asked and no packet was sent.")
+            }
             Resolution::ResolverFailed { detail } => format!(
                 "Resolution failed: the resolver did not answer ({detail}). No packet was sent: check /etc/resolv.conf and the DNS server."
             ),
@@ -231,6 +307,7 @@ pub fn resolve(host: &str, family: Family) -> Resolution {
         Err(LookupError::NoAddress { .. }) => Resolution::NoAddress {
             other_family: Vec::new(),
         },
+        Err(LookupError::NotAName { why }) => Resolution::NotAName { detail: why },
         Err(e) => Resolution::ResolverFailed {
             detail: e.detail().to_string(),
         },
@@ -258,6 +335,46 @@ mod tests {
                 .describe("2001:db8::1")
                 .contains("No packet was sent")
         );
+    }
+
+    #[test]
+    fn what_cannot_be_a_name_is_never_looked_up() {
+        for name in [
+            "localhost",
+            "example.org",
+            "example.org.",
+            "_dmarc.example.com",
+            "xn--bcher-kva.example",
+            "web-1.lab",
+            "b\u{fc}cher.example",
+        ] {
+            assert_eq!(name_problem(name), None, "{name}");
+        }
+        for (spec, says) in [
+            ("10.0.0.300", "not a valid IPv4 address"),
+            ("10.0.0.1-5", "or range"),
+            ("1.2.3.4.5", "not a valid IPv4 address"),
+            ("5", "not a valid IPv4 address"),
+            ("10.0.0.0/33", "not a valid address block"),
+            ("2001:db8::g", "not a valid IPv6 address"),
+            ("a..b", "an empty part"),
+            ("foo bar.example", "' ' is none of them"),
+            ("host,example", "',' is none of them"),
+        ] {
+            let why = name_problem(spec).unwrap_or_else(|| panic!("{spec} passed"));
+            assert!(why.starts_with(spec) && why.contains(says), "{spec}: {why}");
+            // Refused before getaddrinfo is called: no query for it.
+            assert!(
+                matches!(lookup(spec), Err(LookupError::NotAName { .. })),
+                "{spec}"
+            );
+            assert!(matches!(
+                resolve(spec, Family::Any),
+                Resolution::NotAName { .. }
+            ));
+        }
+        let long = format!("{}.example", "a".repeat(64));
+        assert!(name_problem(&long).unwrap().contains("at most 63 bytes"));
     }
 
     #[test]

@@ -128,7 +128,7 @@ pub struct ScanArgs {
     /// Read more targets from FILE (one or more a line, # comments; - for stdin), as nmap's -iL.
     #[arg(long, value_name = "FILE")]
     pub input_list: Option<PathBuf>,
-    /// Leave these targets out (addresses, blocks, names; comma-separated).
+    /// Leave these targets out (addresses, blocks, ranges, names; comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "TARGETS")]
     pub exclude: Vec<String>,
     /// Leave out the targets listed in FILE.

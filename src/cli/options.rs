@@ -214,6 +214,15 @@ impl TryFrom<&DiagnoseArgs> for DiagnoseOptions {
         if port == 0 {
             return Err("port 0 cannot be probed; give 1-65535".to_string());
         }
+        // Checked here, before any resolver is asked: a range or a block
+        // is no host, and a typo'd address would go out as a DNS query.
+        if crate::resolve::literal(&host).is_none()
+            && let Some(why) = crate::resolve::name_problem(&host)
+        {
+            return Err(format!(
+                "{why}; diagnose takes one host, an address or a name (scan takes ranges and blocks)"
+            ));
+        }
         Ok(DiagnoseOptions {
             host,
             port,
@@ -280,6 +289,49 @@ mod tests {
         assert_eq!(
             DiagnoseOptions::try_from(&args).unwrap_err(),
             "db: which port? give HOST:PORT or -p PORT"
+        );
+    }
+
+    #[test]
+    fn a_target_that_is_no_name_is_refused_before_any_lookup() {
+        for (line, says) in [
+            (&["diagnose", "10.0.0.1-5", "-p", "22"][..], "or range"),
+            (
+                &["diagnose", "10.0.0.300:22"][..],
+                "not a valid IPv4 address",
+            ),
+        ] {
+            let Command::Diagnose(args) = command(line) else {
+                panic!("not diagnose");
+            };
+            let e = DiagnoseOptions::try_from(&args).unwrap_err();
+            assert!(
+                e.contains(says) && e.contains("diagnose takes one host"),
+                "{e}"
+            );
+        }
+        for (spec, says) in [
+            ("10.0.0.0/33", "not a valid address block"),
+            ("2001:db8::/129", "not a valid address block"),
+            ("10.0.0.1.5", "not a valid IPv4 address"),
+        ] {
+            let Command::Scan(args) = command(&["scan", spec, "-p", "22"]) else {
+                panic!("not scan");
+            };
+            let e = ScanOptions::try_from(&args).unwrap_err();
+            assert!(e.starts_with(spec) && e.contains(says), "{e}");
+        }
+        // --exclude's names go through the same gate (its list splits at
+        // commas, so "5" is a spec of its own here).
+        let Command::Scan(args) =
+            command(&["scan", "127.0.0.1", "-p", "22", "--exclude", "10.0.0.1,5"])
+        else {
+            panic!("not scan");
+        };
+        let e = ScanOptions::try_from(&args).unwrap_err();
+        assert!(
+            e.starts_with("--exclude: 5 is not a valid IPv4 address"),
+            "{e}"
         );
     }
 

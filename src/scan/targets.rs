@@ -3,7 +3,7 @@
 //! one family on request.
 
 use crate::error::Error;
-use crate::resolve::{literal, lookup};
+use crate::resolve::{LookupError, literal, lookup};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -125,9 +125,12 @@ fn resolve_one(spec: &str, family: Family, force: bool, r: &mut Resolved) -> Res
                 }
             }
         } else {
-            let found = lookup(spec).map_err(|source| Error::Resolve {
-                spec: spec.to_string(),
-                source,
+            let found = lookup(spec).map_err(|source| match source {
+                LookupError::NotAName { why } => Error::NotATarget { why },
+                source => Error::Resolve {
+                    spec: spec.to_string(),
+                    source,
+                },
             })?;
             if found.is_empty() {
                 return Err(Error::NameHasNoAddress {
