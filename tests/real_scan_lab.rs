@@ -279,3 +279,84 @@ fn a_network_of_absent_hosts_is_told_host_by_host_v4() {
 fn a_network_of_absent_hosts_is_told_host_by_host_v6() {
     network_of_absent_hosts(true);
 }
+
+/// `diagnose` of a host behind an unreachable route right after its
+/// router's ICMP budget was spent (as by a scan just before): Linux charges
+/// each route error twice against the one a second it allows us, so the
+/// first probes get nothing and probes a second apart never would; the
+/// slow re-probe's pace (2.5 s) gets the router's host-unreachable, and
+/// the finding says so, not "no answer at all"; and it tells that error
+/// (at once after a SYN: no route) from an absent host's (its ARP failed,
+/// 3 s after the first SYN).
+#[test]
+fn diagnose_tells_a_route_error_when_the_routers_budget_is_spent() {
+    let _machine = light();
+    let Some(lab) = RealLab::up(&[]) else {
+        return;
+    };
+    let (target, router) = ("198.18.8.1", "198.18.0.1");
+    // Ten connect() probes in about a second: the budget (a burst of 5 s
+    // of allowance) is gone, each error having cost two.
+    let spent: Vec<String> = (1..=10)
+        .map(|port| {
+            lab.probe(target, port, 0.05)["result"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    assert!(
+        spent.iter().any(|r| r == "timeout"),
+        "the router's budget should run out: {spent:?}"
+    );
+    let bin = env!("CARGO_BIN_EXE_synscope");
+    let o = lab
+        .exec(
+            "c",
+            &[bin, "diagnose", &format!("{target}:80"), "-o", "json"],
+        )
+        .output()
+        .expect("synscope diagnose");
+    let d: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("diagnose JSON: {e}; stderr: {}", stderr(&o)));
+    assert_valid_diagnosis(&d, "diagnose after the budget is spent");
+    let a = &d["addresses"][0];
+    let f = &a["findings"][0];
+    assert_eq!(f["kind"], "host-unreachable", "{f}");
+    let asked = a["results"]
+        .as_array()
+        .and_then(|r| r.iter().find(|v| v["port"] == 80))
+        .expect("port 80's verdict");
+    assert_eq!(
+        (
+            asked["state"].as_str(),
+            asked["reason"].as_str(),
+            asked["responder"].as_str()
+        ),
+        (Some("unreachable"), Some("host-unreach"), Some(router)),
+        "{asked}"
+    );
+    // An unreachable route answers at once: the report says so, and does
+    // not blame an ARP that never happened.
+    let said = f["details"].to_string();
+    assert!(
+        said.contains("too soon for a failed ARP") && !said.contains("discovery) got no answer"),
+        "{said}"
+    );
+    println!("spent: {spent:?}; {said}");
+    // An absent host's router answers after its ARP fails, 3 s on.
+    let o = lab
+        .exec("c", &[bin, "diagnose", "198.18.3.99:22", "-o", "json"])
+        .output()
+        .expect("synscope diagnose");
+    let d: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("diagnose JSON: {e}; stderr: {}", stderr(&o)));
+    let f = &d["addresses"][0]["findings"][0];
+    assert_eq!(f["kind"], "host-unreachable", "{f}");
+    let said = f["details"].to_string();
+    assert!(
+        said.contains("ARP / neighbour discovery) got no answer")
+            && said.contains("after the first SYN, the time a router spends on ARP"),
+        "{said}"
+    );
+}

@@ -216,7 +216,7 @@ pub struct ReportArgs {
     /// Show only ports in these states (comma-separated): open, refused, filtered, unreachable.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "STATES")]
     pub state: Vec<ShownState>,
-    /// CSV: these columns, in this order (comma-separated; zmap's --output-fields): client, target, port, state, reason, icmp_type, icmp_code, responder, ttl, hops, rtt_ms, probes, attempts, uncertain, inferred, host_hops, name, first_probe_ns, decided_ns, service.
+    /// CSV: these columns, in this order (comma-separated; zmap's --output-fields): client, target, port, state, reason, icmp_type, icmp_code, responder, ttl, hops, rtt_ms, probes, attempts, uncertain, inferred, host_hops, name, first_probe_ns, decided_ns; rtt_last_ms and service on request.
     #[arg(
         long,
         alias = "output-fields",

@@ -55,20 +55,24 @@ pub fn split_host_port(s: &str) -> (String, Option<u16>) {
     (s.to_string(), None)
 }
 
-/// Probes one port again at one probe a second (4 probes), to tell a rate
-/// limit from a drop. Returns the verdict if something answered.
+/// Probes one port again slowly ([`scan::slow_reprobe_pace`]: IPv4 3
+/// probes 2.5 s apart, IPv6 4 a second apart), to tell a rate limit from
+/// a drop. Returns the verdict if something answered.
 fn reprobe_slowly(
     base: &ScanOptions,
     target: IpAddr,
     port: u16,
 ) -> Result<(Option<Verdict>, u32), Error> {
-    let one_second = std::time::Duration::from_secs(1);
+    let (gap, probes) = scan::slow_reprobe_pace(target);
     let mut o = base.clone();
     o.targets = vec![target];
     o.ports = PortSet::from_ports(&[port]);
     o.write = None;
-    o.engine = crate::scan::engine::EngineConfig::fixed(1, 3, one_second, 1);
-    o.wait = Some(one_second);
+    o.engine = crate::scan::engine::EngineConfig {
+        gap: Some(gap),
+        ..crate::scan::engine::EngineConfig::fixed(1, probes - 1, gap, 1)
+    };
+    o.wait = Some(std::time::Duration::from_secs(1));
     let out = scan::run(&o)?;
     let probes = (out.info.engine.sent + out.info.engine.retransmitted) as u32;
     let v = out
@@ -200,13 +204,16 @@ pub fn run_with(opts: &DiagnoseOptions, connector: &dyn Connector) -> Result<Dia
             .iter()
             .any(|v| v.port == opts.port && v.state == State::Filtered);
         if silent && !unprivileged {
+            let (gap, n) = scan::slow_reprobe_pace(a);
             stage(format!(
-                "{a} port {} was silent: probing it again, one probe a second (4 s)",
-                opts.port
+                "{a} port {} was silent: probing it again, {n} probes {} s apart",
+                opts.port,
+                gap.as_secs_f64()
             ));
             let (answered, probes) = reprobe_slowly(&sopts, a, opts.port)?;
             slow_note = Some(findings::slow_reprobe_note(
                 probes,
+                gap,
                 answered.as_ref().map(|nv| nv.reason),
             ));
             if let Some(nv) = answered

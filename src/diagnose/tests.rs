@@ -17,6 +17,7 @@ fn v(port: u16, state: State, reason: Reason, responder: Option<&str>, ttl: Opti
         ttl,
         hops: ttl.map(crate::model::hops_from_ttl),
         rtt_ms: Some(0.2),
+        rtt_last_ms: None,
         probes: 1,
         attempts: 1,
         ttls: vec![],
@@ -166,11 +167,56 @@ fn absent_host_and_routes() {
         1,
     );
     x.rtt_ms = Some(3050.0);
-    let f = finding(addr(T), 80, &[x]).unwrap();
+    let f = finding(addr(T), 80, &[x.clone()]).unwrap();
     assert_eq!(f.kind, Kind::HostUnreachable);
     assert!(f.details.iter().any(|d| d.contains("ARP")));
     assert!(
         f.details.iter().any(|d| d.contains("3.0 s after")),
+        "{:?}",
+        f.details
+    );
+    // The same error at ARP's time, though just after a retransmission
+    // (a client's SYNs at 0, 1 and 3 s): still the ARP.
+    x.rtt_last_ms = Some(50.0);
+    let f = finding(addr(T), 80, &[x.clone()]).unwrap();
+    assert!(f.details.iter().any(|d| d.contains("3.0 s after")), "{f:?}");
+    // At once: a router without a route (an unreachable route), not ARP.
+    x.rtt_ms = Some(0.4);
+    x.rtt_last_ms = None;
+    let f = finding(addr(T), 80, &[x.clone()]).unwrap();
+    assert_eq!(f.kind, Kind::HostUnreachable);
+    assert!(
+        f.details.iter().all(|d| !d.contains("got no answer"))
+            && f.details[0].contains("0.4 ms after the SYN, too soon for a failed ARP"),
+        "{:?}",
+        f.details
+    );
+    // At once after the second SYN of a slow re-probe, 2.5 s after the
+    // first: no route either.
+    x.rtt_ms = Some(2500.3);
+    x.rtt_last_ms = Some(0.3);
+    let f = finding(addr(T), 80, &[x.clone()]).unwrap();
+    assert!(
+        f.details[0].contains("0.3 ms after a retransmitted SYN"),
+        "{:?}",
+        f.details
+    );
+    // Inferred (no timing): both causes said.
+    x.rtt_ms = None;
+    x.rtt_last_ms = None;
+    let f = finding(addr(T), 80, &[x.clone()]).unwrap();
+    assert!(f.details[0].starts_with("Either"), "{:?}", f.details);
+    // Inferred from port 22's own error, which came at ARP's time.
+    x.inferred = Some(crate::model::Inferred {
+        errors: 1,
+        from_ports: vec![22],
+    });
+    let mut told = x.clone();
+    (told.port, told.inferred, told.rtt_ms) = (22, None, Some(3040.0));
+    let f = finding(addr(T), 80, &[told, x]).unwrap();
+    assert!(
+        f.details[1]
+            .starts_with("Its error for the ports told by a packet of their own came 3.0 s after"),
         "{:?}",
         f.details
     );

@@ -128,6 +128,13 @@ pub struct Verdict {
     pub hops: Option<u8>,
     /// From the first SYN of the answered attempt to the deciding reply.
     pub rtt_ms: Option<f64>,
+    /// From the attempt's last SYN before the deciding reply, where a
+    /// retransmission came before it (else it is `rtt_ms`). Only present
+    /// then: an error that answered a retransmission at once came from a
+    /// router without a route, one 3 s after the first SYN from a failed
+    /// ARP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_last_ms: Option<f64>,
     /// SYNs sent, retransmissions included.
     pub probes: u32,
     /// Attempts (distinct source ports or reopenings).
@@ -206,6 +213,7 @@ impl Verdict {
             ttl: None,
             hops: None,
             rtt_ms: None,
+            rtt_last_ms: None,
             probes: 0,
             attempts: 0,
             ttls: Vec::new(),

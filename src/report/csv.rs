@@ -40,7 +40,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 
 /// Columns `--fields` may choose besides [`COLUMNS`] (not in the
 /// default set, which stays stable for scripts).
-pub const EXTRA_COLUMNS: [&str; 1] = ["service"];
+pub const EXTRA_COLUMNS: [&str; 2] = ["rtt_last_ms", "service"];
 
 /// Checks a `--fields` list: each a known column, none twice.
 pub fn check_fields(fields: &[String]) -> Result<(), String> {
@@ -74,6 +74,7 @@ fn value(v: &Verdict, column: &str) -> String {
         "ttl" => opt(v.ttl),
         "hops" => opt(v.hops),
         "rtt_ms" => opt(v.rtt_ms),
+        "rtt_last_ms" => opt(v.rtt_last_ms),
         "probes" => v.probes.to_string(),
         "attempts" => v.attempts.to_string(),
         "uncertain" => v.uncertain.to_string(),

@@ -161,6 +161,7 @@ fn verdict(p: &Pending, answer: Option<(EvidenceKind, Option<IpAddr>)>) -> Verdi
     v.attempts = 1;
     v.first_probe_ns = p.started_ns;
     if let Some((kind, responder)) = answer {
+        let rtt = p.started.elapsed().as_nanos() as u64;
         let outcome = Outcome {
             kind,
             responder,
@@ -168,7 +169,10 @@ fn verdict(p: &Pending, answer: Option<(EvidenceKind, Option<IpAddr>)>) -> Verdi
             ttl: None,
             ip_id: None,
             at: now_ns(),
-            rtt: p.started.elapsed().as_nanos() as u64,
+            rtt,
+            // One SYN as far as synscope knows (the kernel's retries are
+            // not seen).
+            since_syn: rtt,
         };
         track::decide(&mut v, &outcome);
     }

@@ -25,7 +25,7 @@ pub mod targets;
 pub mod trace;
 
 use finish::{FirstRun, Streamer, stream_rest};
-pub use passes::{Candidate, rate_limit_candidates};
+pub use passes::{Candidate, rate_limit_candidates, slow_reprobe_pace};
 pub use plan::shard;
 
 use crate::error::Error;

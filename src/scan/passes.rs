@@ -266,8 +266,24 @@ impl Passes<'_, '_> {
     }
 }
 
-/// The pace of an IPv4 slow re-probe (see [`Passes::rate_limited`]).
+/// The pace of an IPv4 slow re-probe (see [`Passes::rate_limited`]): a
+/// Linux router charges each route error (an unreachable or prohibit
+/// route) twice against its allowance of one a second for us, so probes
+/// a second apart never get one once the allowance is spent; 2.5 s apart,
+/// each does.
 const V4_REPROBE_GAP: Duration = Duration::from_millis(2500);
+
+/// How far apart, and how many, probes of one silent port are sent to tell
+/// a rate limit from a drop (diagnose's re-probe): IPv4 at the slow pass's
+/// pace, 3 probes; IPv6 (limiters refill in a quarter second) a second
+/// apart, 4 probes.
+pub fn slow_reprobe_pace(target: IpAddr) -> (Duration, u8) {
+    if target.is_ipv6() {
+        (Duration::from_secs(1), 4)
+    } else {
+        (V4_REPROBE_GAP, 3)
+    }
+}
 
 /// How long after a SYN to an absent host its router tells so at the
 /// latest, about: Linux gives up on ARP (3 requests a second apart) and

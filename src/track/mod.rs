@@ -259,6 +259,9 @@ pub struct Evidence {
     pub at: Nanos,
     /// From the first SYN of the attempt it answered.
     pub rtt: Nanos,
+    /// From the attempt's last SYN before it (`rtt` when no
+    /// retransmission came first).
+    pub since_syn: Nanos,
 }
 
 impl Evidence {
@@ -395,6 +398,7 @@ impl Attempt {
             ip_id: pkt.ip_id,
             at: ts,
             rtt: ts.saturating_sub(self.first_syn),
+            since_syn: ts.saturating_sub(self.last_syn),
         };
         if self.evidence.is_none_or(|cur| ev.beats(&cur)) {
             self.evidence = Some(ev);

@@ -223,6 +223,25 @@ fn retransmissions_extend_the_wait_and_count_as_probes() {
     assert_eq!((v.probes, v.attempts), (3, 1));
     assert_eq!(st.retransmissions, 2);
     assert_eq!(v.rtt_ms, Some(5500.0));
+    // From the last SYN before the reply too, as one came after the first.
+    assert_eq!(v.rtt_last_ms, Some(2500.0));
+}
+
+#[test]
+fn an_error_that_answered_a_retransmission_says_how_soon() {
+    let s = syn(40000, 80, 77);
+    // A router without a route: silent at first (its budget spent), then
+    // at once after the second SYN, 2.5 s later.
+    let (v, _) = one(&[
+        (0, pkt(&s)),
+        (2500, pkt(&s)),
+        (2501, icmp("198.51.100.1", 64, 3, 1, &s, 28)),
+    ]);
+    assert_eq!(v.reason, Reason::HostUnreach);
+    assert_eq!((v.rtt_ms, v.rtt_last_ms), (Some(2501.0), Some(1.0)));
+    // One SYN: the two would be the same, and only rtt_ms is given.
+    let (v, _) = one(&[(0, pkt(&s)), (2900, icmp("198.51.100.1", 64, 3, 1, &s, 28))]);
+    assert_eq!((v.rtt_ms, v.rtt_last_ms), (Some(2900.0), None));
 }
 
 #[test]

@@ -72,9 +72,11 @@ pub struct Outcome {
     pub responder: Option<IpAddr>,
     pub ttl: Option<u8>,
     pub ip_id: Option<u16>,
-    /// When it came, and how long after the first SYN.
+    /// When it came, how long after the first SYN, and after the last SYN
+    /// before it.
     pub at: Nanos,
     pub rtt: Nanos,
+    pub since_syn: Nanos,
 }
 
 fn apply(v: &mut Verdict, ev: &Evidence) {
@@ -87,6 +89,7 @@ fn apply(v: &mut Verdict, ev: &Evidence) {
             ip_id: ev.ip_id,
             at: ev.at,
             rtt: ev.rtt,
+            since_syn: ev.since_syn,
         },
     );
 }
@@ -114,7 +117,9 @@ pub fn decide(v: &mut Verdict, o: &Outcome) {
     v.ttl = o.ttl;
     v.hops = o.ttl.map(hops_from_ttl);
     // Nanoseconds to milliseconds, rounded to the microsecond.
-    v.rtt_ms = Some((o.rtt / 1_000) as f64 / 1_000.0);
+    let ms = |ns: Nanos| (ns / 1_000) as f64 / 1_000.0;
+    v.rtt_ms = Some(ms(o.rtt));
+    v.rtt_last_ms = (o.since_syn < o.rtt).then(|| ms(o.since_syn));
     v.ip_id = o.ip_id;
     v.decided_ns = Some(o.at);
 }

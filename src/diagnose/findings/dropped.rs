@@ -58,19 +58,27 @@ pub fn full_backlog_note(port: u16) -> String {
     )
 }
 
-/// What probing a silent port again slowly (`probes` probes, one a second)
+/// What probing a silent port again slowly (`probes` probes, `gap` apart)
 /// showed: it answered (`answered`, a rate limit) or stayed silent.
-pub fn slow_reprobe_note(probes: u32, answered: Option<Reason>) -> String {
+pub fn slow_reprobe_note(
+    probes: u32,
+    gap: std::time::Duration,
+    answered: Option<Reason>,
+) -> String {
+    let pace = match gap.as_millis() {
+        1000 => "one a second".to_string(),
+        ms => format!("{} s apart", ms as f64 / 1000.0),
+    };
     match answered {
         Some(Reason::SynAck) => format!(
-            "The first probes got no answer; probed again slowly ({probes} probes, one a second) it answered SYN-ACK: the port is served but drops SYNs at times, as a listener does whose accept queue is full most of the time (the application accepts too slowly), not a firewall rule."
+            "The first probes got no answer; probed again slowly ({probes} probes, {pace}) it answered SYN-ACK: the port is served but drops SYNs at times, as a listener does whose accept queue is full most of the time (the application accepts too slowly), not a firewall rule."
         ),
         Some(reason) => format!(
-            "The first probes got no answer; probed again slowly ({probes} probes, one a second) it answered ({}): the host or a router rate-limits its replies. This is not a drop.",
+            "The first probes got no answer; probed again slowly ({probes} probes, {pace}) it answered ({}): the host or a router rate-limits its replies. This is not a drop.",
             reason.as_str()
         ),
         None => format!(
-            "Probed again slowly ({probes} probes, one a second): still no answer, so this is not a rate limit."
+            "Probed again slowly ({probes} probes, {pace}): still no answer, so this is not a rate limit."
         ),
     }
 }

@@ -115,6 +115,11 @@ pub struct HostProfile {
     /// order: a finding's reference evidence (learnt once per host).
     #[serde(skip)]
     samples: Vec<EvidencePacket>,
+    /// The timing of the first host-unreachable a router sent for this
+    /// target on a packet of its own: (router, rtt_ms, rtt_last_ms), for the
+    /// ports whose verdict was inferred from it.
+    #[serde(skip)]
+    pub unreach_timing: Option<(IpAddr, f64, Option<f64>)>,
 }
 
 /// Replies kept in [`HostProfile`] for evidence: the three a finding
@@ -137,6 +142,14 @@ pub fn profile(target: IpAddr, verdicts: &[Verdict]) -> HostProfile {
         }
         if v.state == State::Open {
             p.open.push(v.port);
+        }
+        if p.unreach_timing.is_none()
+            && v.reason == Reason::HostUnreach
+            && v.inferred.is_none()
+            && v.responder != Some(target)
+            && let (Some(r), Some(ms)) = (v.responder, v.rtt_ms)
+        {
+            p.unreach_timing = Some((r, ms, v.rtt_last_ms));
         }
     }
     // The most common distance; on a tie, the farther (a forged reset from
