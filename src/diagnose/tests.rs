@@ -169,6 +169,12 @@ fn absent_host_and_routes() {
     x.rtt_ms = Some(3050.0);
     let f = finding(addr(T), 80, &[x.clone()]).unwrap();
     assert_eq!(f.kind, Kind::HostUnreachable);
+    let far = |f: &Finding| crate::report::picture_text(&crate::report::picture(f, None, None));
+    assert!(
+        far(&f).ends_with("no answer to the router's ARP / ND"),
+        "{}",
+        far(&f)
+    );
     assert!(f.details.iter().any(|d| d.contains("ARP")));
     assert!(
         f.details.iter().any(|d| d.contains("3.0 s after")),
@@ -191,6 +197,7 @@ fn absent_host_and_routes() {
         "{:?}",
         f.details
     );
+    assert!(far(&f).ends_with("no route to it"), "{}", far(&f));
     // At once after the second SYN of a slow re-probe, 2.5 s after the
     // first: no route either.
     x.rtt_ms = Some(2500.3);

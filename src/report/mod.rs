@@ -11,8 +11,8 @@ mod table;
 pub use crate::model::thousands;
 pub use csv::{check_fields, write_csv};
 pub use diagnosis::{
-    render_diagnosis_html, render_diagnosis_markdown, render_findings, render_findings_html,
-    render_watch_html, write_diagnosis_json,
+    picture, picture_text, render_diagnosis_html, render_diagnosis_markdown, render_findings,
+    render_findings_html, render_watch_html, write_diagnosis_json,
 };
 pub use nmapxml::write_nmap_xml;
 pub use scan_note::scan_note;

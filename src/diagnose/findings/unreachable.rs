@@ -44,6 +44,21 @@ fn why(timing: Option<(f64, Option<f64>)>) -> Why {
     }
 }
 
+/// The host-unreachable finding's first detail when the router's ARP failed.
+const ARP: &str = "Its address resolution (ARP / neighbour discovery) got no answer: nothing uses that address on the router's network, or the host is down or unplugged.";
+/// ... and the start of it when the router has no route.
+const NO_ROUTE: &str = "The router has no way to";
+
+/// What a host-unreachable finding `f` blames, for its picture: the
+/// router's ARP (true), its routes (false), or it cannot tell (None).
+pub fn blames_arp(f: &super::Finding) -> Option<bool> {
+    match f.details.first() {
+        Some(d) if d == ARP => Some(true),
+        Some(d) if d.starts_with(NO_ROUTE) => Some(false),
+        _ => None,
+    }
+}
+
 /// Host unreachable from a router: its ARP / neighbour discovery failed,
 /// or it has no route to the host (told apart by the error's timing).
 pub(super) fn host(c: &Case) -> Said {
@@ -52,7 +67,6 @@ pub(super) fn host(c: &Case) -> Said {
         "Host unreachable: the router {responder}, {}, could not reach {target}.",
         describe_hops(v.hops)
     );
-    let arp = "Its address resolution (ARP / neighbour discovery) got no answer: nothing uses that address on the router's network, or the host is down or unplugged.";
     let t = timing(c);
     // Said of the error that answered another port, where this one's was
     // inferred from it.
@@ -63,7 +77,7 @@ pub(super) fn host(c: &Case) -> Said {
     };
     let details = match why(t) {
         Why::Arp => {
-            let mut d = vec![arp.to_string()];
+            let mut d = vec![ARP.to_string()];
             if let Some((ms, _)) = t {
                 d.push(format!(
                     "{which} came {:.1} s after the first SYN, the time a router spends on ARP before giving up.",
@@ -74,7 +88,7 @@ pub(super) fn host(c: &Case) -> Said {
         }
         Why::NoRoute { after_ms } => vec![
             format!(
-                "The router has no way to {target}: an `unreachable` route for it, or routing that leads nowhere. {which} came {after_ms:.1} ms after {}, too soon for a failed ARP (about 3 s): the router did not look for the host on a network of its own.",
+                "{NO_ROUTE} {target}: an `unreachable` route for it, or routing that leads nowhere. {which} came {after_ms:.1} ms after {}, too soon for a failed ARP (about 3 s): the router did not look for the host on a network of its own.",
                 if t.is_some_and(|(first, last)| last.is_some() && after_ms < first) {
                     "a retransmitted SYN"
                 } else {

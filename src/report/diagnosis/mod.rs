@@ -308,10 +308,13 @@ pub fn picture(f: &Finding, host_hops: Option<u8>, after: Option<&AfterHandshake
                 "hop far",
                 vec![
                     target.to_string(),
-                    if f.kind == Kind::HostUnreachable {
-                        "no answer to the router's ARP / ND".into()
-                    } else {
-                        "its network is not routed".into()
+                    match (f.kind, crate::diagnose::findings::blames_arp(f)) {
+                        (Kind::HostUnreachable, Some(true)) => {
+                            "no answer to the router's ARP / ND".into()
+                        }
+                        (Kind::HostUnreachable, Some(false)) => "no route to it".into(),
+                        (Kind::HostUnreachable, None) => "not reached".into(),
+                        _ => "its network is not routed".into(),
                     },
                 ],
             ));
