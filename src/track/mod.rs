@@ -260,8 +260,9 @@ pub struct Evidence {
     /// From the first SYN of the attempt it answered.
     pub rtt: Nanos,
     /// From the attempt's last SYN before it (`rtt` when no
-    /// retransmission came first).
-    pub since_syn: Nanos,
+    /// retransmission came first), in microseconds, saturating: 4 bytes
+    /// keep an attempt at 160 (75,000 of them are live in a big capture).
+    pub since_syn_us: u32,
 }
 
 impl Evidence {
@@ -398,7 +399,8 @@ impl Attempt {
             ip_id: pkt.ip_id,
             at: ts,
             rtt: ts.saturating_sub(self.first_syn),
-            since_syn: ts.saturating_sub(self.last_syn),
+            since_syn_us: u32::try_from(ts.saturating_sub(self.last_syn) / 1_000)
+                .unwrap_or(u32::MAX),
         };
         if self.evidence.is_none_or(|cur| ev.beats(&cur)) {
             self.evidence = Some(ev);

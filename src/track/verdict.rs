@@ -89,7 +89,7 @@ fn apply(v: &mut Verdict, ev: &Evidence) {
             ip_id: ev.ip_id,
             at: ev.at,
             rtt: ev.rtt,
-            since_syn: ev.since_syn,
+            since_syn: Nanos::from(ev.since_syn_us) * 1_000,
         },
     );
 }
@@ -119,7 +119,8 @@ pub fn decide(v: &mut Verdict, o: &Outcome) {
     // Nanoseconds to milliseconds, rounded to the microsecond.
     let ms = |ns: Nanos| (ns / 1_000) as f64 / 1_000.0;
     v.rtt_ms = Some(ms(o.rtt));
-    v.rtt_last_ms = (o.since_syn < o.rtt).then(|| ms(o.since_syn));
+    // (Compared in microseconds: the evidence keeps no finer.)
+    v.rtt_last_ms = (o.since_syn / 1_000 < o.rtt / 1_000).then(|| ms(o.since_syn));
     v.ip_id = o.ip_id;
     v.decided_ns = Some(o.at);
 }
