@@ -110,10 +110,11 @@ pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
     }
     let _ = writeln!(
         out,
-        ", {} SYNs ({} retransmitted), {} unsolicited replies.",
+        ", {} SYNs ({} retransmitted), {} unsolicited {}.",
         thousands(s.syns),
         thousands(s.retransmissions),
-        thousands(s.unsolicited)
+        thousands(s.unsolicited),
+        if s.unsolicited == 1 { "reply" } else { "replies" }
     );
     if let Some(&n) = reasons.get("truncated") {
         let _ = writeln!(
