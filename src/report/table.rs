@@ -114,7 +114,11 @@ pub fn render_table(a: &Analysis, opts: TableOptions) -> String {
         thousands(s.syns),
         thousands(s.retransmissions),
         thousands(s.unsolicited),
-        if s.unsolicited == 1 { "reply" } else { "replies" }
+        if s.unsolicited == 1 {
+            "reply"
+        } else {
+            "replies"
+        }
     );
     if let Some(&n) = reasons.get("truncated") {
         let _ = writeln!(
