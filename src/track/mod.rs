@@ -274,8 +274,19 @@ impl Evidence {
         // the result does not depend on the order attempts are merged in.
         a > b
             || (a == b
-                && (self.at, self.responder, self.ttl, self.rtt)
-                    < (other.at, other.responder, other.ttl, other.rtt))
+                && (
+                    self.at,
+                    self.responder,
+                    self.ttl,
+                    self.rtt,
+                    self.since_syn_us,
+                ) < (
+                    other.at,
+                    other.responder,
+                    other.ttl,
+                    other.rtt,
+                    other.since_syn_us,
+                ))
     }
 }
 
