@@ -28,6 +28,9 @@ pub struct Seen {
     pub reason: Reason,
     pub responder: Option<IpAddr>,
     pub at_ns: u64,
+    /// A router's host-unreachable: whether its ARP failed (by the
+    /// error's timing; None: cannot tell, or not such an error).
+    pub arp_failed: Option<bool>,
 }
 
 impl Seen {
@@ -42,6 +45,9 @@ impl Seen {
             reason: v.reason,
             responder: v.responder,
             at_ns: v.first_probe_ns,
+            arp_failed: (v.reason == Reason::HostUnreach && v.responder != Some(v.target))
+                .then(|| crate::diagnose::findings::arp_failed(v))
+                .flatten(),
         }
     }
 }
@@ -170,7 +176,17 @@ fn cause(s: &Seen) -> (String, bool) {
             ("refused by the host (nothing listens)".into(), true)
         }
         State::Refused => (format!("reset by {by}, not the host"), true),
-        State::Unreachable => (format!("rejected by {by} ({})", s.reason.as_str()), true),
+        State::Unreachable => {
+            let why = match s.arp_failed {
+                Some(true) => ": its ARP for the host failed",
+                Some(false) => ": it has no route to the host",
+                None => "",
+            };
+            (
+                format!("rejected by {by} ({}{why})", s.reason.as_str()),
+                true,
+            )
+        }
         State::Filtered => ("no answer (dropped)".into(), true),
     }
 }
@@ -347,6 +363,7 @@ mod tests {
             reason,
             responder: (state != State::Filtered).then_some(t),
             at_ns: (at_s * 1e9) as u64,
+            arp_failed: None,
         }
     }
 
@@ -433,6 +450,29 @@ mod tests {
         curl.responder = Some("198.51.100.1".parse().unwrap());
         seen.push(curl);
         let lines = by_program(&seen, &[nx("nosuch.lab", Some(("python3", 4242)), 5.0)]);
+        // A router's host-unreachable says what its timing tells.
+        let mut v = Verdict::silent(
+            "198.51.100.2".parse().unwrap(),
+            "203.0.113.9".parse().unwrap(),
+            22,
+        );
+        (v.state, v.reason, v.responder) = (
+            State::Unreachable,
+            Reason::HostUnreach,
+            Some("198.51.100.1".parse().unwrap()),
+        );
+        let mut said = |rtt: f64| {
+            v.rtt_ms = Some(rtt);
+            cause(&Seen::of(&v)).0
+        };
+        assert_eq!(
+            said(3070.0),
+            "rejected by 198.51.100.1 (host-unreach: its ARP for the host failed)"
+        );
+        assert_eq!(
+            said(0.2),
+            "rejected by 198.51.100.1 (host-unreach: it has no route to the host)"
+        );
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(
             lines[0],

@@ -16,7 +16,7 @@ pub mod session;
 mod unreachable;
 
 pub use dropped::{DropLocation, full_backlog_note, locate_drop, slow_reprobe_note};
-pub use unreachable::blames_arp;
+pub use unreachable::{arp_failed, blames_arp};
 
 use crate::model::{Reason, State, Verdict};
 use serde::Serialize;

@@ -49,6 +49,17 @@ const ARP: &str = "Its address resolution (ARP / neighbour discovery) got no ans
 /// ... and the start of it when the router has no route.
 const NO_ROUTE: &str = "The router has no way to";
 
+/// For a router's host-unreachable verdict `v`, by its own timing: its
+/// ARP (neighbour discovery) failed (true), it has no route (false), or
+/// no timing to tell (None).
+pub fn arp_failed(v: &crate::model::Verdict) -> Option<bool> {
+    match why(v.rtt_ms.map(|first| (first, v.rtt_last_ms))) {
+        Why::Arp => Some(true),
+        Why::NoRoute { .. } => Some(false),
+        Why::Unknown => None,
+    }
+}
+
 /// What a host-unreachable finding `f` blames, for its picture: the
 /// router's ARP (true), its routes (false), or it cannot tell (None).
 pub fn blames_arp(f: &super::Finding) -> Option<bool> {
