@@ -219,9 +219,19 @@ impl TryFrom<&DiagnoseArgs> for DiagnoseOptions {
         if crate::resolve::literal(&host).is_none()
             && let Some(why) = crate::resolve::name_problem(&host)
         {
-            return Err(format!(
-                "{why}; diagnose takes one host, an address or a name (scan takes ranges and blocks)"
-            ));
+            // A range or a block scan would take (no lookup: the resolver
+            // refuses what is no name).
+            let n = targets::resolve(std::slice::from_ref(&host), Family::Any, true)
+                .map_or(0, |a| a.len());
+            return Err(if n > 0 {
+                format!(
+                    "{host} is {n} addresses; diagnose takes one host, an address or a name (scan takes ranges and blocks)"
+                )
+            } else {
+                format!(
+                    "{why}; diagnose takes one host, an address or a name (scan takes ranges and blocks)"
+                )
+            });
         }
         Ok(DiagnoseOptions {
             host,
@@ -295,7 +305,14 @@ mod tests {
     #[test]
     fn a_target_that_is_no_name_is_refused_before_any_lookup() {
         for (line, says) in [
-            (&["diagnose", "10.0.0.1-5", "-p", "22"][..], "or range"),
+            (
+                &["diagnose", "10.0.0.1-5", "-p", "22"][..],
+                "10.0.0.1-5 is 5 addresses",
+            ),
+            (
+                &["diagnose", "10.0.0.0/24", "-p", "22"][..],
+                "is 256 addresses",
+            ),
             (
                 &["diagnose", "10.0.0.300:22"][..],
                 "not a valid IPv4 address",
