@@ -189,7 +189,7 @@ pub struct ScanArgs {
     #[arg(short = 'g', long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub source_port: Option<u16>,
     /// Seconds after an attempt's last SYN with no answer before it counts as filtered.
-    #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    #[arg(short = 't', long, default_value_t = 3.5, value_name = "SECONDS", value_parser = parse_timeout)]
     pub timeout: f64,
     #[command(flatten)]
     pub report: ReportArgs,
@@ -294,7 +294,7 @@ pub struct AnalyzeArgs {
     #[arg(short = 'f', long, value_name = "BPF")]
     pub filter: Option<String>,
     /// Seconds after an attempt's last SYN with no answer before it counts as filtered.
-    #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    #[arg(short = 't', long, default_value_t = 3.5, value_name = "SECONDS", value_parser = parse_timeout)]
     pub timeout: f64,
     /// Only attempts from these clients (address or CIDR; repeat or comma-separate).
     #[arg(long, value_name = "ADDR[/LEN]", value_delimiter = ',')]
@@ -370,7 +370,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
     pub duration: Option<f64>,
     /// How long after its last SYN an attempt waits for an answer before it is filtered.
-    #[arg(short = 't', long, default_value_t = 3.0, value_name = "SECONDS", value_parser = parse_timeout)]
+    #[arg(short = 't', long, default_value_t = 3.5, value_name = "SECONDS", value_parser = parse_timeout)]
     pub timeout: f64,
     /// table: a line per verdict as it is decided, and the report at the end; jsonl: a verdict per line as decided; json: the report at the end.
     #[arg(short = 'o', long, value_enum, default_value_t = WatchFormat::Table)]

@@ -275,6 +275,28 @@ mod tests {
     }
 
     #[test]
+    fn every_command_waits_the_trackers_default_timeout() {
+        // One default for scan, analyze and watch, so a scan's --write file
+        // re-analysed decides the same.
+        let Command::Analyze(a) = command(&["analyze", "x.pcap"]) else {
+            panic!("not analyze");
+        };
+        assert_eq!(
+            analyze::Options::from(&a).track.timeout,
+            track::DEFAULT_TIMEOUT
+        );
+        let Command::Scan(s) = command(&["scan", "10.0.0.1", "-p", "22"]) else {
+            panic!("not scan");
+        };
+        let o = ScanOptions::try_from(&s).unwrap();
+        assert_eq!(o.track.timeout, track::DEFAULT_TIMEOUT);
+        let Command::Watch(w) = command(&["watch"]) else {
+            panic!("not watch");
+        };
+        assert_eq!(tracking(w.timeout).timeout, track::DEFAULT_TIMEOUT);
+    }
+
+    #[test]
     fn dash_4_and_dash_6_choose_the_family() {
         assert_eq!(family(false, false), Family::Any);
         assert_eq!(family(true, false), Family::V4);

@@ -196,9 +196,10 @@ impl Passes<'_, '_> {
         // error if the host has one: a second try each added 2.5 s a
         // sample, 20 s to the real-world lab's scan). A host that said
         // nothing at all, among neighbours its router told of only once its
-        // ARP failed (about 3.07 s after the first SYN, just past the
-        // tracker's 3 s), is likely absent too: a second SYN 0.55 s after
-        // the first keeps its attempt open for that, and the next host
+        // ARP failed (about 3.07 s after the first SYN: within the
+        // tracker's default 3.5 s, past a `--timeout` of 3), is likely
+        // absent too: a second SYN 0.55 s after the first keeps its
+        // attempt open for that under a shorter timeout too, and the next host
         // comes 1.1 s later. Both SYNs wait in the router's queue for the
         // same ARP and either error answers the attempt, so one token is
         // enough (a limiter refuses without spending): a host a second.

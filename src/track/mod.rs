@@ -44,6 +44,14 @@ use std::net::IpAddr;
 /// keys collide cannot turn lookups quadratic.
 type Hasher = hashbrown::DefaultHashBuilder;
 
+/// How long an attempt waits for an answer after its last SYN, by default:
+/// 3.5 s. A Linux router whose ARP (IPv6: neighbour discovery) for a host
+/// fails sends its host-unreachable 3.07 s after the packet that started
+/// the resolution (3 solicitations a second apart); a 3 s window counted
+/// those errors as unsolicited and left the port `filtered` whenever the
+/// client sent one SYN (masscan, zmap, `nmap --max-retries 0`).
+pub const DEFAULT_TIMEOUT: Nanos = 3 * NANOS_PER_SEC + NANOS_PER_SEC / 2;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     /// How long after its last SYN an attempt waits for an answer.
@@ -58,7 +66,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            timeout: 3 * NANOS_PER_SEC,
+            timeout: DEFAULT_TIMEOUT,
             max_attempts: 1 << 18,
             max_triples: 0,
         }
