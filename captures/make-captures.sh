@@ -165,6 +165,21 @@ P1=$CAP_PID
 run_curl --max-time 8 --connect-timeout 6 http://203.0.113.99:80/
 stop_cap absent-host "$P1"
 
+# --------------------------------------------------------- lone-syn.pcap ---
+lab_up
+log "lone-syn: nmap --max-retries 0 of the absent host, IPv4 then IPv6 (~10 s)"
+start_cap lone-syn "$WORK/lone-syn.pcap" -i "$IF_C"
+P1=$CAP_PID
+{
+    # One SYN a port, as masscan and zmap send: the router's host-unreachable
+    # comes ~3.07 s later (its ARP / ND fails), after nmap has given up.
+    cx nmap -sS -n -Pn --reason --max-retries 0 --host-timeout 30s -p 22,80,443 203.0.113.99 || true
+    sleep 4
+    cx nmap -6 -sS -n -Pn --reason --max-retries 0 --host-timeout 30s -p 22,80,443 2001:db8:2::99 || true
+    sleep 4
+} >"$WORK/lone-syn.txt" 2>&1
+stop_cap lone-syn "$P1"
+
 # ----------------------------------------------------- name-failure.pcap ---
 lab_up
 log "name-failure: curl nosuch.lab (NXDOMAIN from the lab resolver), target.lab:8081 -4 (refused)"
@@ -179,7 +194,7 @@ stop_cap name-failure "$P1"
 # ------------------------------------------------------------- publish ---
 FILES=(nmap-v4.pcap nmap-v6.pcapng wrong-port.pcap wrong-port.pcapng
        wrong-port-sll2.pcap dropped.pcap rejected.pcap absent-host.pcap
-       name-failure.pcap)
+       lone-syn.pcap name-failure.pcap)
 for f in "${FILES[@]}"; do
     tcpdump -r "$WORK/$f" >/dev/null 2>&1 || die "$f: tcpdump cannot read it"
     size=$(stat -c %s "$WORK/$f")

@@ -250,6 +250,7 @@ fn counters_add_up_to_the_packets_read() {
         "nmap-v6.pcapng",
         "wrong-port-sll2.pcap",
         "absent-host.pcap",
+        "lone-syn.pcap",
     ] {
         let o = run(&[
             "analyze",
