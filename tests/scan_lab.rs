@@ -483,6 +483,59 @@ fn without_privileges_one_clear_line_and_exit_3() {
 }
 
 #[test]
+fn an_unprivileged_scan_hears_the_routers_error_for_an_absent_host() {
+    // connect() gets EHOSTUNREACH when the router's ARP / ND fails, 3.07 s
+    // after the SYN; the scan's connect() waits the tracker's timeout
+    // (3.5 s by default; at 3 s these ports read filtered).
+    let _machine = light();
+    let Some(lab) = Lab::up(&["setpriv"]) else {
+        return;
+    };
+    let (dir, bin) = public_copy("unpriv-absent");
+    let b = bin.to_str().unwrap();
+    let o = lab
+        .exec(
+            'c',
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                b,
+                "scan",
+                "--unprivileged",
+                "--format",
+                "json",
+                "-p",
+                "22,80",
+                "203.0.113.99",
+                "2001:db8:2::99",
+            ],
+        )
+        .output()
+        .unwrap();
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_exit_follows(&o, &j, "scan --unprivileged of the absent host");
+    assert_valid_report(&j, "scan --unprivileged of the absent host");
+    for (target, router) in [("203.0.113.99", ROUTER4), ("2001:db8:2::99", ROUTER6)] {
+        for port in [22, 80] {
+            let v = find(&j, target, port);
+            assert_eq!(
+                (
+                    v["state"].as_str(),
+                    v["reason"].as_str(),
+                    v["responder"].as_str()
+                ),
+                (Some("unreachable"), Some("host-unreach"), Some(router)),
+                "{target}:{port}: {v}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn ctrl_c_prints_partial_verdicts_and_leaves_a_readable_capture() {
     let _machine = light();
     if !is_root() {
