@@ -193,18 +193,26 @@ fn absent_host_and_routes() {
     assert_eq!(f.kind, Kind::HostUnreachable);
     assert!(
         f.details.iter().all(|d| !d.contains("got no answer"))
-            && f.details[0].contains("0.4 ms after the SYN, too soon for a failed ARP"),
+            && f.details[0].contains("0.400 ms after the SYN, too soon for a failed ARP"),
         "{:?}",
         f.details
     );
     assert!(far(&f).ends_with("no route to it"), "{}", far(&f));
+    // A millisecond or more: to the tenth.
+    x.rtt_ms = Some(12.34);
+    let f = finding(addr(T), 80, &[x.clone()]).unwrap();
+    assert!(
+        f.details[0].contains("came 12.3 ms after the SYN"),
+        "{:?}",
+        f.details
+    );
     // At once after the second SYN of a slow re-probe, 2.5 s after the
     // first: no route either.
     x.rtt_ms = Some(2500.3);
     x.rtt_last_ms = Some(0.3);
     let f = finding(addr(T), 80, &[x.clone()]).unwrap();
     assert!(
-        f.details[0].contains("0.3 ms after a retransmitted SYN"),
+        f.details[0].contains("0.300 ms after a retransmitted SYN"),
         "{:?}",
         f.details
     );

@@ -99,7 +99,8 @@ pub(super) fn host(c: &Case) -> Said {
         }
         Why::NoRoute { after_ms } => vec![
             format!(
-                "{NO_ROUTE} {target}: an `unreachable` route for it, or routing that leads nowhere. {which} came {after_ms:.1} ms after {}, too soon for a failed ARP (about 3 s): the router did not look for the host on a network of its own.",
+                "{NO_ROUTE} {target}: an `unreachable` route for it, or routing that leads nowhere. {which} came {} after {}, too soon for a failed ARP (about 3 s): the router did not look for the host on a network of its own.",
+                soon(after_ms),
                 if t.is_some_and(|(first, last)| last.is_some() && after_ms < first) {
                     "a retransmitted SYN"
                 } else {
@@ -132,5 +133,15 @@ pub(super) fn network(c: &Case) -> Said {
         summary,
         details: vec!["Check the routing tables on the path, or the address.".into()],
         application_error: application_error(v),
+    }
+}
+
+/// How soon an error came: to the microsecond below a millisecond (a
+/// router next door answers in tens of them: "0.0 ms" said nothing).
+fn soon(ms: f64) -> String {
+    if ms < 1.0 {
+        format!("{ms:.3} ms")
+    } else {
+        format!("{ms:.1} ms")
     }
 }
