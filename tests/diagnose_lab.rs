@@ -373,13 +373,7 @@ fn unprivileged_mode_names_icmp_senders_as_a_plain_user() {
     // A copy of the binary that the unprivileged user can run.
     let (dir, bin) = public_copy("diag-unpriv");
     let as_nobody = |target: &str, extra: &[&str]| -> (String, Value) {
-        let mut args = vec![
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ];
+        let mut args = AS_NOBODY.to_vec();
         let b = bin.to_str().unwrap();
         args.extend_from_slice(&[b, "diagnose", target, "--format", "json", "--wait", "0.3"]);
         args.extend_from_slice(extra);
@@ -432,26 +426,16 @@ fn unprivileged_mode_names_icmp_senders_as_a_plain_user() {
     }
     // The Markdown of one such report does not contradict itself: open
     // ports seen, so the host did answer (its distance is what is unknown).
-    let b = bin.to_str().unwrap();
-    let o = lab
-        .exec(
-            'c',
-            &[
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                b,
-                "diagnose",
-                "203.0.113.2:9001",
-                "--unprivileged",
-                "--wait",
-                "0.3",
-            ],
-        )
-        .output()
-        .unwrap();
+    let mut args = AS_NOBODY.to_vec();
+    args.extend_from_slice(&[
+        bin.to_str().unwrap(),
+        "diagnose",
+        "203.0.113.2:9001",
+        "--unprivileged",
+        "--wait",
+        "0.3",
+    ]);
+    let o = lab.exec('c', &args).output().unwrap();
     let md = stdout(&o);
     assert!(!md.contains("sent nothing"), "{md}");
     assert!(

@@ -458,13 +458,8 @@ fn without_privileges_one_clear_line_and_exit_3() {
     // As root: drop to nobody with setpriv (util-linux), from a copy of the
     // binary that nobody can read.
     let (dir, bin) = public_copy("nopriv");
-    let o = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
+    let o = std::process::Command::new(AS_NOBODY[0])
+        .args(&AS_NOBODY[1..])
         .arg(&bin)
         .args(["scan", "127.0.0.1", "-p", "80", "--wait", "0"])
         .output()
@@ -492,29 +487,19 @@ fn an_unprivileged_scan_hears_the_routers_error_for_an_absent_host() {
         return;
     };
     let (dir, bin) = public_copy("unpriv-absent");
-    let b = bin.to_str().unwrap();
-    let o = lab
-        .exec(
-            'c',
-            &[
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                b,
-                "scan",
-                "--unprivileged",
-                "--format",
-                "json",
-                "-p",
-                "22,80",
-                "203.0.113.99",
-                "2001:db8:2::99",
-            ],
-        )
-        .output()
-        .unwrap();
+    let mut args = AS_NOBODY.to_vec();
+    args.extend_from_slice(&[
+        bin.to_str().unwrap(),
+        "scan",
+        "--unprivileged",
+        "--format",
+        "json",
+        "-p",
+        "22,80",
+        "203.0.113.99",
+        "2001:db8:2::99",
+    ]);
+    let o = lab.exec('c', &args).output().unwrap();
     let j: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_exit_follows(&o, &j, "scan --unprivileged of the absent host");
     assert_valid_report(&j, "scan --unprivileged of the absent host");

@@ -99,6 +99,16 @@ pub fn heavy() -> std::sync::RwLockWriteGuard<'static, ()> {
     MACHINE.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The head of a command line that runs the rest as nobody, with no
+/// capabilities (setpriv, util-linux).
+pub const AS_NOBODY: [&str; 5] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all",
+];
+
 /// A copy of the binary in a fresh directory, both mode 755, so another
 /// user (nobody) can run it, or file capabilities can be set on it.
 /// Returns (directory, binary).
