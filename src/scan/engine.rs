@@ -25,8 +25,13 @@
 //!   the highest try that ever got an answer (at least twice), and never
 //!   more than `1 + max_retries` times, so a host that drops everything
 //!   costs two sends a port while a lossy path gets the retries it needs;
+//! - a target that answers only so many probes a second (a host that
+//!   rate-limits its resets, a SYN limit in front of it) is paced to the
+//!   rate its answers show, its retransmissions queued behind that pace
+//!   (see `pace.rs`);
 //! - `rate`, when set, is an exact cap (a token bucket) on top of that.
 
+use super::pace::Pace;
 pub use crate::model::EngineStats;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -54,6 +59,9 @@ pub struct EngineConfig {
     pub min_window: usize,
     /// Probes sent and not yet answered or given up, at most.
     pub window: usize,
+    /// Pace a target that answers only so many probes a second (see
+    /// `pace.rs`); off for the fixed paces.
+    pub pace_targets: bool,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +77,7 @@ impl Default for EngineConfig {
             initial_window: 256,
             min_window: 16,
             window: 65536,
+            pace_targets: true,
         }
     }
 }
@@ -89,6 +98,7 @@ impl EngineConfig {
             initial_window: window,
             min_window: window,
             window,
+            pace_targets: false,
         }
     }
 }
@@ -131,6 +141,13 @@ struct Group {
     /// The highest try of its probes that got a SYN-ACK or RST (the
     /// evidence its retries follow; see [`Engine::retry_limit_of`]).
     best_try: u8,
+    /// Its own pace, once its answers showed a limit.
+    pace: Pace,
+    /// Retransmissions due while its pace had no room: (probe, try), in
+    /// order.
+    resend: VecDeque<(u32, u8)>,
+    /// In [`Engine::waiting`].
+    listed: bool,
 }
 
 #[derive(Debug)]
@@ -139,11 +156,16 @@ pub struct Engine {
     status: Vec<Status>,
     tries: Vec<u8>,
     last_sent: Vec<Option<Instant>>,
+    /// The send before the last, of a probe sent more than once.
+    prev_sent: Vec<Option<Instant>>,
     /// Each probe's group (its target), and the groups.
     group_of: Vec<u32>,
     groups: Vec<Group>,
-    /// Groups that have deferred probes (each once).
+    /// Groups that have deferred probes or queued retransmissions (each
+    /// once).
     waiting: Vec<u32>,
+    /// Groups that were ever paced.
+    paced: Vec<u32>,
     next_new: usize,
     in_flight: usize,
     deferred: usize,
@@ -210,6 +232,9 @@ impl Engine {
             decided: 0,
             answers: 0,
             best_try: 0,
+            pace: Pace::new(now),
+            resend: VecDeque::new(),
+            listed: false,
         };
         let probes = group_of.len();
         Engine {
@@ -217,9 +242,11 @@ impl Engine {
             status: vec![Status::Waiting; probes],
             tries: vec![0; probes],
             last_sent: vec![None; probes],
+            prev_sent: vec![None; probes],
             group_of,
             groups: vec![group; n_groups],
             waiting: Vec::new(),
+            paced: Vec::new(),
             next_new: 0,
             in_flight: 0,
             deferred: 0,
@@ -338,9 +365,13 @@ impl Engine {
     fn send(&mut self, i: usize, now: Instant, out: &mut Vec<u32>) {
         self.tokens -= 1.0;
         self.tries[i] = self.tries[i].saturating_add(1);
+        self.prev_sent[i] = self.last_sent[i];
         self.last_sent[i] = Some(now);
         self.status[i] = Status::Sent;
-        let deadline = now + self.rto_of(self.group(i));
+        let g = self.group(i);
+        self.groups[g].pace.sent();
+        let rto = self.rto_of(g);
+        let deadline = now + rto;
         self.timers
             .push(Reverse((deadline, i as u32, self.tries[i])));
         out.push(i as u32);
@@ -351,7 +382,25 @@ impl Engine {
             && self
                 .groups
                 .get(g)
-                .is_some_and(|g| (g.in_flight as f64) < g.cwnd.floor().max(1.0))
+                .is_some_and(|g| (g.in_flight as f64) < g.cwnd.floor().max(1.0) && g.pace.ready())
+    }
+
+    /// Group `g` has queued work: into [`Engine::waiting`], once.
+    fn list(&mut self, g: usize) {
+        if !self.groups[g].listed {
+            self.groups[g].listed = true;
+            self.waiting.push(g as u32);
+        }
+    }
+
+    /// Probe `i` of group `g` is given up, every try unanswered.
+    fn give_up(&mut self, i: usize, g: usize, now: Instant, out: &mut Vec<u32>) {
+        self.groups[g].decided += 1;
+        self.status[i] = Status::GaveUp;
+        self.land(i);
+        self.stats.unanswered += 1;
+        self.silent(g);
+        self.timed_out(g, now, out);
     }
 
     /// A new probe goes out (its window has room).
@@ -396,6 +445,9 @@ impl Engine {
     /// are due, then new probes, within the rate and the windows.
     pub fn due(&mut self, now: Instant, out: &mut Vec<u32>) {
         self.refill(now);
+        for &g in &self.paced {
+            self.groups[g as usize].pace.refill(now);
+        }
         while let Some(&Reverse((deadline, i, try_no))) = self.timers.peek() {
             if deadline > now {
                 break;
@@ -419,12 +471,14 @@ impl Engine {
             let g = self.group(i);
             if self.tries[i] > self.retry_limit_of(g) {
                 self.timers.pop();
-                self.groups[g].decided += 1;
-                self.status[i] = Status::GaveUp;
-                self.land(i);
-                self.stats.unanswered += 1;
-                self.silent(g);
-                self.timed_out(g, now, out);
+                self.give_up(i, g, now, out);
+                continue;
+            }
+            if !self.groups[g].pace.ready() || !self.groups[g].resend.is_empty() {
+                // Behind its target's pace, in order.
+                self.timers.pop();
+                self.groups[g].resend.push_back((i as u32, try_no));
+                self.list(g);
                 continue;
             }
             if self.tokens < 1.0 {
@@ -435,18 +489,37 @@ impl Engine {
             self.send(i, now, out);
             self.timed_out(g, now, out);
         }
-        // Probes that waited for their target's window, first.
+        // Retransmissions that waited for their target's pace, then
+        // probes that waited for its window, first.
         let mut k = 0;
         while k < self.waiting.len() && self.tokens >= 1.0 {
             let g = self.waiting[k] as usize;
-            while self.room(g) && self.tokens >= 1.0 {
+            while self.tokens >= 1.0 && self.groups[g].pace.ready() {
+                let Some((i, try_no)) = self.groups[g].resend.pop_front() else {
+                    break;
+                };
+                let i = i as usize;
+                if self.status.get(i) != Some(&Status::Sent) || self.tries[i] != try_no {
+                    // Answered while it waited.
+                    continue;
+                }
+                if self.tries[i] > self.retry_limit_of(g) {
+                    self.give_up(i, g, now, out);
+                    continue;
+                }
+                self.stats.retransmitted += 1;
+                self.send(i, now, out);
+                self.timed_out(g, now, out);
+            }
+            while self.groups[g].resend.is_empty() && self.room(g) && self.tokens >= 1.0 {
                 let Some(i) = self.groups[g].deferred.pop_front() else {
                     break;
                 };
                 self.deferred -= 1;
                 self.launch(i as usize, now, out);
             }
-            if self.groups[g].deferred.is_empty() {
+            if self.groups[g].deferred.is_empty() && self.groups[g].resend.is_empty() {
+                self.groups[g].listed = false;
                 self.waiting.swap_remove(k);
             } else {
                 k += 1;
@@ -465,9 +538,7 @@ impl Engine {
                 self.launch(i, now, out);
             } else {
                 looked += 1;
-                if self.groups[g].deferred.is_empty() {
-                    self.waiting.push(g as u32);
-                }
+                self.list(g);
                 self.groups[g].deferred.push_back(i as u32);
                 self.deferred += 1;
             }
@@ -500,9 +571,17 @@ impl Engine {
         self.land(i);
         self.stats.answered += 1;
         let try_no = self.tries[i];
+        let pace = self.cfg.pace_targets;
+        let prev = self.prev_sent[i];
         let grp = &mut self.groups[g];
         if tcp {
             grp.best_try = grp.best_try.max(try_no);
+            if pace
+                && grp.pace.answered(now, try_no == 1, prev).is_some()
+                && !self.paced.contains(&(g as u32))
+            {
+                self.paced.push(g as u32);
+            }
         }
         grp.quiet = 0;
         grp.answers += 1;
@@ -642,15 +721,43 @@ impl Engine {
                 .max(Duration::from_micros(1))
         };
         let global_room = self.in_flight < self.cfg.window.max(1);
-        let new_ready = global_room
-            && (self.next_new < self.status.len()
-                || self.waiting.iter().any(|&g| self.room(g as usize)));
-        let timer = self.timers.peek().map(|Reverse((d, _, _))| *d);
-        let mut next = timer;
-        if new_ready {
-            next = Some(next.map_or(token_at, |t| t.min(token_at)));
+        let mut next = self.timers.peek().map(|Reverse((d, _, _))| *d);
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if global_room && self.next_new < self.status.len() {
+            at(token_at);
+        }
+        // Queued work: when its target's pace lets it go.
+        for &g in &self.waiting {
+            let Some(grp) = self.groups.get(g as usize) else {
+                continue;
+            };
+            let window = global_room && (grp.in_flight as f64) < grp.cwnd.floor().max(1.0);
+            if !grp.resend.is_empty() || (window && !grp.deferred.is_empty()) {
+                at(grp.pace.ready_at(now).unwrap_or(now));
+            }
         }
         next.map(|t| t.max(token_at))
+    }
+
+    /// The targets (groups) paced to their answers: each with the slowest
+    /// pace it had (sends a second) and its number of probes.
+    pub fn paced(&self) -> Vec<(u32, f64, usize)> {
+        if self.paced.is_empty() {
+            return Vec::new();
+        }
+        let mut probes = vec![0usize; self.groups.len()];
+        for &g in &self.group_of {
+            if let Some(n) = probes.get_mut(g as usize) {
+                *n += 1;
+            }
+        }
+        self.paced
+            .iter()
+            .filter_map(|&g| {
+                let slowest = self.groups.get(g as usize)?.pace.slowest()?;
+                Some((g, slowest, probes.get(g as usize).copied().unwrap_or(0)))
+            })
+            .collect()
     }
 }
 
@@ -742,6 +849,80 @@ mod tests {
         // srtt → 200 ms, rttvar → small: RTO a little over 200 ms.
         let rto = e.rto();
         assert!(rto >= ms(200) && rto < ms(400), "{rto:?}");
+    }
+
+    /// Drives `e` against a host that answers at most `per_sec` probes a
+    /// second (a token bucket of `per_sec` at once, the round trip `rtt`):
+    /// each send answered if the bucket has a token when it arrives. Runs
+    /// until finished or `limit`; returns the time taken and the sends.
+    fn against_a_limiter(
+        e: &mut Engine,
+        t0: Instant,
+        per_sec: f64,
+        rtt: Duration,
+        limit: Duration,
+    ) -> (Duration, u32) {
+        let (mut tokens, mut refilled) = (per_sec, t0);
+        let mut now = t0;
+        let mut sends = 0u32;
+        let mut answers: VecDeque<(Instant, u32)> = VecDeque::new();
+        let mut out = Vec::new();
+        while !e.finished() && now < t0 + limit {
+            while let Some(&(at, i)) = answers.front() {
+                if at > now {
+                    break;
+                }
+                answers.pop_front();
+                e.answered(i, at);
+            }
+            out.clear();
+            e.due(now, &mut out);
+            for &i in &out {
+                sends += 1;
+                let at = now + rtt;
+                tokens = (tokens + at.saturating_duration_since(refilled).as_secs_f64() * per_sec)
+                    .min(per_sec);
+                refilled = refilled.max(at);
+                if tokens >= 1.0 {
+                    tokens -= 1.0;
+                    answers.push_back((at, i));
+                }
+            }
+            let next = e.next_event(now).unwrap_or(now + ms(10));
+            let next = answers.front().map_or(next, |&(at, _)| next.min(at));
+            now = next.max(now + Duration::from_micros(1));
+        }
+        (now - t0, sends)
+    }
+
+    #[test]
+    fn a_host_that_answers_so_many_a_second_is_paced_and_every_probe_answered() {
+        let t0 = Instant::now();
+        let mut e = Engine::new(1000, EngineConfig::default(), t0);
+        let (took, sends) = against_a_limiter(&mut e, t0, 100.0, ms(1), Duration::from_secs(60));
+        let s = e.stats();
+        assert_eq!((s.answered, s.unanswered), (1000, 0), "{s:?}");
+        // 900 answers beyond the first 100 at 100 a second: 9 s at best.
+        assert!(
+            took >= Duration::from_secs(9) && took < Duration::from_secs(12),
+            "{took:?}"
+        );
+        let paced = e.paced();
+        assert_eq!(paced.len(), 1);
+        assert!((85.0..=115.0).contains(&paced[0].1), "{paced:?}");
+        // Retransmissions wait behind the pace: the sends are not many
+        // more than the probes (the first burst's silent ones once more).
+        assert!(sends < 2500, "{sends} sends {s:?}");
+        // Unpaced (the fixed pace of a re-probe has no such evidence
+        // counted): the same host leaves most ports silent.
+        let cfg = EngineConfig {
+            pace_targets: false,
+            ..EngineConfig::default()
+        };
+        let mut e = Engine::new(1000, cfg, t0);
+        against_a_limiter(&mut e, t0, 100.0, ms(1), Duration::from_secs(60));
+        assert!(e.stats().unanswered > 100, "{:?}", e.stats());
+        assert!(e.paced().is_empty());
     }
 
     #[test]

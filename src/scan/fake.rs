@@ -84,6 +84,10 @@ pub struct FakeHost {
     pub up_after: Duration,
     /// A slow lossy link in front of it.
     pub link: Option<Link>,
+    /// A limit on the resets it sends, (burst, resets a second): FreeBSD
+    /// and macOS answer at most 200 closed-port probes a second by default
+    /// (`net.inet.icmp.icmplim`); the rest get no answer. None: no limit.
+    pub reset_limit: Option<(f64, f64)>,
 }
 
 /// A bottleneck: one packet every `per_packet` (4 Mbit/s: about 150 µs for
@@ -108,7 +112,14 @@ impl FakeHost {
             path: Vec::new(),
             up_after: Duration::ZERO,
             link: None,
+            reset_limit: None,
         }
+    }
+
+    /// Sends at most `per_sec` resets a second, `burst` at once.
+    pub fn limit_resets(mut self, burst: f64, per_sec: f64) -> FakeHost {
+        self.reset_limit = Some((burst, per_sec));
+        self
     }
 
     /// Behind a slow lossy link.
@@ -185,6 +196,11 @@ pub struct FakeNetwork {
     pub link_drops: u64,
     /// When a router's resolution of an absent host, under way, fails.
     resolving: HashMap<IpAddr, Duration>,
+    /// Each host's reset bucket ([`FakeHost::reset_limit`]): (tokens, when
+    /// last refilled).
+    reset_buckets: HashMap<IpAddr, (f64, Duration)>,
+    /// Resets a host's limit kept back.
+    pub resets_limited: u64,
 }
 
 impl FakeNetwork {
@@ -212,6 +228,8 @@ impl FakeNetwork {
             rng: 0x9e37_79b9_7f4a_7c15,
             link_drops: 0,
             resolving: HashMap::new(),
+            reset_buckets: HashMap::new(),
+            resets_limited: 0,
         }
     }
 
@@ -233,6 +251,23 @@ impl FakeNetwork {
             *tokens -= 1.0;
             true
         } else {
+            false
+        }
+    }
+
+    /// Whether host `h` may send a reset at `at` (its reset limit allows).
+    fn reset_allowed(&mut self, h: &FakeHost, at: Duration) -> bool {
+        let Some((burst, per_sec)) = h.reset_limit else {
+            return true;
+        };
+        let (tokens, last) = self.reset_buckets.entry(h.addr).or_insert((burst, at));
+        *tokens = (*tokens + at.saturating_sub(*last).as_secs_f64() * per_sec).min(burst);
+        *last = (*last).max(at);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            self.resets_limited += 1;
             false
         }
     }
@@ -393,8 +428,10 @@ impl FakeNetwork {
                 self.schedule(at, frame);
             }
             Behaviour::Closed => {
-                let frame = fixture::tcp_ip(&syn.reply(flags::RST | flags::ACK, h.ttl));
-                self.schedule(at, frame);
+                if self.reset_allowed(&h, at) {
+                    let frame = fixture::tcp_ip(&syn.reply(flags::RST | flags::ACK, h.ttl));
+                    self.schedule(at, frame);
+                }
             }
             Behaviour::Drop => {}
             Behaviour::Icmp {

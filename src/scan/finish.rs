@@ -126,6 +126,9 @@ impl FirstRun {
                 ran.send_errors
             ));
         }
+        if let Some(w) = paced_note(&ran.paced) {
+            warnings.push(w);
+        }
         let lost = captures.iter().any(|(_, s)| s.dropped + s.if_dropped > 0);
         FirstRun {
             partial,
@@ -245,5 +248,87 @@ pub(super) fn stream_rest(results: &[Verdict], obs: &mut Streamer<'_>) {
         if obs.streamed.insert((v.target, v.port)) || v.uncertain || v.inferred.is_some() {
             (obs.on_verdict)(v);
         }
+    }
+}
+
+/// Targets named in the note on paced targets, at most.
+const PACED_NAMED: usize = 4;
+
+/// A paced target is noted when its probes take at least this long at its
+/// pace (a slow link paced to its 6,700 a second for 3,000 ports is not
+/// worth a word).
+const PACED_NOTE_AFTER: f64 = 2.0;
+
+/// The note on targets that answered only so many probes a second (see
+/// `pace.rs`): why their ports took longer, and what such limits are.
+/// `paced`: (target, slowest pace, probes).
+pub(super) fn paced_note(paced: &[(IpAddr, f64, usize)]) -> Option<String> {
+    let mut slow: Vec<(IpAddr, f64)> = paced
+        .iter()
+        .filter(|(_, rate, n)| *n as f64 / rate.max(1.0) >= PACED_NOTE_AFTER)
+        .map(|&(t, rate, _)| (t, rate))
+        .collect();
+    slow.sort_by_key(|s| s.0);
+    let why = "a host's limit on its resets, as FreeBSD and macOS keep at 200 a second by default; a SYN limit in front of it; or a link that carries no more";
+    match slow.as_slice() {
+        [] => None,
+        [(t, rate)] => Some(format!(
+            "{t} answered at most about {} probes a second ({why}): its probes were slowed to that pace, so its ports took longer",
+            rate.round() as u64
+        )),
+        many => {
+            let named: Vec<String> = many
+                .iter()
+                .take(PACED_NAMED)
+                .map(|(t, rate)| format!("{t} (about {})", rate.round() as u64))
+                .collect();
+            let more = many.len().saturating_sub(PACED_NAMED);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            Some(format!(
+                "{} targets answered at most so many probes a second, {}{more} ({why}): their probes were slowed to that pace, so their ports took longer",
+                many.len(),
+                named.join(", ")
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod paced_note_tests {
+    use super::paced_note;
+    use crate::fixture::addr;
+
+    #[test]
+    fn names_the_targets_whose_pace_made_them_slow() {
+        assert_eq!(paced_note(&[]), None);
+        // 3,000 probes at 6,700 a second: under half a second, not noted.
+        assert_eq!(paced_note(&[(addr("192.0.2.9"), 6700.0, 3000)]), None);
+        let one = paced_note(&[
+            (addr("192.0.2.7"), 199.4, 3000),
+            (addr("192.0.2.9"), 6700.0, 3000),
+        ])
+        .unwrap();
+        assert!(
+            one.starts_with(
+                "192.0.2.7 answered at most about 199 probes a second (a host's limit on its resets"
+            ),
+            "{one}"
+        );
+        assert!(!one.contains("192.0.2.9"), "{one}");
+        let list: Vec<_> = (1..=6u8)
+            .rev()
+            .map(|k| (addr(&format!("192.0.2.{k}")), 50.0 * f64::from(k), 1000))
+            .collect();
+        let many = paced_note(&list).unwrap();
+        assert!(
+            many.starts_with(
+                "6 targets answered at most so many probes a second, 192.0.2.1 (about 50), 192.0.2.2 (about 100), 192.0.2.3 (about 150), 192.0.2.4 (about 200) and 2 more (a host's limit"
+            ),
+            "{many}"
+        );
     }
 }

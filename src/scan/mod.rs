@@ -14,6 +14,7 @@ pub mod fake;
 mod finish;
 pub mod handshake;
 pub mod net;
+mod pace;
 mod passes;
 pub mod plan;
 pub mod privs;

@@ -126,6 +126,9 @@ pub struct Ran {
     pub stopped: Option<String>,
     /// Ctrl-C came.
     pub interrupted: bool,
+    /// Targets paced to the rate their answers showed: the slowest pace
+    /// each had (sends a second), and its number of probes.
+    pub paced: Vec<(IpAddr, f64, usize)>,
 }
 
 /// Runs `plan` on `net`, every captured packet into `session`.
@@ -171,11 +174,23 @@ pub fn run(
     }
     let send_errors = loop_.send_errors;
     let interrupted = net.interrupted();
+    let mut by_group: Vec<Option<IpAddr>> = vec![None; targets.len()];
+    for (t, g) in &targets {
+        if let Some(slot) = by_group.get_mut(*g as usize) {
+            *slot = Some(*t);
+        }
+    }
+    let paced = engine
+        .paced()
+        .into_iter()
+        .filter_map(|(g, rate, n)| Some((by_group.get(g as usize).copied().flatten()?, rate, n)))
+        .collect();
     Ok(Ran {
         engine,
         send_errors,
         stopped,
         interrupted,
+        paced,
     })
 }
 
