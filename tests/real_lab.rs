@@ -64,6 +64,31 @@ fn sysctl(lab: &RealLab, ns: &str, key: &str) -> String {
     stdout(&o).trim().to_string()
 }
 
+/// Opens `n` non-blocking connections from the client to closed ports
+/// 1001.. of `addr` at once; how many were refused within 0.5 s.
+fn resets_in_a_burst(lab: &RealLab, addr: &str, n: u16) -> usize {
+    let script = r#"
+import errno, select, socket, sys, time
+addr, n = sys.argv[1], int(sys.argv[2])
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+socks = []
+for p in range(1001, 1001 + n):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setblocking(False)
+    s.connect_ex((addr, p))
+    socks.append(s)
+time.sleep(0.5)
+print(sum(1 for s in socks if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED))
+"#;
+    let n = n.to_string();
+    let o = lab
+        .exec("c", &["python3", "-c", script, addr, &n])
+        .output()
+        .expect("python3");
+    assert!(o.status.success(), "burst to {addr}: {}", stderr(&o));
+    stdout(&o).trim().parse().expect("a count")
+}
+
 #[test]
 fn real_world_lab_comes_up_and_answers_as_documented() {
     let _machine = light();
@@ -73,8 +98,8 @@ fn real_world_lab_comes_up_and_answers_as_documented() {
     };
 
     // The answer key covers every target, both families.
-    assert_eq!(real_targets(false).len(), 8, "{:?}", real_targets(false));
-    assert_eq!(real_targets(true).len(), 8, "{:?}", real_targets(true));
+    assert_eq!(real_targets(false).len(), 9, "{:?}", real_targets(false));
+    assert_eq!(real_targets(true).len(), 9, "{:?}", real_targets(true));
     for t in real_targets(false).iter().chain(&real_targets(true)) {
         assert!(
             real_truth(t, 1).is_some() && real_truth(t, 3000).is_some(),
@@ -92,7 +117,7 @@ fn real_world_lab_comes_up_and_answers_as_documented() {
     );
 
     // Every namespace keeps the kernel's default ICMP rate limits.
-    for ns in ["c", "r", "vm", "fw", "h", "slow"] {
+    for ns in ["c", "r", "vm", "fw", "h", "slow", "bsd"] {
         let got: Vec<String> = [
             "net.ipv4.icmp_ratelimit",
             "net.ipv4.icmp_ratemask",
@@ -155,6 +180,8 @@ fn real_world_lab_comes_up_and_answers_as_documented() {
         format!("http://{REAL_HOST4}:443/"),
         format!("http://{REAL_SLOW4}:{REAL_LOSSY_PORT}/"),
         format!("http://[{REAL_SLOW6}]:{REAL_LOSSY_PORT}/"),
+        format!("http://{REAL_BSD4}:22/"),
+        format!("http://[{REAL_BSD6}]:22/"),
     ] {
         let o = lab
             .exec(
@@ -184,6 +211,7 @@ fn real_world_lab_comes_up_and_answers_as_documented() {
         (REAL_FW4, 80, 4.0), // the firewalld host's first reject
         (REAL_VM4, 443, 4.0),
         (REAL_SLOW4, 81, 4.0),
+        (REAL_BSD4, 81, 4.0),
         (REAL_ABSENT4, 80, 6.0),
     ];
     let v6: Vec<(&str, u16, f64)> = vec![
@@ -195,6 +223,7 @@ fn real_world_lab_comes_up_and_answers_as_documented() {
         (REAL_FW6, 80, 4.0),
         (REAL_VM6, 22, 4.0),
         (REAL_SLOW6, 81, 4.0),
+        (REAL_BSD6, 81, 4.0),
         (REAL_ABSENT6, 80, 6.0),
     ];
     // Silence takes the whole timeout: these run in a third sequence.
@@ -216,6 +245,17 @@ fn real_world_lab_comes_up_and_answers_as_documented() {
         "not as documented:\n{}",
         errors.join("\n")
     );
+
+    // The reset limit, after the single probes above: 400 connect()s to
+    // closed ports at once, both families; about 200 are refused within
+    // half a second (the limit's burst), the rest get no answer.
+    for addr in [REAL_BSD4, REAL_BSD6] {
+        let refused = resets_in_a_burst(&lab, addr, 400);
+        assert!(
+            (180..=230).contains(&refused),
+            "{addr}: {refused} of 400 connects refused"
+        );
+    }
 
     drop(lab);
     assert!(

@@ -254,6 +254,10 @@ pub const REAL_SLOW6: &str = "2001:db8:18:4::2";
 /// The slow host's open ports; `REAL_LOSSY_PORT` is "the lossy open port".
 pub const REAL_SLOW_OPEN: [u16; 4] = [22, 80, 443, 2000];
 pub const REAL_LOSSY_PORT: u16 = 2000;
+/// A host that sends at most 200 resets a second, 200 at once (FreeBSD's
+/// and macOS's default for closed ports); 22 open.
+pub const REAL_BSD4: &str = "198.18.5.2";
+pub const REAL_BSD6: &str = "2001:db8:18:5::2";
 
 /// The truth for one (address, port) of the real-world profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -423,7 +427,7 @@ impl RealLab {
     }
 
     /// Namespace of `which`: "c" (client), "r" (router), "vm", "fw", "h"
-    /// (host behind the router), "slow".
+    /// (host behind the router), "slow", "bsd".
     pub fn ns(&self, which: &str) -> String {
         format!("{}-w-{which}", self.prefix)
     }

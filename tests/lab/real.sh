@@ -9,12 +9,14 @@
 # icmp_ratemask, icmp_msgs_per_sec/burst, net.ipv6.icmp.ratelimit/ratemask
 # are never written), and has the targets users meet: a cloud VM that drops,
 # a firewalld host that rejects with host-prohibited, a host behind a
-# filtering router, an absent host, unreachable/prohibit/blackhole routes
-# and a slow lossy link. See tests/lab/README.md ("Real-world profile") for
-# the topology, the addresses and the answer key (tests/lab/real-key.txt).
+# filtering router, an absent host, unreachable/prohibit/blackhole routes,
+# a slow lossy link and a host that sends at most 200 resets a second (as
+# FreeBSD and macOS do by default). See tests/lab/README.md ("Real-world
+# profile") for the topology, the addresses and the answer key
+# (tests/lab/real-key.txt).
 #
 # Namespaces: PREFIX-w-c (client), PREFIX-w-r (router), PREFIX-w-vm,
-# PREFIX-w-fw, PREFIX-w-h, PREFIX-w-slow. Veths are created directly inside
+# PREFIX-w-fw, PREFIX-w-h, PREFIX-w-slow, PREFIX-w-bsd. Veths are created directly inside
 # the namespaces: nothing is added to the root namespace, no packet leaves.
 # Needs root, iproute2 (with tc), iptables/ip6tables, python3, curl.
 set -Eeuo pipefail
@@ -43,12 +45,14 @@ names() {
     # two profiles may even share a PREFIX.
     NS_C="${P}-w-c"; NS_R="${P}-w-r"
     NS_VM="${P}-w-vm"; NS_FW="${P}-w-fw"; NS_H="${P}-w-h"; NS_S="${P}-w-slow"
-    ALL_NS=("$NS_C" "$NS_R" "$NS_VM" "$NS_FW" "$NS_H" "$NS_S")
+    NS_B="${P}-w-bsd"
+    ALL_NS=("$NS_C" "$NS_R" "$NS_VM" "$NS_FW" "$NS_H" "$NS_S" "$NS_B")
     IF_C="${P}c";  IF_RC="${P}rc"   # client <-> router
     IF_V="${P}v";  IF_RV="${P}rv"   # cloud VM <-> router
     IF_F="${P}f";  IF_RF="${P}rf"   # firewalld host <-> router
     IF_H="${P}h";  IF_RH="${P}rh"   # host behind the filtering router
     IF_S="${P}s";  IF_RS="${P}rs"   # slow lossy link
+    IF_B="${P}b";  IF_RB="${P}rb"   # host that rate-limits its resets
     STATE="$STATE_ROOT/${P}-w"
 }
 
@@ -184,6 +188,7 @@ lab_up() {
     target_link "$NS_FW" "$IF_F" "$IF_RF" 2
     target_link "$NS_H" "$IF_H" "$IF_RH" 3   # 198.18.3.99 / ::99: nobody
     target_link "$NS_S" "$IF_S" "$IF_RS" 4
+    target_link "$NS_B" "$IF_B" "$IF_RB" 5
 
     # Routes of the router: one prefix each.
     nsx "$NS_R" ip route add unreachable 198.18.8.0/24
@@ -251,10 +256,18 @@ lab_up() {
         nsx "$NS_R" "$ipt" -w -A FORWARD -i "$IF_RS" -o "$IF_RC" -m statistic --mode random --probability 0.01 -j DROP
     done
 
+    # A host that sends at most 200 resets a second, 200 at once: what
+    # FreeBSD and macOS do for closed ports by default
+    # (net.inet.icmp.icmplim=200); probes beyond it get no answer.
+    for ipt in iptables ip6tables; do
+        nsx "$NS_B" "$ipt" -w -A OUTPUT -p tcp --tcp-flags RST RST -m limit --limit 200/second --limit-burst 200 -j ACCEPT
+        nsx "$NS_B" "$ipt" -w -A OUTPUT -p tcp --tcp-flags RST RST -j DROP
+    done
+
     wait_link_up "$NS_C" "$IF_C"
     local pair
     for pair in "$NS_R:$IF_RC" "$NS_R:$IF_RV" "$NS_R:$IF_RF" "$NS_R:$IF_RH" "$NS_R:$IF_RS" \
-        "$NS_VM:$IF_V" "$NS_FW:$IF_F" "$NS_H:$IF_H" "$NS_S:$IF_S"; do
+        "$NS_R:$IF_RB" "$NS_VM:$IF_V" "$NS_FW:$IF_F" "$NS_H:$IF_H" "$NS_S:$IF_S" "$NS_B:$IF_B"; do
         wait_link_up "${pair%%:*}" "${pair#*:}"
     done
     for ns in "${ALL_NS[@]}"; do
@@ -265,10 +278,12 @@ lab_up() {
     start_listener "$NS_FW" fw 22
     start_listener "$NS_H" h 22 80 443
     start_listener "$NS_S" slow 22 80 443 2000
+    start_listener "$NS_B" bsd 22
     wait_listening "$NS_VM" 22 443
     wait_listening "$NS_FW" 22
     wait_listening "$NS_H" 22 80 443
     wait_listening "$NS_S" 22 80 443 2000
+    wait_listening "$NS_B" 22
 
     # End to end through the router, both families, one open port of each
     # host (<= 4 tries of <= 3 s: the slow link loses 1 % each way). Only
@@ -277,7 +292,8 @@ lab_up() {
     fetch_each "$NS_C" 4 3 http://198.18.1.2:443/ 'http://[2001:db8:18:1::2]:443/' \
         http://198.18.2.2:22/ 'http://[2001:db8:18:2::2]:22/' \
         http://198.18.3.2:80/ 'http://[2001:db8:18:3::2]:80/' \
-        http://198.18.4.2:2000/ 'http://[2001:db8:18:4::2]:2000/'
+        http://198.18.4.2:2000/ 'http://[2001:db8:18:4::2]:2000/' \
+        http://198.18.5.2:22/ 'http://[2001:db8:18:5::2]:22/'
 
     trap - ERR
     echo "real-world lab $P up: ${ALL_NS[*]}"
