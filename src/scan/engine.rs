@@ -156,8 +156,10 @@ pub struct Engine {
     status: Vec<Status>,
     tries: Vec<u8>,
     last_sent: Vec<Option<Instant>>,
-    /// The send before the last, of a probe sent more than once.
-    prev_sent: Vec<Option<Instant>>,
+    /// Whether a probe's send before its last came after its target's
+    /// pace was last set (a byte a probe, not a time: this is written for
+    /// every send of a 65,535-port scan).
+    prev_fresh: Vec<bool>,
     /// Each probe's group (its target), and the groups.
     group_of: Vec<u32>,
     groups: Vec<Group>,
@@ -242,7 +244,7 @@ impl Engine {
             status: vec![Status::Waiting; probes],
             tries: vec![0; probes],
             last_sent: vec![None; probes],
-            prev_sent: vec![None; probes],
+            prev_fresh: vec![false; probes],
             group_of,
             groups: vec![group; n_groups],
             waiting: Vec::new(),
@@ -295,9 +297,21 @@ impl Engine {
     /// ports a limiter kept silent are the rate-limit inference's work
     /// ([`crate::track::infer`]), which re-probes them at the limiter's
     /// pace.
+    ///
+    /// A target paced to its answers gets every retry: its silence is its
+    /// limit's (its retries were answered), and the tries its probes spent
+    /// before the pace was found, faster than it answers, say nothing of
+    /// its ports (a 200-a-second host once left a port `filtered` after 4
+    /// sends in the first 0.3 s and one paced).
     fn retry_limit_of(&self, g: usize) -> u8 {
-        let best = self.groups.get(g).map_or(0, |grp| grp.best_try);
-        if !self.cfg.adaptive_retries || (best == 0 && self.status.len() <= SMALL_RUN) {
+        let Some(grp) = self.groups.get(g) else {
+            return self.cfg.max_retries;
+        };
+        let best = grp.best_try;
+        if !self.cfg.adaptive_retries
+            || grp.pace.slowest().is_some()
+            || (best == 0 && self.status.len() <= SMALL_RUN)
+        {
             self.cfg.max_retries
         } else {
             best.max(1).min(self.cfg.max_retries)
@@ -365,10 +379,11 @@ impl Engine {
     fn send(&mut self, i: usize, now: Instant, out: &mut Vec<u32>) {
         self.tokens -= 1.0;
         self.tries[i] = self.tries[i].saturating_add(1);
-        self.prev_sent[i] = self.last_sent[i];
+        let g = self.group(i);
+        let changed = self.groups[g].pace.changed();
+        self.prev_fresh[i] = self.last_sent[i].is_some_and(|p| p >= changed);
         self.last_sent[i] = Some(now);
         self.status[i] = Status::Sent;
-        let g = self.group(i);
         self.groups[g].pace.sent();
         let rto = self.rto_of(g);
         let deadline = now + rto;
@@ -572,12 +587,22 @@ impl Engine {
         self.stats.answered += 1;
         let try_no = self.tries[i];
         let pace = self.cfg.pace_targets;
-        let prev = self.prev_sent[i];
+        let last = self.last_sent[i];
+        let prev_fresh = self.prev_fresh[i];
         let grp = &mut self.groups[g];
         if tcp {
             grp.best_try = grp.best_try.max(try_no);
             if pace
-                && grp.pace.answered(now, try_no == 1, prev).is_some()
+                // The try before went out at this pace: it was sent after
+                // the pace was set, and so was the last (no change since).
+                && grp
+                    .pace
+                    .answered(
+                        now,
+                        try_no == 1,
+                        prev_fresh && last.is_some_and(|l| l >= grp.pace.changed()),
+                    )
+                    .is_some()
                 && !self.paced.contains(&(g as u32))
             {
                 self.paced.push(g as u32);
@@ -909,6 +934,7 @@ mod tests {
         );
         let paced = e.paced();
         assert_eq!(paced.len(), 1);
+        assert_eq!(e.retry_limit(), 6, "a paced target gets every retry");
         assert!((85.0..=115.0).contains(&paced[0].1), "{paced:?}");
         // Retransmissions wait behind the pace: the sends are not many
         // more than the probes (the first burst's silent ones once more).
