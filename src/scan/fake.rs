@@ -88,6 +88,10 @@ pub struct FakeHost {
     /// and macOS answer at most 200 closed-port probes a second by default
     /// (`net.inet.icmp.icmplim`); the rest get no answer. None: no limit.
     pub reset_limit: Option<(f64, f64)>,
+    /// A limit on the SYNs that reach it, (burst, SYNs a second): a SYN
+    /// limit in front of a server (iptables `hashlimit`, a DDoS filter);
+    /// SYNs beyond it are dropped, whatever their port.
+    pub syn_limit: Option<(f64, f64)>,
 }
 
 /// A bottleneck: one packet every `per_packet` (4 Mbit/s: about 150 µs for
@@ -113,7 +117,14 @@ impl FakeHost {
             up_after: Duration::ZERO,
             link: None,
             reset_limit: None,
+            syn_limit: None,
         }
+    }
+
+    /// Lets at most `per_sec` SYNs a second reach it, `burst` at once.
+    pub fn limit_syns(mut self, burst: f64, per_sec: f64) -> FakeHost {
+        self.syn_limit = Some((burst, per_sec));
+        self
     }
 
     /// Sends at most `per_sec` resets a second, `burst` at once.
@@ -196,11 +207,13 @@ pub struct FakeNetwork {
     pub link_drops: u64,
     /// When a router's resolution of an absent host, under way, fails.
     resolving: HashMap<IpAddr, Duration>,
-    /// Each host's reset bucket ([`FakeHost::reset_limit`]): (tokens, when
-    /// last refilled).
-    reset_buckets: HashMap<IpAddr, (f64, Duration)>,
-    /// Resets a host's limit kept back.
+    /// Each host's reset and SYN buckets ([`FakeHost::reset_limit`],
+    /// [`FakeHost::syn_limit`]; true: the SYNs'): (tokens, when last
+    /// refilled).
+    limit_buckets: HashMap<(IpAddr, bool), (f64, Duration)>,
+    /// Resets and SYNs a host's limit kept back.
     pub resets_limited: u64,
+    pub syns_limited: u64,
 }
 
 impl FakeNetwork {
@@ -228,8 +241,9 @@ impl FakeNetwork {
             rng: 0x9e37_79b9_7f4a_7c15,
             link_drops: 0,
             resolving: HashMap::new(),
-            reset_buckets: HashMap::new(),
+            limit_buckets: HashMap::new(),
             resets_limited: 0,
+            syns_limited: 0,
         }
     }
 
@@ -255,21 +269,29 @@ impl FakeNetwork {
         }
     }
 
-    /// Whether host `h` may send a reset at `at` (its reset limit allows).
-    fn reset_allowed(&mut self, h: &FakeHost, at: Duration) -> bool {
-        let Some((burst, per_sec)) = h.reset_limit else {
+    /// Whether host `h`'s reset limit (`syn`: its SYN limit) lets one
+    /// more through at `at`.
+    fn limit_allows(&mut self, h: &FakeHost, syn: bool, at: Duration) -> bool {
+        let limit = if syn { h.syn_limit } else { h.reset_limit };
+        let Some((burst, per_sec)) = limit else {
             return true;
         };
-        let (tokens, last) = self.reset_buckets.entry(h.addr).or_insert((burst, at));
+        let (tokens, last) = self
+            .limit_buckets
+            .entry((h.addr, syn))
+            .or_insert((burst, at));
         *tokens = (*tokens + at.saturating_sub(*last).as_secs_f64() * per_sec).min(burst);
         *last = (*last).max(at);
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            true
+            return true;
+        }
+        if syn {
+            self.syns_limited += 1;
         } else {
             self.resets_limited += 1;
-            false
         }
+        false
     }
 
     /// Whether `from` may send a route error at `at` ([`Behaviour::RouteError`]):
@@ -391,7 +413,10 @@ impl FakeNetwork {
         let Some(h) = self.host(o.target).cloned() else {
             return;
         };
-        if self.clock < h.up_after || h.lose_first.get(&dport).is_some_and(|&lost| nth <= lost) {
+        if self.clock < h.up_after
+            || h.lose_first.get(&dport).is_some_and(|&lost| nth <= lost)
+            || !self.limit_allows(&h, true, self.clock)
+        {
             return;
         }
         let syn = Seg {
@@ -428,7 +453,7 @@ impl FakeNetwork {
                 self.schedule(at, frame);
             }
             Behaviour::Closed => {
-                if self.reset_allowed(&h, at) {
+                if self.limit_allows(&h, false, at) {
                     let frame = fixture::tcp_ip(&syn.reply(flags::RST | flags::ACK, h.ttl));
                     self.schedule(at, frame);
                 }

@@ -957,3 +957,48 @@ fn a_host_that_rate_limits_its_resets_is_paced_to_its_rate() {
             .all(|v| v.probes == 1)
     );
 }
+
+#[test]
+fn a_server_behind_a_syn_limit_is_paced_and_its_open_ports_found() {
+    // A SYN limit in front of a server (iptables hashlimit, 100 a second,
+    // 50 at once): SYNs beyond it are dropped whatever their port, so open
+    // ports go silent too. Every port is still found: open ones open.
+    let open = [22u16, 80, 443, 1500, 2999];
+    let mut host = FakeHost::new(HOST, Behaviour::Closed).limit_syns(50.0, 100.0);
+    for p in open {
+        host = host.port(p, Behaviour::Open);
+    }
+    let mut net = FakeNetwork::new(vec![host]);
+    let (out, _) = scan(&mut net, &opts(&[HOST], "1-3000"));
+    let e = out.info.engine;
+    let wrong: Vec<_> = out
+        .analysis
+        .results
+        .iter()
+        .filter(|v| {
+            v.state
+                != if open.contains(&v.port) {
+                    State::Open
+                } else {
+                    State::Refused
+                }
+        })
+        .map(|v| (v.port, v.probes))
+        .collect();
+    assert!(wrong.is_empty(), "{} wrong: {wrong:?} {e:?}", wrong.len());
+    assert!(net.syns_limited > 100, "the limit dropped SYNs");
+    // 2,950 SYNs beyond the first 50 at 100 a second: 29.5 s at best.
+    let took = net.elapsed();
+    assert!(
+        took > Duration::from_secs(29) && took < Duration::from_secs(36),
+        "{took:?} {e:?}"
+    );
+    assert!(
+        out.info
+            .warnings
+            .iter()
+            .any(|w| w.contains("probes a second")),
+        "{:?}",
+        out.info.warnings
+    );
+}
