@@ -732,12 +732,11 @@ impl Tracker {
     /// The index rebuilt from the ring, with room for as many again: its
     /// stale entries (attempts that left the ring) go.
     fn sweep_index(&mut self) {
-        let (ring, base) = (&self.ring, self.base as u32);
-        let mut index = index::Index::rebuilt(ring.len());
+        let (ring, base, index) = (&self.ring, self.base as u32, &mut self.index);
+        index.rebuild(ring.len());
         for (i, a) in ring.iter().enumerate() {
             index.insert(a.hash, base.wrapping_add(i as u32), |_| false);
         }
-        self.index = index;
     }
 
     /// Takes the front attempt out of the ring (its index entry goes stale).
